@@ -1,0 +1,344 @@
+"""The storage contract every backend implements, sync (``BaseDb``) and async (``AsyncBaseDb``).
+
+The contract is small on purpose: everything else (history assembly, recall, curation) is
+core code written once on top of it. The two classes have the same method names; the async
+one's are coroutines. ``kern.testing.conformance`` checks a backend against this contract.
+
+Rules every implementation keeps (DESIGN.md section 3):
+
+- ``append_run`` writes the run once, as its own row, and assigns ``seq`` atomically:
+  concurrent writers from several processes never lose or duplicate a run.
+- ``get_last_runs`` reads the newest runs through an index: its cost does not grow with the
+  length of the session.
+- ``upsert_session`` is compare-and-set on ``version``: a stale writer gets
+  ``VersionConflictError`` and nothing is overwritten.
+- Every read path is indexed, and ``forget_user`` removes every row holding the user's data.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import ClassVar
+
+from kern.records import (
+    Learning,
+    LearningStatus,
+    Memory,
+    Run,
+    RunStatus,
+    ScoredLearning,
+    ScoredMemory,
+    Session,
+    SessionType,
+)
+
+#: The logical tables, without the configurable prefix (``kern_`` by default).
+TABLES = ("sessions", "runs", "memories", "learnings", "schema_versions")
+
+
+class _DbInfo:
+    """What both flavours share: identity used by the Agent to pick sync or async paths."""
+
+    #: True for classes whose methods are coroutines.
+    is_async: ClassVar[bool] = False
+    #: The backend's registered name (``"sqlite"``, ``"postgres"``, ...).
+    backend_name: ClassVar[str] = ""
+
+
+class BaseDb(_DbInfo, abc.ABC):
+    """A synchronous kern database."""
+
+    is_async = False
+
+    # -- lifecycle -----------------------------------------------------------------
+    @abc.abstractmethod
+    def create_tables(self) -> None:
+        """Create missing tables and indexes and run pending migrations forward.
+
+        Idempotent, and safe when several processes call it at once. Backends call it
+        themselves before first use, so users never have to.
+        """
+
+    @abc.abstractmethod
+    def forget_user(self, user_id: str) -> dict[str, int]:
+        """Delete every row holding ``user_id``'s data; return the count per table.
+
+        Sessions of the user go with their runs. Keys are logical table names
+        (``"sessions"``, ``"runs"``, ``"memories"``, ``"learnings"``).
+        """
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections. The object must not be used afterwards."""
+
+    def __enter__(self) -> BaseDb:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- sessions ------------------------------------------------------------------
+    @abc.abstractmethod
+    def get_session(self, session_id: str) -> Session | None:
+        """The stored session, or ``None``."""
+
+    @abc.abstractmethod
+    def upsert_session(self, session: Session, *, expected_version: int | None) -> Session:
+        """Store ``session`` if the stored version is ``expected_version``; return what was stored.
+
+        ``expected_version=None`` creates the session and requires that it does not exist
+        yet. Otherwise the stored row must be at ``expected_version``. The stored copy gets
+        ``version = (expected_version or 0) + 1`` and a fresh ``updated_at``; ``created_at``
+        of an existing row is kept. On mismatch raise ``VersionConflictError`` and change
+        nothing.
+        """
+
+    @abc.abstractmethod
+    def list_sessions(
+        self,
+        *,
+        user_id: str | None = None,
+        component_id: str | None = None,
+        session_type: SessionType | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> list[Session]:
+        """Sessions matching every given filter, newest ``updated_at`` first."""
+
+    @abc.abstractmethod
+    def delete_session(self, session_id: str) -> bool:
+        """Delete the session and all of its runs. True if the session existed."""
+
+    # -- runs ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def append_run(self, run: Run) -> Run:
+        """Append ``run`` to its session, assigning the next ``seq``; return the stored run.
+
+        The session row need not exist (a workflow may log before it writes state). When it
+        does, its ``updated_at`` may be moved to the run's time; its ``version`` is not
+        touched. A ``run_id`` that is already stored raises ``ValueError``.
+        """
+
+    @abc.abstractmethod
+    def get_run(self, run_id: str) -> Run | None:
+        """One run by id, or ``None``."""
+
+    @abc.abstractmethod
+    def get_last_runs(
+        self,
+        session_id: str,
+        limit: int,
+        *,
+        before_seq: int | None = None,
+        top_level_only: bool = False,
+        status: RunStatus | None = None,
+    ) -> list[Run]:
+        """The newest ``limit`` runs of a session (with ``seq < before_seq`` if given).
+
+        Returned oldest first (ascending ``seq``), ready to be replayed as history.
+        ``top_level_only`` keeps runs without ``parent_run_id`` (a team leader's turns, not
+        its members'); ``status`` keeps runs of that status. Read through the
+        ``(session_id, seq)`` index: the cost is that of the rows returned.
+        """
+
+    @abc.abstractmethod
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        status: RunStatus,
+        output: object = None,
+        messages: Sequence[object] | None = None,
+        metrics: dict[str, object] | None = None,
+    ) -> Run:
+        """Finish (or re-mark) a run that is still ``running``; return the stored run.
+
+        Unknown ``run_id`` raises ``RunNotFoundError``; a run that is no longer ``running``
+        raises ``RunFinishedError``. ``None`` arguments leave the stored field as it is.
+        """
+
+    # -- memories ------------------------------------------------------------------
+    @abc.abstractmethod
+    def upsert_memory(self, memory: Memory) -> Memory:
+        """Insert or replace a memory by ``memory_id``; ``updated_at`` is refreshed."""
+
+    @abc.abstractmethod
+    def get_memory(self, memory_id: str) -> Memory | None: ...
+
+    @abc.abstractmethod
+    def list_memories(
+        self,
+        user_id: str,
+        *,
+        agent_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Memory]:
+        """A user's memories, newest ``updated_at`` first."""
+
+    @abc.abstractmethod
+    def search_memories(
+        self, user_id: str, query: str, *, agent_id: str | None = None, limit: int = 5
+    ) -> list[ScoredMemory]:
+        """A user's memories most relevant to ``query``, best first, at most ``limit``.
+
+        Uses the backend's own text search where it has one. Never returns another
+        user's memories.
+        """
+
+    @abc.abstractmethod
+    def delete_memory(self, memory_id: str) -> bool: ...
+
+    # -- learnings -----------------------------------------------------------------
+    @abc.abstractmethod
+    def upsert_learning(self, learning: Learning) -> Learning:
+        """Insert or replace a learning by ``learning_id``; ``updated_at`` is refreshed."""
+
+    @abc.abstractmethod
+    def get_learning(self, learning_id: str) -> Learning | None: ...
+
+    @abc.abstractmethod
+    def query_learnings(
+        self,
+        *,
+        kind: str | None = None,
+        namespace: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        entity_id: str | None = None,
+        status: LearningStatus | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Learning]:
+        """Learnings matching every given filter, newest ``updated_at`` first."""
+
+    @abc.abstractmethod
+    def search_learnings(
+        self,
+        query: str,
+        *,
+        kind: str | None = None,
+        namespace: str | None = None,
+        user_id: str | None = None,
+        status: LearningStatus | None = LearningStatus.ACTIVE,
+        limit: int = 5,
+    ) -> list[ScoredLearning]:
+        """Learnings most relevant to ``query`` (over their JSON content), best first."""
+
+    @abc.abstractmethod
+    def delete_learning(self, learning_id: str) -> bool: ...
+
+
+class AsyncBaseDb(_DbInfo, abc.ABC):
+    """The async twin of ``BaseDb``: same methods and meaning, as coroutines."""
+
+    is_async = True
+
+    @abc.abstractmethod
+    async def create_tables(self) -> None: ...
+    @abc.abstractmethod
+    async def forget_user(self, user_id: str) -> dict[str, int]: ...
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    async def __aenter__(self) -> AsyncBaseDb:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @abc.abstractmethod
+    async def get_session(self, session_id: str) -> Session | None: ...
+    @abc.abstractmethod
+    async def upsert_session(
+        self, session: Session, *, expected_version: int | None
+    ) -> Session: ...
+    @abc.abstractmethod
+    async def list_sessions(
+        self,
+        *,
+        user_id: str | None = None,
+        component_id: str | None = None,
+        session_type: SessionType | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> list[Session]: ...
+    @abc.abstractmethod
+    async def delete_session(self, session_id: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def append_run(self, run: Run) -> Run: ...
+    @abc.abstractmethod
+    async def get_run(self, run_id: str) -> Run | None: ...
+    @abc.abstractmethod
+    async def get_last_runs(
+        self,
+        session_id: str,
+        limit: int,
+        *,
+        before_seq: int | None = None,
+        top_level_only: bool = False,
+        status: RunStatus | None = None,
+    ) -> list[Run]: ...
+    @abc.abstractmethod
+    async def update_run(
+        self,
+        run_id: str,
+        *,
+        status: RunStatus,
+        output: object = None,
+        messages: Sequence[object] | None = None,
+        metrics: dict[str, object] | None = None,
+    ) -> Run: ...
+
+    @abc.abstractmethod
+    async def upsert_memory(self, memory: Memory) -> Memory: ...
+    @abc.abstractmethod
+    async def get_memory(self, memory_id: str) -> Memory | None: ...
+    @abc.abstractmethod
+    async def list_memories(
+        self,
+        user_id: str,
+        *,
+        agent_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Memory]: ...
+    @abc.abstractmethod
+    async def search_memories(
+        self, user_id: str, query: str, *, agent_id: str | None = None, limit: int = 5
+    ) -> list[ScoredMemory]: ...
+    @abc.abstractmethod
+    async def delete_memory(self, memory_id: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def upsert_learning(self, learning: Learning) -> Learning: ...
+    @abc.abstractmethod
+    async def get_learning(self, learning_id: str) -> Learning | None: ...
+    @abc.abstractmethod
+    async def query_learnings(
+        self,
+        *,
+        kind: str | None = None,
+        namespace: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        entity_id: str | None = None,
+        status: LearningStatus | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Learning]: ...
+    @abc.abstractmethod
+    async def search_learnings(
+        self,
+        query: str,
+        *,
+        kind: str | None = None,
+        namespace: str | None = None,
+        user_id: str | None = None,
+        status: LearningStatus | None = LearningStatus.ACTIVE,
+        limit: int = 5,
+    ) -> list[ScoredLearning]: ...
+    @abc.abstractmethod
+    async def delete_learning(self, learning_id: str) -> bool: ...

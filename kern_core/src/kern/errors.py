@@ -1,0 +1,58 @@
+"""Errors kern raises. Each message names the problem and the fix."""
+
+from __future__ import annotations
+
+
+class KernError(Exception):
+    """Base class for every error kern raises on purpose."""
+
+
+class ConfigurationError(KernError):
+    """kern was set up in a way that cannot work (bad URL, missing extra, wrong class)."""
+
+
+class BackendNotInstalledError(ConfigurationError):
+    """A URL scheme belongs to a backend whose extra is not installed."""
+
+
+class SyncAsyncMismatchError(ConfigurationError):
+    """A sync object was used where an async one is needed, or the reverse."""
+
+
+class SessionNotFoundError(KernError, LookupError):
+    """An operation named a session that is not stored."""
+
+
+class VersionConflictError(KernError):
+    """A compare-and-set write found a newer version than the one it read.
+
+    Another writer changed the session in between. Nothing was overwritten: read the
+    session again, re-apply the change, and write with the new version.
+    """
+
+    def __init__(self, session_id: str, expected: int | None, actual: int | None) -> None:
+        self.session_id = session_id
+        self.expected = expected
+        self.actual = actual
+        if expected is None:
+            what = f"session {session_id!r} already exists (version {actual})"
+        elif actual is None:
+            what = f"session {session_id!r} no longer exists (expected version {expected})"
+        else:
+            what = f"session {session_id!r} is at version {actual}, not {expected}"
+        super().__init__(
+            f"{what}: another writer changed it. Nothing was overwritten; re-read the "
+            "session and write again with its current version."
+        )
+
+
+class RunNotFoundError(KernError, LookupError):
+    """An operation named a run that is not stored."""
+
+
+class RunFinishedError(KernError):
+    """Only an unfinished (``running``) run may be updated: finished runs are immutable."""
+
+
+class UnserializableError(KernError, TypeError):
+    """A value (session state, metadata, tool result) cannot be stored as JSON."""
