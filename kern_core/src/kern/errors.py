@@ -56,3 +56,7 @@ class RunFinishedError(KernError):
 
 class UnserializableError(KernError, TypeError):
     """A value (session state, metadata, tool result) cannot be stored as JSON."""
+
+
+class ModelProviderError(KernError):
+    """The model provider could not be reached or refused the request."""
