@@ -8,7 +8,7 @@ from pkgutil import extend_path
 
 __path__ = extend_path(__path__, __name__)
 
-from kern.db.base import AsyncBaseDb, BaseDb  # noqa: E402
-from kern.db.registry import connect  # noqa: E402
+from kern.db.base import AsyncBaseDb, BaseDb
+from kern.db.registry import connect
 
 __all__ = ["AsyncBaseDb", "BaseDb", "connect"]

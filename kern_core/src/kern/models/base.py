@@ -1,4 +1,4 @@
-"""What a model provider implements: one request/response call, sync and async, plain and streamed."""
+"""What a model provider implements: one call, sync and async, plain and streamed."""
 
 from __future__ import annotations
 

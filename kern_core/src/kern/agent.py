@@ -1,0 +1,358 @@
+"""The Agent: a model, tools and instructions, with a database that remembers.
+
+Per turn the agent reads the session row and the last ``num_history_runs`` runs (an indexed
+read, whatever the session's length), calls the model (and tools), and appends the turn as
+one new run. Session state is written only when it changed, compare-and-set on its version.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from kern.db.base import AsyncBaseDb, BaseDb
+from kern.effects import DbCall, ModelCall, ToolRun, Turn, adrive, alast, drive, last
+from kern.errors import (
+    ConfigurationError,
+    SessionNotFoundError,
+    SyncAsyncMismatchError,
+    UnserializableError,
+    VersionConflictError,
+)
+from kern.models import default_model, get_model
+from kern.models.base import Model, ModelResponse
+from kern.printing import aprint_stream, print_run, print_stream
+from kern.records import Message, Run, RunStatus, Session, SessionType, new_id
+from kern.run import RunEvent, RunOutput
+from kern.tools import Tool, argument_error_text, as_tool, result_text
+
+#: How many model calls one turn may make before the agent stops following tool calls.
+MAX_MODEL_CALLS = 10
+
+
+class Agent:
+    """An AI agent whose sessions, history and state survive restarts when given a ``db``.
+
+    ``add_history_to_context`` puts the last ``num_history_runs`` runs of the session into
+    the model's context. ``session_state`` holds defaults for a new session's state; tools
+    that take a ``session_state`` parameter receive the session's state and may change it.
+    """
+
+    def __init__(
+        self,
+        model: Model | str | None = None,
+        *,
+        db: BaseDb | AsyncBaseDb | None = None,
+        name: str | None = None,
+        agent_id: str | None = None,
+        instructions: str | Sequence[str] | None = None,
+        tools: Sequence[Callable[..., Any] | Tool] = (),
+        session_id: str | None = None,
+        user_id: str | None = None,
+        session_state: dict[str, Any] | None = None,
+        add_history_to_context: bool = False,
+        num_history_runs: int = 3,
+        add_session_state_to_context: bool = False,
+        markdown: bool = False,
+    ) -> None:
+        if db is not None and not isinstance(db, BaseDb | AsyncBaseDb):
+            raise ConfigurationError(
+                f"db must be a kern database such as SqliteDb(db_file=...), not "
+                f"{type(db).__name__}; kern.db.connect(url) builds one from a URL."
+            )
+        if num_history_runs < 0:
+            raise ConfigurationError("num_history_runs must be 0 or more")
+        self._model = model
+        self.db = db
+        self.name = name
+        self.agent_id = agent_id or name
+        self.instructions = [instructions] if isinstance(instructions, str) else instructions
+        self.tools = [as_tool(tool) for tool in tools]
+        self.session_id = session_id or new_id()
+        self.user_id = user_id
+        self.session_state = _checked_state(session_state or {})
+        self.add_history_to_context = add_history_to_context
+        self.num_history_runs = num_history_runs
+        self.add_session_state_to_context = add_session_state_to_context
+        self.markdown = markdown
+
+    @property
+    def model(self) -> Model:
+        """The model, resolved on first use so that a missing key fails at the call, not here."""
+        if not isinstance(self._model, Model):
+            self._model = default_model() if self._model is None else get_model(self._model)
+        return self._model
+
+    # -- running -------------------------------------------------------------------
+    def run(
+        self,
+        input: str,
+        *,
+        session_id: str | None = None,
+        user_id: str | None = None,
+        session_state: dict[str, Any] | None = None,
+        stream: bool = False,
+    ) -> RunOutput | Iterator[RunEvent]:
+        """Answer ``input`` in the session; with ``stream=True``, an iterator of events."""
+        self._require_sync_db("run", "arun")
+        turn = self._turn(input, session_id, user_id, session_state)
+        events = drive(turn, db=self.db, model=self.model, stream=stream)
+        return _events(events) if stream else last(events)
+
+    async def arun(
+        self,
+        input: str,
+        *,
+        session_id: str | None = None,
+        user_id: str | None = None,
+        session_state: dict[str, Any] | None = None,
+        stream: bool = False,
+    ) -> RunOutput | AsyncIterator[RunEvent]:
+        """``run`` for async code. A sync db is used from a worker thread, never the loop."""
+        turn = self._turn(input, session_id, user_id, session_state)
+        events = adrive(turn, db=self.db, model=self.model, stream=stream)
+        return _aevents(events) if stream else await alast(events)
+
+    def print_response(self, input: str, *, stream: bool = False, **kwargs: Any) -> RunOutput:
+        """Run and print the exchange to the terminal (the model's text is never markup)."""
+        if stream:
+            return print_stream(input, self.run(input, stream=True, **kwargs), self.markdown)
+        output = self.run(input, **kwargs)
+        print_run(input, output, self.markdown)
+        return output
+
+    async def aprint_response(
+        self, input: str, *, stream: bool = False, **kwargs: Any
+    ) -> RunOutput:
+        if stream:
+            events = await self.arun(input, stream=True, **kwargs)
+            return await aprint_stream(input, events, self.markdown)
+        output = await self.arun(input, **kwargs)
+        print_run(input, output, self.markdown)
+        return output
+
+    # -- reading back --------------------------------------------------------------
+    def get_session(self, session_id: str | None = None) -> Session | None:
+        self._require_sync_db("get_session", "aget_session")
+        return self._require_db().get_session(session_id or self.session_id)
+
+    async def aget_session(self, session_id: str | None = None) -> Session | None:
+        return await alast(adrive(self._read_session(session_id), db=self._require_db()))
+
+    def get_session_state(self, session_id: str | None = None) -> dict[str, Any]:
+        session = self.get_session(session_id)
+        return dict(session.state) if session else dict(self.session_state)
+
+    def get_chat_history(
+        self, session_id: str | None = None, *, last_n_runs: int | None = None
+    ) -> list[Message]:
+        """The session's messages, oldest first: every run's, or the last ``last_n_runs``'."""
+        self._require_sync_db("get_chat_history", "aget_chat_history")
+        return last(drive(self._read_history(session_id, last_n_runs), db=self._require_db()))
+
+    async def aget_chat_history(
+        self, session_id: str | None = None, *, last_n_runs: int | None = None
+    ) -> list[Message]:
+        reader = self._read_history(session_id, last_n_runs)
+        return await alast(adrive(reader, db=self._require_db()))
+
+    def _read_session(self, session_id: str | None) -> Turn:
+        return (yield DbCall("get_session", (session_id or self.session_id,)))
+
+    def _read_history(self, session_id: str | None, last_n_runs: int | None) -> Turn:
+        sid = session_id or self.session_id
+        if last_n_runs is not None:
+            runs = yield DbCall("get_last_runs", (sid, last_n_runs), {"top_level_only": True})
+            return _history(runs)
+        pages: list[list[Run]] = []
+        before: int | None = None
+        while page := (
+            yield DbCall(
+                "get_last_runs", (sid, 500), {"before_seq": before, "top_level_only": True}
+            )
+        ):
+            pages.append(page)
+            before = page[0].seq
+        if not pages and (yield DbCall("get_session", (sid,))) is None:
+            raise SessionNotFoundError(
+                f"no session {sid!r} is stored in {self.db!r}. Check the session_id; "
+                "db.list_sessions(user_id=...) lists the stored ones."
+            )
+        return _history([run for page in reversed(pages) for run in page])
+
+    # -- the turn, written once for sync and async ---------------------------------
+    def _turn(
+        self,
+        input: str,
+        session_id: str | None,
+        user_id: str | None,
+        state_override: dict[str, Any] | None,
+    ) -> Turn:
+        started = time.perf_counter()
+        session_id = session_id or self.session_id
+        user_id = user_id or self.user_id
+        persist = self.db is not None
+
+        session: Session | None = None
+        if persist:
+            session = yield DbCall("get_session", (session_id,))
+            if session is None:
+                session = yield from self._create_session(session_id, user_id)
+        state = copy.deepcopy(session.state if session else self.session_state)
+        if state_override:
+            state.update(_checked_state(state_override))
+
+        history: list[Message] = []
+        if persist and self.add_history_to_context and self.num_history_runs:
+            runs = yield DbCall(
+                "get_last_runs",
+                (session_id, self.num_history_runs),
+                {"top_level_only": True, "status": RunStatus.COMPLETED},
+            )
+            history = _history(runs)
+
+        user_message = Message(role="user", content=input)
+        run_messages = [user_message]
+        context = [*self._system_messages(state), *history, user_message]
+        tool_specs = [tool.spec for tool in self.tools]
+        tools_by_name = {tool.spec.name: tool for tool in self.tools}
+        usage = {"input_tokens": 0, "output_tokens": 0, "model_calls": 0}
+
+        response = ModelResponse()
+        for _ in range(MAX_MODEL_CALLS):
+            response = yield ModelCall([*context, *run_messages[1:]], tool_specs)
+            usage["input_tokens"] += response.usage.input_tokens
+            usage["output_tokens"] += response.usage.output_tokens
+            usage["model_calls"] += 1
+            run_messages.append(response.as_message())
+            if not response.tool_calls:
+                break
+            for call in response.tool_calls:
+                text = yield from self._call_tool(tools_by_name, call.name, call.arguments, state)
+                run_messages.append(Message(role="tool", tool_call_id=call.id, content=text))
+
+        checked_state = _checked_state(state)
+        run = Run(
+            session_id=session_id,
+            component_id=self.agent_id,
+            user_id=user_id,
+            status=RunStatus.COMPLETED,
+            input=input,
+            messages=run_messages,
+            output=response.content,
+            metrics={**usage, "duration_s": round(time.perf_counter() - started, 6)},
+        )
+        if persist:
+            assert session is not None
+            if checked_state != session.state:
+                changed = session.model_copy(update={"state": checked_state})
+                yield DbCall("upsert_session", (changed,), {"expected_version": session.version})
+            run = yield DbCall("append_run", (run,))
+        return RunOutput(
+            run_id=run.run_id,
+            session_id=session_id,
+            user_id=user_id,
+            seq=run.seq,
+            content=response.content,
+            messages=run_messages,
+            metrics=run.metrics,
+            session_state=checked_state,
+        )
+
+    def _create_session(self, session_id: str, user_id: str | None) -> Turn:
+        """Create the session; if another process created it first, use theirs."""
+        new = Session(
+            session_id=session_id,
+            session_type=SessionType.AGENT,
+            component_id=self.agent_id,
+            user_id=user_id,
+            name=self.name,
+            state=copy.deepcopy(self.session_state),
+        )
+        try:
+            return (yield DbCall("upsert_session", (new,), {"expected_version": None}))
+        except VersionConflictError:
+            stored = yield DbCall("get_session", (session_id,))
+            if stored is None:
+                raise
+            return stored
+
+    def _call_tool(
+        self, tools: dict[str, Tool], name: str, arguments: str, state: dict[str, Any]
+    ) -> Turn:
+        """Run one tool call; a bad call or a failing tool is reported to the model, not raised."""
+        tool = tools.get(name)
+        if tool is None:
+            return f"Error: there is no tool named {name!r}."
+        try:
+            kwargs = tool.bind(arguments, state)
+        except (ValueError, ValidationError) as exc:
+            return argument_error_text(tool, exc)
+        try:
+            result = yield ToolRun(tool, kwargs)
+        except Exception as exc:
+            return argument_error_text(tool, exc)
+        return result_text(result)
+
+    def _system_messages(self, state: dict[str, Any]) -> list[Message]:
+        parts = list(self.instructions or ())
+        if self.markdown:
+            parts.append("Format your answers in Markdown.")
+        if self.add_session_state_to_context and state:
+            parts.append(f"The current session state is: {state}")
+        return [Message(role="system", content="\n\n".join(parts))] if parts else []
+
+    # -- checks --------------------------------------------------------------------
+    def _require_db(self) -> BaseDb | AsyncBaseDb:
+        if self.db is None:
+            raise ConfigurationError(
+                "this agent has no db, so nothing was stored: create it with "
+                "Agent(db=SqliteDb(db_file='tmp/agent.db'), ...)"
+            )
+        return self.db
+
+    def _require_sync_db(self, method: str, async_method: str) -> None:
+        if self.db is not None and self.db.is_async:
+            raise SyncAsyncMismatchError(
+                f"agent.{method}() was called on an agent with an async database "
+                f"({type(self.db).__name__}). Use `await agent.{async_method}(...)`, or give "
+                "the agent the sync class (e.g. SqliteDb instead of AsyncSqliteDb)."
+            )
+
+    def __repr__(self) -> str:
+        return f"Agent(name={self.name!r}, model={self._model!r}, db={self.db!r})"
+
+
+def _history(runs: Sequence[Run]) -> list[Message]:
+    return [message for run in runs for message in run.messages]
+
+
+def _checked_state(state: dict[str, Any]) -> dict[str, Any]:
+    """The state as it will be stored, or an error naming the value JSON cannot hold."""
+    try:
+        return Session(session_id="check", state=state).state
+    except ValidationError as exc:
+        where = ".".join(str(part) for part in exc.errors()[0]["loc"][1:]) or "state"
+        raise UnserializableError(
+            f"session_state[{where!r}] cannot be stored as JSON "
+            f"({exc.errors()[0]['msg']}). Store plain JSON values (str, int, float, bool, "
+            "None, list, dict), e.g. a list instead of a set or an ISO string instead of a "
+            "datetime. This turn was not stored."
+        ) from None
+
+
+def _events(items: Iterator[Any]) -> Iterator[RunEvent]:
+    for item in items:
+        yield item if isinstance(item, RunEvent) else RunEvent(event="completed", output=item)
+
+
+async def _aevents(items: AsyncIterator[Any]) -> AsyncIterator[RunEvent]:
+    async for item in items:
+        yield item if isinstance(item, RunEvent) else RunEvent(event="completed", output=item)
+
+
+__all__ = ["Agent", "RunEvent", "RunOutput"]
