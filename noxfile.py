@@ -1,0 +1,36 @@
+"""Sessions beyond the test suite: benchmarks, lint, and installing the built wheels.
+
+Sessions run inside the uv workspace environment (``uv run``), so they measure and test
+exactly what ``uv sync --all-packages`` installs.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "none"
+nox.options.sessions = ["lint", "tests"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole test suite (the README's test command)."""
+    session.run("uv", "run", "pytest", *session.posargs, external=True)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.run("uv", "run", "ruff", "check", ".", external=True)
+    session.run("uv", "run", "ruff", "format", "--check", ".", external=True)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Per-turn wall time against the bare-client floor (figures go in docs/benchmarks.md)."""
+    session.run("uv", "run", "python", "benchmarks/per_turn.py", *session.posargs, external=True)
+
+
+@nox.session
+def wheels(session: nox.Session) -> None:
+    """Build every distribution and import every backend from a fresh virtualenv."""
+    session.run("uv", "run", "pytest", "tests/test_layout.py", "-q", external=True)
