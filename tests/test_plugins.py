@@ -76,7 +76,9 @@ def test_connect_reads_the_configuration(tmp_path, monkeypatch):
     (tmp_path / "kern.toml").write_text(f'db_url = "sqlite:///{tmp_path}/k.db"\n')
     assert configured_url() == f"sqlite:///{tmp_path}/k.db"
     monkeypatch.setenv("KERN_DB_URL", f"sqlite:///{tmp_path}/env.db")
-    assert isinstance(connect(), SqliteDb)
+    db = connect()
+    assert isinstance(db, SqliteDb)
+    db.create_tables()
     assert (tmp_path / "env.db").exists()
 
 

@@ -169,7 +169,11 @@ def register(plugin: ModuleType | object, name: str | None = None) -> str:
     pm = get_plugin_manager()
     with _lock:
         plugin_name = pm.register(plugin, name=name)
-        pm.check_pending()
+        try:
+            pm.check_pending()
+        except pluggy.PluginValidationError:
+            pm.unregister(plugin)  # a rejected plugin must leave nothing behind
+            raise
         _invalidate()
     assert plugin_name is not None
     return plugin_name
