@@ -1,0 +1,5 @@
+"""Root conftest: readable assertion failures from kern's installed test kit."""
+
+import pytest
+
+pytest.register_assert_rewrite("kern.testing.conformance")

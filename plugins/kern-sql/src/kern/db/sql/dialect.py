@@ -1,0 +1,143 @@
+"""The points where SQL databases differ, as one strategy object per Db instance.
+
+``SqlDb`` writes the storage contract once; a backend subclasses ``SqlDialect`` and fills
+in only what its database does differently:
+
+- ``prepare_engine`` / ``prepare_connection``: engine and per-connection set-up (pragmas,
+  driver transaction mode), undone when the connection goes back to the pool if needed.
+- ``begin_write``: how a write transaction starts (SQLite: ``BEGIN IMMEDIATE``, so that it
+  holds the write lock from its first read).
+- ``lock_for_migrations``: serialise ``create_tables`` across processes (Postgres: an
+  advisory lock; SQLite: the write transaction already is the lock).
+- ``next_seq`` and ``seq_serialised``: the atomic ``seq`` assignment of ``append_run``.
+- ``insert_construct`` (or ``upsert`` / ``insert_if_absent``): the upsert syntax.
+- ``search_plan`` / ``search_memories`` / ``search_learnings``: ranked text search.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+from sqlalchemy import ClauseElement, Connection, Dialect, Engine, Table, bindparam, func, select
+
+from kern.db.sql.migrations import Plan
+from kern.db.sql.prepared import Link, Prepared
+from kern.db.sql.schema import Tables
+from kern.records import LearningStatus
+
+#: A stored row (column name -> value) with its relevance score, higher is better.
+Scored = tuple[Mapping[str, Any], float]
+
+
+class SqlDialect:
+    """Portable defaults; subclasses override what their database does better or differently."""
+
+    #: The SQLAlchemy dialect name this strategy is for (``"sqlite"``, ``"postgresql"``).
+    name: ClassVar[str] = ""
+    #: True when ``next_seq`` runs under a lock that no other writer can hold at the same
+    #: time, so the ``(session_id, seq)`` key cannot collide. When False, ``append_run``
+    #: retries on a collision (the unique key is then what makes seq safe).
+    seq_serialised: ClassVar[bool] = False
+    #: How many times ``append_run`` tries when seq collides (only if not serialised).
+    seq_attempts: ClassVar[int] = 50
+    #: A dialect ``insert()`` with ``on_conflict_do_update`` / ``on_conflict_do_nothing``
+    #: (``sqlalchemy.dialects.sqlite.insert``, ``...postgresql.insert``).
+    insert_construct: ClassVar[Callable[[Table], Any] | None] = None
+
+    def __init__(self, tables: Tables, sql_dialect: Dialect) -> None:
+        self.tables = tables
+        self.sql_dialect = sql_dialect
+        runs = tables.runs
+        self._next_seq = self.prepare(
+            select(func.coalesce(func.max(runs.c.seq), 0) + 1).where(
+                runs.c.session_id == bindparam("session_id")
+            )
+        )
+
+    def prepare(self, statement: ClauseElement) -> Prepared:
+        return Prepared(statement, self.sql_dialect)
+
+    # -- engine, connections, transactions -----------------------------------------------
+    def prepare_engine(self, engine: Engine) -> None:
+        """Install what the engine needs once (event listeners). Idempotent."""
+
+    def prepare_connection(self, pooled: Any) -> Callable[[], None] | None:
+        """Make a checked-out connection ready for kern; return how to undo it, if needed.
+
+        ``pooled`` is SQLAlchemy's pooled connection (``.dbapi_connection``, ``.info``).
+        Called each time kern takes a connection from the pool, so keep it cheap.
+        """
+        return None
+
+    def begin_write(self, link: Link) -> None:
+        """Start a write transaction (default: the driver's implicit one)."""
+
+    def begin_ddl(self, conn: Connection) -> None:
+        """Start the migration transaction on a SQLAlchemy connection (default: autobegin)."""
+
+    def lock_for_migrations(self, conn: Connection) -> None:
+        """Serialise ``create_tables`` across processes, inside the migration transaction."""
+
+    # -- runs -------------------------------------------------------------------------
+    def next_seq(self, link: Link, session_id: str) -> int:
+        """The seq the next run of ``session_id`` gets, inside the append transaction."""
+        return int(link.scalar(self._next_seq, {"session_id": session_id}))
+
+    # -- upserts ----------------------------------------------------------------------
+    def _insert(self, table: Table) -> Any:
+        if self.insert_construct is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} must set insert_construct or override upsert "
+                "and insert_if_absent"
+            )
+        return type(self).insert_construct(table)  # type: ignore[misc]
+
+    def upsert(self, table: Table, key: str, *, keep: tuple[str, ...] = ()) -> ClauseElement:
+        """An insert-or-update on ``key``, executed with a full row as parameters.
+
+        Columns in ``keep`` keep their stored value when the row exists.
+        """
+        stmt = self._insert(table)
+        skip = {key, *keep}
+        return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
+            index_elements=[table.c[key]],
+            set_={c.name: stmt.excluded[c.name] for c in table.c if c.name not in skip},
+        )
+
+    def insert_if_absent(self, table: Table, key: str) -> ClauseElement:
+        """An insert that does nothing (rowcount 0) when ``key`` is already stored."""
+        return self._insert(table).on_conflict_do_nothing(  # type: ignore[no-any-return]
+            index_elements=[table.c[key]]
+        )
+
+    # -- text search ------------------------------------------------------------------
+    def search_plan(self) -> Plan:
+        """Migrations of the search structures (full-text tables, triggers, indexes)."""
+        return {}
+
+    def search_memories(
+        self,
+        link: Link,
+        *,
+        user_id: str,
+        query: str,
+        agent_id: str | None,
+        limit: int,
+    ) -> list[Scored]:
+        """Memory rows of ``user_id`` ranked for ``query``, best first, at most ``limit``."""
+        raise NotImplementedError(f"{type(self).__name__} has no memory search")
+
+    def search_learnings(
+        self,
+        link: Link,
+        *,
+        query: str,
+        kind: str | None,
+        namespace: str | None,
+        user_id: str | None,
+        status: LearningStatus | None,
+        limit: int,
+    ) -> list[Scored]:
+        """Learning rows matching the filters, ranked for ``query`` over their content."""
+        raise NotImplementedError(f"{type(self).__name__} has no learning search")

@@ -1,0 +1,88 @@
+"""Schema versions and forward-only migrations.
+
+Each table (and each dialect's auxiliary object, such as SQLite's full-text index) has an
+ordered list of migrations; version 1 creates it. ``kern_schema_versions`` holds one row per
+name with the version reached. ``migrate`` runs inside one write transaction that the
+dialect serialises across processes (SQLite: ``BEGIN IMMEDIATE``; Postgres: an advisory
+lock), re-reads the versions under that lock and applies only what is still pending, so
+several processes starting at once do the work exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Table, select
+
+from kern.db.sql.schema import Tables
+from kern.records import utcnow
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step forward for one name. ``apply`` runs inside the migration transaction."""
+
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+#: name (a table name, with prefix) -> its migrations in version order.
+Plan = dict[str, Sequence[Migration]]
+
+
+def _create(table: Table) -> Callable[[Connection], None]:
+    def apply(conn: Connection) -> None:
+        table.create(conn, checkfirst=True)  # with the table's indexes
+
+    return apply
+
+
+def table_plan(tables: Tables) -> Plan:
+    """The migrations of the five generic tables. Add new steps at the end of a list."""
+    return {
+        table.name: [Migration(1, f"create {table.name}", _create(table))]
+        for table in tables.by_logical_name().values()
+    }
+
+
+def target_versions(plan: Plan) -> dict[str, int]:
+    return {name: steps[-1].version for name, steps in plan.items() if steps}
+
+
+def read_versions(conn: Connection, tables: Tables) -> dict[str, int]:
+    sv = tables.schema_versions
+    return {name: version for name, version in conn.execute(select(sv.c.name, sv.c.version))}
+
+
+def is_current(stored: Mapping[str, int], targets: Mapping[str, int]) -> bool:
+    return all(stored.get(name, 0) >= version for name, version in targets.items())
+
+
+def migrate(conn: Connection, tables: Tables, plan: Plan) -> list[tuple[str, int]]:
+    """Apply pending steps of ``plan``; return the ``(name, version)`` pairs applied.
+
+    Call inside the serialised write transaction. Versions newer than the plan (a database
+    written by a newer kern) are left alone: migrations only go forward.
+    """
+    sv = tables.schema_versions
+    sv.create(conn, checkfirst=True)
+    stored = read_versions(conn, tables)
+    applied: list[tuple[str, int]] = []
+    for name, steps in plan.items():
+        current = stored.get(name, 0)
+        for step in steps:
+            if step.version <= current:
+                continue
+            step.apply(conn)
+            current = step.version
+            applied.append((name, current))
+        if current == stored.get(name, 0):
+            continue
+        values = {"version": current, "applied_at": utcnow()}
+        if name in stored:
+            conn.execute(sv.update().where(sv.c.name == name).values(values))
+        else:
+            conn.execute(sv.insert().values(name=name, **values))
+    return applied

@@ -1,0 +1,398 @@
+"""The storage contract on one open connection, written once for every SQL database.
+
+Each method does one attempt inside a transaction the caller opened on a ``Link``, so the
+sync ``SqlDb`` and a later async twin (``conn.run_sync`` over the same DBAPI-level link)
+share it. Every statement is built once, per shape of its filters, and compiled once
+(``Prepared``): a call only binds values and reads rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
+
+from pydantic import JsonValue, TypeAdapter, ValidationError
+from sqlalchemy import ClauseElement, Dialect, Select, bindparam, or_, select
+
+from kern.db.sql.codec import learning_from, memory_from, run_from, session_from, to_row
+from kern.db.sql.dialect import SqlDialect
+from kern.db.sql.prepared import Link, Prepared
+from kern.db.sql.schema import Tables
+from kern.errors import (
+    RunFinishedError,
+    RunNotFoundError,
+    UnserializableError,
+    VersionConflictError,
+)
+from kern.records import (
+    Learning,
+    LearningStatus,
+    Memory,
+    Message,
+    Run,
+    RunStatus,
+    ScoredLearning,
+    ScoredMemory,
+    Session,
+    SessionType,
+    utcnow,
+)
+
+_JSON = TypeAdapter(JsonValue)
+_METRICS = TypeAdapter(dict[str, JsonValue])
+
+
+def _json(value: Any, what: str, adapter: TypeAdapter[Any] = _JSON) -> Any:
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as exc:
+        raise UnserializableError(
+            f"the run's {what} cannot be stored as JSON ({exc.errors()[0]['msg']}). Pass "
+            "strings, numbers, booleans, None, lists and dicts with string keys."
+        ) from None
+
+
+class SqlOps:
+    """The contract's operations for one set of tables and one dialect."""
+
+    def __init__(self, tables: Tables, dialect: SqlDialect, sql_dialect: Dialect) -> None:
+        self.tables = tables
+        self.dialect = dialect
+        self._sql_dialect = sql_dialect
+        self._shapes: dict[Hashable, Prepared] = {}
+        p = self._prepare
+        s, r, m, lt = tables.sessions, tables.runs, tables.memories, tables.learnings
+        sid = bindparam("session_id")
+
+        self._get_session = p(select(s).where(s.c.session_id == sid))
+        self._session_stamp = p(select(s.c.version, s.c.created_at).where(s.c.session_id == sid))
+        self._create_session = p(dialect.insert_if_absent(s, "session_id"))
+        # WHERE binds get their own names: column-named binds are reserved for SET values.
+        self._cas_session = p(
+            s.update().where(
+                s.c.session_id == bindparam("b_session_id"),
+                s.c.version == bindparam("b_version"),
+            )
+        )
+        self._touch_session = p(
+            s.update()
+            .where(s.c.session_id == bindparam("b_session_id"))
+            .where(s.c.updated_at < bindparam("b_at"))
+            .values(updated_at=bindparam("b_at"))
+        )
+        self._delete_session_runs = p(r.delete().where(r.c.session_id == sid))
+        self._delete_session = p(s.delete().where(s.c.session_id == sid))
+
+        self._insert_run = p(r.insert())
+        self._get_run = p(select(r).where(r.c.run_id == bindparam("run_id")))
+        self._run_status = p(select(r.c.status).where(r.c.run_id == bindparam("run_id")))
+        self._finish_run = p(
+            r.update().where(
+                r.c.run_id == bindparam("b_run_id"), r.c.status == RunStatus.RUNNING.value
+            )
+        )
+
+        self._upsert_memory = p(dialect.upsert(m, "memory_id", keep=("created_at",)))
+        self._memory_created = p(select(m.c.created_at).where(m.c.memory_id == bindparam("id")))
+        self._get_memory = p(select(m).where(m.c.memory_id == bindparam("id")))
+        self._delete_memory = p(m.delete().where(m.c.memory_id == bindparam("id")))
+
+        self._upsert_learning = p(dialect.upsert(lt, "learning_id", keep=("created_at",)))
+        self._learning_created = p(
+            select(lt.c.created_at).where(lt.c.learning_id == bindparam("id"))
+        )
+        self._get_learning = p(select(lt).where(lt.c.learning_id == bindparam("id")))
+        self._delete_learning = p(lt.delete().where(lt.c.learning_id == bindparam("id")))
+
+        uid = bindparam("user_id")
+        user_sessions = select(s.c.session_id).where(s.c.user_id == uid)
+        self._forget: dict[str, list[Prepared]] = {
+            "runs": [
+                p(r.delete().where(r.c.session_id.in_(user_sessions))),
+                p(r.delete().where(r.c.user_id == uid)),
+            ],
+            # Rows tied to the user's sessions go with them, even if they lack the user_id.
+            "learnings": [
+                p(lt.delete().where(or_(lt.c.user_id == uid, lt.c.session_id.in_(user_sessions))))
+            ],
+            "memories": [p(m.delete().where(m.c.user_id == uid))],
+            "sessions": [p(s.delete().where(s.c.user_id == uid))],
+        }
+
+    def _prepare(self, statement: ClauseElement) -> Prepared:
+        return Prepared(statement, self._sql_dialect)
+
+    def _shape(self, key: Hashable, build: Callable[[], ClauseElement]) -> Prepared:
+        """The prepared statement for one shape of filters, built the first time it is asked."""
+        prepared = self._shapes.get(key)
+        if prepared is None:
+            prepared = self._shapes[key] = self._prepare(build())
+        return prepared
+
+    def _listing(
+        self, name: str, table: Any, given: dict[str, Any]
+    ) -> tuple[Prepared, dict[str, Any]]:
+        """``table`` rows where each given column equals its value, newest first, paged."""
+        filters = {k: getattr(v, "value", v) for k, v in given.items() if v is not None}
+        columns = tuple(filters)
+
+        def build() -> Select[Any]:
+            where = [table.c[c] == bindparam(f"f_{c}") for c in columns]
+            return (
+                select(table)
+                .where(*where)
+                .order_by(table.c.updated_at.desc())
+                .limit(bindparam("limit"))
+                .offset(bindparam("offset"))
+            )
+
+        params = {f"f_{c}": v for c, v in filters.items()}
+        return self._shape((name, columns), build), params
+
+    # -- sessions ---------------------------------------------------------------------
+    def get_session(self, link: Link, session_id: str) -> Session | None:
+        row = link.first(self._get_session, {"session_id": session_id})
+        return None if row is None else session_from(row)
+
+    def upsert_session(self, link: Link, session: Session, expected_version: int | None) -> Session:
+        now = utcnow()
+        version = (expected_version or 0) + 1
+        row = to_row(session)
+        row.update(version=version, updated_at=now)
+        sid = session.session_id
+        if expected_version is None:
+            if link.execute(self._create_session, row) == 1:
+                return session.model_copy(update={"version": version, "updated_at": now})
+            stamp = link.first(self._session_stamp, {"session_id": sid})
+            raise VersionConflictError(sid, None, None if stamp is None else stamp["version"])
+
+        del row["session_id"], row["created_at"]
+        row.update(b_session_id=sid, b_version=expected_version)
+        if link.execute(self._cas_session, row) == 1:
+            stamp = link.first(self._session_stamp, {"session_id": sid})
+            assert stamp is not None
+            return session.model_copy(
+                update={"version": version, "updated_at": now, "created_at": stamp["created_at"]}
+            )
+        stamp = link.first(self._session_stamp, {"session_id": sid})
+        actual = None if stamp is None else stamp["version"]
+        raise VersionConflictError(sid, expected_version, actual)
+
+    def list_sessions(
+        self,
+        link: Link,
+        *,
+        user_id: str | None,
+        component_id: str | None,
+        session_type: SessionType | None,
+        limit: int,
+        offset: int,
+    ) -> list[Session]:
+        if limit <= 0:
+            return []
+        given = {"user_id": user_id, "component_id": component_id, "session_type": session_type}
+        query, params = self._listing("sessions", self.tables.sessions, given)
+        rows = link.all(query, {**params, "limit": limit, "offset": max(offset, 0)})
+        return [session_from(row) for row in rows]
+
+    def delete_session(self, link: Link, session_id: str) -> bool:
+        params = {"session_id": session_id}
+        link.execute(self._delete_session_runs, params)
+        return link.execute(self._delete_session, params) > 0
+
+    # -- runs -------------------------------------------------------------------------
+    def append_run(self, link: Link, run: Run) -> Run:
+        seq = self.dialect.next_seq(link, run.session_id)
+        row = to_row(run, exclude={"messages"})
+        row["seq"] = seq
+        # Unset optional message fields are left out: they come back as their defaults.
+        row["messages"] = [m.model_dump(exclude_none=True) for m in run.messages]
+        link.execute(self._insert_run, row)
+        link.execute(self._touch_session, {"b_session_id": run.session_id, "b_at": run.created_at})
+        return run.model_copy(update={"seq": seq})
+
+    def get_run(self, link: Link, run_id: str) -> Run | None:
+        row = link.first(self._get_run, {"run_id": run_id})
+        return None if row is None else run_from(row)
+
+    def get_last_runs(
+        self,
+        link: Link,
+        session_id: str,
+        limit: int,
+        *,
+        before_seq: int | None,
+        top_level_only: bool,
+        status: RunStatus | None,
+    ) -> list[Run]:
+        if limit <= 0:
+            return []
+        shape = ("last_runs", before_seq is not None, top_level_only, status is not None)
+
+        def build() -> Select[Any]:
+            r = self.tables.runs
+            stmt = select(r).where(r.c.session_id == bindparam("session_id"))
+            if before_seq is not None:
+                stmt = stmt.where(r.c.seq < bindparam("before_seq"))
+            if top_level_only:
+                stmt = stmt.where(r.c.parent_run_id.is_(None))
+            if status is not None:
+                stmt = stmt.where(r.c.status == bindparam("status"))
+            # Newest first through the (session_id, seq) index, stopping after ``limit``.
+            return stmt.order_by(r.c.seq.desc()).limit(bindparam("limit"))
+
+        params: dict[str, Any] = {"session_id": session_id, "limit": limit}
+        if before_seq is not None:
+            params["before_seq"] = before_seq
+        if status is not None:
+            params["status"] = RunStatus(status).value
+        rows = link.all(self._shape(shape, build), params)
+        return [run_from(row) for row in reversed(rows)]
+
+    def update_run(
+        self,
+        link: Link,
+        run_id: str,
+        *,
+        status: RunStatus,
+        output: object,
+        messages: Sequence[object] | None,
+        metrics: dict[str, object] | None,
+    ) -> Run:
+        values: dict[str, Any] = {"status": RunStatus(status).value}
+        if output is not None:
+            values["output"] = _json(output, "output")
+        if messages is not None:
+            values["messages"] = [
+                Message.model_validate(m).model_dump(exclude_none=True) for m in messages
+            ]
+        if metrics is not None:
+            values["metrics"] = _json(metrics, "metrics", _METRICS)
+        values["b_run_id"] = run_id
+        if link.execute(self._finish_run, values) == 0:
+            current = link.scalar(self._run_status, {"run_id": run_id})
+            if current is None:
+                raise RunNotFoundError(
+                    f"no run {run_id!r} is stored: append_run() it before updating it."
+                )
+            raise RunFinishedError(
+                f"run {run_id!r} is already {current!r}: only a 'running' run can be "
+                "updated. Append a new run instead."
+            )
+        stored = self.get_run(link, run_id)
+        assert stored is not None
+        return stored
+
+    # -- memories ---------------------------------------------------------------------
+    def upsert_memory(self, link: Link, memory: Memory) -> Memory:
+        now = utcnow()
+        row = to_row(memory)
+        row["updated_at"] = now
+        link.execute(self._upsert_memory, row)
+        created = link.scalar(self._memory_created, {"id": memory.memory_id})
+        return memory.model_copy(update={"updated_at": now, "created_at": created})
+
+    def get_memory(self, link: Link, memory_id: str) -> Memory | None:
+        row = link.first(self._get_memory, {"id": memory_id})
+        return None if row is None else memory_from(row)
+
+    def list_memories(
+        self, link: Link, user_id: str, *, agent_id: str | None, limit: int, offset: int
+    ) -> list[Memory]:
+        if limit <= 0:
+            return []
+        given = {"user_id": user_id, "agent_id": agent_id}
+        query, params = self._listing("memories", self.tables.memories, given)
+        rows = link.all(query, {**params, "limit": limit, "offset": max(offset, 0)})
+        return [memory_from(row) for row in rows]
+
+    def search_memories(
+        self, link: Link, user_id: str, query: str, *, agent_id: str | None, limit: int
+    ) -> list[ScoredMemory]:
+        if limit <= 0:
+            return []
+        hits = self.dialect.search_memories(
+            link, user_id=user_id, query=query, agent_id=agent_id, limit=limit
+        )
+        return [ScoredMemory(memory=memory_from(row), score=score) for row, score in hits]
+
+    def delete_memory(self, link: Link, memory_id: str) -> bool:
+        return link.execute(self._delete_memory, {"id": memory_id}) > 0
+
+    # -- learnings --------------------------------------------------------------------
+    def upsert_learning(self, link: Link, learning: Learning) -> Learning:
+        now = utcnow()
+        row = to_row(learning)
+        row["updated_at"] = now
+        link.execute(self._upsert_learning, row)
+        created = link.scalar(self._learning_created, {"id": learning.learning_id})
+        return learning.model_copy(update={"updated_at": now, "created_at": created})
+
+    def get_learning(self, link: Link, learning_id: str) -> Learning | None:
+        row = link.first(self._get_learning, {"id": learning_id})
+        return None if row is None else learning_from(row)
+
+    def query_learnings(
+        self,
+        link: Link,
+        *,
+        kind: str | None,
+        namespace: str | None,
+        user_id: str | None,
+        session_id: str | None,
+        entity_id: str | None,
+        status: LearningStatus | None,
+        limit: int,
+        offset: int,
+    ) -> list[Learning]:
+        if limit <= 0:
+            return []
+        given = {
+            "kind": kind,
+            "namespace": namespace,
+            "user_id": user_id,
+            "session_id": session_id,
+            "entity_id": entity_id,
+            "status": status,
+        }
+        query, params = self._listing("learnings", self.tables.learnings, given)
+        rows = link.all(query, {**params, "limit": limit, "offset": max(offset, 0)})
+        return [learning_from(row) for row in rows]
+
+    def search_learnings(
+        self,
+        link: Link,
+        query: str,
+        *,
+        kind: str | None,
+        namespace: str | None,
+        user_id: str | None,
+        status: LearningStatus | None,
+        limit: int,
+    ) -> list[ScoredLearning]:
+        if limit <= 0:
+            return []
+        hits = self.dialect.search_learnings(
+            link,
+            query=query,
+            kind=kind,
+            namespace=namespace,
+            user_id=user_id,
+            status=status,
+            limit=limit,
+        )
+        return [ScoredLearning(learning=learning_from(row), score=score) for row, score in hits]
+
+    def delete_learning(self, link: Link, learning_id: str) -> bool:
+        return link.execute(self._delete_learning, {"id": learning_id}) > 0
+
+    # -- users ------------------------------------------------------------------------
+    def forget_user(self, link: Link, user_id: str) -> dict[str, int]:
+        params = {"user_id": user_id}
+        return {
+            name: sum(link.execute(query, params) for query in queries)
+            for name, queries in self._forget.items()
+        }
+
+
+__all__ = ["SqlOps"]

@@ -1,0 +1,217 @@
+"""The logical schema of DESIGN.md section 3 as SQLAlchemy Core tables.
+
+One ``MetaData`` per table prefix, built once per Db instance: nothing is reflected at run
+time. Indexes follow the read paths of the storage contract, so no read scans a table.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from kern.errors import ConfigurationError
+
+DEFAULT_PREFIX = "kern_"
+
+_PREFIX_RE = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]{0,39})?$")
+
+
+class JsonText(TypeDecorator[Any]):
+    """JSON kept as compact UTF-8 text, for databases without a JSON type of their own.
+
+    On SQLite a column declared ``JSON`` gets NUMERIC affinity, which would turn the text
+    ``5`` into the integer 5; ``TEXT`` keeps what was written. Non-ASCII stays as written
+    (no ``\\u`` escapes), so full-text search over the JSON finds its words.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
+        return None if value is None else json.loads(value)
+
+
+#: JSON that becomes JSONB on Postgres, compact text on SQLite, the JSON type elsewhere.
+JsonType: TypeEngine[Any] = (
+    JSON().with_variant(JSONB(), "postgresql").with_variant(JsonText(), "sqlite")
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp that always comes back timezone-aware in UTC.
+
+    SQLite has no timezone type: values are stored as naive UTC text (fixed width, so text
+    order is time order) and get ``tzinfo=UTC`` back on read. Naive input is taken as UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def check_prefix(prefix: str) -> str:
+    """Refuse prefixes that are not plain identifiers (they end up in DDL text)."""
+    if not isinstance(prefix, str) or not _PREFIX_RE.match(prefix):
+        raise ConfigurationError(
+            f"table_prefix {prefix!r} is not usable: use letters, digits and underscores, "
+            "starting with a letter or underscore (at most 40 characters), e.g. 'kern_'."
+        )
+    return prefix
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The five tables of one prefix, and the ``MetaData`` that holds them."""
+
+    prefix: str
+    metadata: MetaData
+    sessions: Table
+    runs: Table
+    memories: Table
+    learnings: Table
+    schema_versions: Table
+
+    def by_logical_name(self) -> dict[str, Table]:
+        """``{"sessions": Table, ...}`` in creation order (``schema_versions`` first)."""
+        return {
+            "schema_versions": self.schema_versions,
+            "sessions": self.sessions,
+            "runs": self.runs,
+            "memories": self.memories,
+            "learnings": self.learnings,
+        }
+
+
+def _ts(name: str) -> Column[datetime]:
+    return Column(name, UtcDateTime(), nullable=False)
+
+
+def build_tables(prefix: str = DEFAULT_PREFIX, *, schema: str | None = None) -> Tables:
+    """Define the tables for ``prefix`` (and, on Postgres later, a database ``schema``)."""
+    p = check_prefix(prefix)
+    md = MetaData(schema=schema)
+
+    sessions = Table(
+        f"{p}sessions",
+        md,
+        Column("session_id", String, primary_key=True),
+        Column("session_type", String, nullable=False),
+        Column("component_id", String),
+        Column("user_id", String),
+        Column("name", String),
+        Column("state", JsonType, nullable=False),
+        Column("summary", Text),
+        Column("metadata", JsonType, nullable=False),
+        Column("version", Integer, nullable=False),
+        _ts("created_at"),
+        _ts("updated_at"),
+        Index(f"ix_{p}sessions_user_updated", "user_id", "updated_at"),
+        Index(f"ix_{p}sessions_component_updated", "component_id", "updated_at"),
+        Index(f"ix_{p}sessions_updated", "updated_at"),
+    )
+
+    runs = Table(
+        f"{p}runs",
+        md,
+        Column("run_id", String, primary_key=True),
+        Column("session_id", String, nullable=False),
+        Column("seq", Integer, nullable=False),
+        Column("parent_run_id", String),
+        Column("component_id", String),
+        Column("user_id", String),
+        Column("status", String, nullable=False),
+        Column("input", JsonType),
+        Column("messages", JsonType, nullable=False),
+        Column("output", JsonType),
+        Column("metrics", JsonType, nullable=False),
+        _ts("created_at"),
+        # History reads walk this backwards with LIMIT; it also makes seq unique per session.
+        UniqueConstraint("session_id", "seq", name=f"uq_{p}runs_session_seq"),
+        Index(f"ix_{p}runs_user", "user_id"),
+    )
+
+    memories = Table(
+        f"{p}memories",
+        md,
+        Column("memory_id", String, primary_key=True),
+        Column("user_id", String, nullable=False),
+        Column("agent_id", String),
+        Column("content", Text, nullable=False),
+        Column("topics", JsonType, nullable=False),
+        Column("source_run_id", String),
+        _ts("created_at"),
+        _ts("updated_at"),
+        Index(f"ix_{p}memories_user_updated", "user_id", "updated_at"),
+        Index(f"ix_{p}memories_user_agent_updated", "user_id", "agent_id", "updated_at"),
+    )
+
+    learnings = Table(
+        f"{p}learnings",
+        md,
+        Column("learning_id", String, primary_key=True),
+        Column("kind", String, nullable=False),
+        Column("namespace", String, nullable=False),
+        Column("user_id", String),
+        Column("session_id", String),
+        Column("entity_id", String),
+        Column("content", JsonType, nullable=False),
+        Column("status", String, nullable=False),
+        Column("source_run_id", String),
+        _ts("created_at"),
+        _ts("updated_at"),
+        # A store's own items ("learned knowledge of namespace X"), newest first.
+        Index(f"ix_{p}learnings_kind_ns", "kind", "namespace", "updated_at"),
+        # Review queues ("proposed items of kind K" or of every kind).
+        Index(f"ix_{p}learnings_status_kind", "status", "kind", "updated_at"),
+        # A user's items (profile, user memory), and forget_user.
+        Index(f"ix_{p}learnings_user_kind", "user_id", "kind", "updated_at"),
+        Index(f"ix_{p}learnings_session", "session_id", "updated_at"),
+        Index(f"ix_{p}learnings_entity", "entity_id", "kind", "updated_at"),
+    )
+
+    schema_versions = Table(
+        f"{p}schema_versions",
+        md,
+        Column("name", String, primary_key=True),
+        Column("version", Integer, nullable=False),
+        _ts("applied_at"),
+    )
+
+    return Tables(p, md, sessions, runs, memories, learnings, schema_versions)

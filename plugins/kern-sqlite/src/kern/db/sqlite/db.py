@@ -1,0 +1,114 @@
+"""``SqliteDb`` and its async twin: kern's embedded default backend."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import ClassVar
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL
+
+from kern.db.sql import SqlDb
+from kern.db.sql.schema import DEFAULT_PREFIX
+from kern.db.sqlite import engine as sqlite_engine
+from kern.db.sqlite.dialect import SqliteDialect
+from kern.db.threaded import ThreadedAsyncDb
+from kern.errors import ConfigurationError
+
+
+class SqliteDb(SqlDb):
+    """kern's storage in one SQLite file (or in memory).
+
+    Give exactly one of ``db_file`` (a path; missing parent folders are created),
+    ``db_url`` (``sqlite:///relative.db``, ``sqlite:////abs/path.db``,
+    ``sqlite:///:memory:``) or ``engine`` (a SQLAlchemy ``Engine`` on SQLite). Tables are
+    created on first use. The file runs in WAL mode: readers never wait for the writer.
+    ``:memory:`` is one connection shared by every thread (one at a time); it lives as
+    long as this object.
+    """
+
+    backend_name = "sqlite"
+    dialect_class: ClassVar[type[SqliteDialect]] = SqliteDialect
+
+    def __init__(
+        self,
+        db_file: str | os.PathLike[str] | None = None,
+        db_url: str | URL | None = None,
+        *,
+        table_prefix: str = DEFAULT_PREFIX,
+        engine: Engine | None = None,
+    ) -> None:
+        cls = type(self).__name__
+        options = (("db_file", db_file), ("db_url", db_url), ("engine", engine))
+        given = [name for name, value in options if value is not None]
+        if len(given) != 1:
+            raise ConfigurationError(
+                f"{cls} needs exactly one of db_file, db_url or engine (got "
+                f"{', '.join(given) or 'none'}): e.g. {cls}(db_file='tmp/agent.db')."
+            )
+        if engine is not None:
+            target = sqlite_engine.from_engine(engine, cls=cls)
+        elif db_url is not None:
+            target = sqlite_engine.from_url(db_url, cls=cls)
+        else:
+            assert db_file is not None
+            target = sqlite_engine.from_file(db_file)
+        self.db_file = target.file
+        owns = engine is None
+        super().__init__(
+            engine or sqlite_engine.build_engine(target),
+            table_prefix=table_prefix,
+            owns_engine=owns,
+        )
+        if target.in_memory:
+            # One connection is the whole database: one thread at a time uses it.
+            self._guard = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(db_file={self.db_file!r})"
+
+
+class AsyncSqliteDb(ThreadedAsyncDb):
+    """The async twin of ``SqliteDb``: same arguments, each call runs in a worker thread.
+
+    Also accepts ``sqlite+aiosqlite://`` URLs (the SQLAlchemy async spelling); the calls
+    still go through the sync driver, off the event loop.
+    """
+
+    backend_name = "sqlite"
+    sync_class = SqliteDb
+    sync_db: SqliteDb
+
+    def __init__(
+        self,
+        db_file: str | os.PathLike[str] | None = None,
+        db_url: str | URL | None = None,
+        *,
+        table_prefix: str = DEFAULT_PREFIX,
+        engine: Engine | None = None,
+    ) -> None:
+        if engine is not None and not isinstance(engine, Engine):
+            sqlite_engine.from_engine(engine, cls=type(self).__name__)  # raises, naming the fix
+        if db_url is not None:
+            db_url = sqlite_engine.sync_url(db_url)
+        super().__init__(db_file, db_url, table_prefix=table_prefix, engine=engine)
+
+    @property
+    def engine(self) -> Engine:
+        """The sync SQLAlchemy engine the worker threads use."""
+        return self.sync_db.engine
+
+    @property
+    def table_prefix(self) -> str:
+        return self.sync_db.table_prefix
+
+    @property
+    def db_file(self) -> str:
+        return self.sync_db.db_file
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(db_file={self.db_file!r})"
+
+
+__all__ = ["AsyncSqliteDb", "SqliteDb"]
