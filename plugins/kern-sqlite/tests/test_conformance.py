@@ -1,0 +1,72 @@
+"""kern's backend conformance suite against SQLite, run exactly as a third party would.
+
+The read counter is SQLite's own: the number of virtual-machine instructions the statements
+of a read execute (``sqlite3.Connection.set_progress_handler(counter, 1)``), installed on
+each DBAPI connection the read uses through SQLAlchemy's ``before_cursor_execute`` event.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.register_assert_rewrite("kern.testing.conformance")
+
+from sqlalchemy import event  # noqa: E402
+from sqlalchemy.engine import Engine  # noqa: E402
+
+from kern.testing.conformance import AsyncBackendConformance, BackendConformance  # noqa: E402
+
+
+@contextmanager
+def vm_instructions(engine: Engine) -> Iterator[list[int]]:
+    """Count the SQLite VM instructions run by statements on ``engine`` inside the block.
+
+    Yields a one-item list holding the running count.
+    """
+    count = [0]
+    connections: list[sqlite3.Connection] = []
+
+    def step() -> int:
+        count[0] += 1
+        return 0  # non-zero would abort the statement
+
+    def before_cursor_execute(conn, cursor, statement, parameters, context, executemany):
+        dbapi_connection = cursor.connection
+        dbapi_connection.set_progress_handler(step, 1)
+        connections.append(dbapi_connection)
+
+    event.listen(engine, "before_cursor_execute", before_cursor_execute)
+    try:
+        yield count
+    finally:
+        event.remove(engine, "before_cursor_execute", before_cursor_execute)
+        for dbapi_connection in connections:
+            # closed, or owned by another thread: it is no longer counted either way
+            with suppress(sqlite3.Error):
+                dbapi_connection.set_progress_handler(None, 1)
+
+
+class TestSqliteConformance(BackendConformance):
+    def db_factory(self, tmp_path: Path) -> tuple[str, dict[str, Any]]:
+        return "kern.db.sqlite:SqliteDb", {"db_file": str(tmp_path / "kern.db")}
+
+    def count_reads(self, db: Any, fn: Callable[[], Any]) -> int:
+        with vm_instructions(db.engine) as count:
+            fn()
+        return count[0]
+
+
+class TestAsyncSqliteConformance(AsyncBackendConformance):
+    def db_factory(self, tmp_path: Path) -> tuple[str, dict[str, Any]]:
+        return "kern.db.sqlite:AsyncSqliteDb", {"db_file": str(tmp_path / "kern.db")}
+
+    async def count_reads(self, db: Any, fn: Callable[[], Awaitable[Any]]) -> int:
+        with vm_instructions(db.sync_db.engine) as count:
+            await fn()
+        return count[0]

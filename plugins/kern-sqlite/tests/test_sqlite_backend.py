@@ -1,0 +1,433 @@
+"""What only the SQLite backend does: files and URLs, WAL, locks, schema versions, FTS5.
+
+The storage contract itself is checked by the conformance suite (test_conformance.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, event, text
+
+import kern.db
+from kern.db.sqlite import AsyncSqliteDb, SqliteDb
+from kern.db.sqlite.fts import match_expression
+from kern.errors import ConfigurationError, KernError, SyncAsyncMismatchError
+from kern.records import Learning, Memory, Message, Run, Session
+
+ODD_QUERIES = ('what\'s "up" AND (x', '"', "*", "NEAR(", "a OR", "col:value", "^x", "(((", "")
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Any:
+    db = SqliteDb(db_file=tmp_path / "kern.db")
+    yield db
+    db.close()
+
+
+def raw(path: str | Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, isolation_level=None)
+
+
+def turn(session_id: str, i: int, **fields: Any) -> Run:
+    return Run(
+        session_id=session_id,
+        input=f"question {i}",
+        messages=[Message(role="user", content=f"question {i}")],
+        **fields,
+    )
+
+
+# -- where the database lives ------------------------------------------------------------
+def test_db_file_creates_parent_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The product docs' ``SqliteDb(db_file="tmp/agent_storage.db")`` works in a fresh folder."""
+    monkeypatch.chdir(tmp_path)
+    db = SqliteDb(db_file="tmp/agent_storage.db")
+    try:
+        db.append_run(turn("s", 0))
+        path = tmp_path / "tmp" / "agent_storage.db"
+        assert path.is_file()
+        assert db.db_file == str(path)
+        assert repr(db) == f"SqliteDb(db_file={str(path)!r})"
+    finally:
+        db.close()
+
+
+def test_db_file_is_fixed_at_construction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relative path means the working directory of construction, not of each use."""
+    monkeypatch.chdir(tmp_path)
+    db = SqliteDb(db_file="a.db")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    try:
+        db.append_run(turn("s", 0))
+    finally:
+        db.close()
+    assert (tmp_path / "a.db").is_file()
+    assert not (tmp_path / "elsewhere" / "a.db").exists()
+
+
+@pytest.mark.parametrize("form", ["relative", "absolute"])
+def test_db_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    url = "sqlite:///data/rel.db" if form == "relative" else f"sqlite:///{tmp_path}/abs/x.db"
+    expected = tmp_path / ("data/rel.db" if form == "relative" else "abs/x.db")
+    db = SqliteDb(db_url=url)
+    try:
+        db.upsert_session(Session(session_id="s"), expected_version=None)
+    finally:
+        db.close()
+    assert db.db_file == str(expected)
+    assert raw(expected).execute("SELECT session_id FROM kern_sessions").fetchall() == [("s",)]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"db_url": "sqlite:///:memory:"}, {"db_url": "sqlite://"}, {"db_file": ":memory:"}],
+)
+def test_memory_database_is_shared_across_threads(kwargs: dict[str, str]) -> None:
+    """One in-memory database, used from many threads at once: every thread sees it."""
+    db = SqliteDb(**kwargs)
+    try:
+        assert db.db_file == ":memory:"
+        db.upsert_session(Session(session_id="s"), expected_version=None)
+
+        def work(i: int) -> tuple[int | None, bool]:
+            stored = db.append_run(turn("s", i))
+            return stored.seq, db.get_session("s") is not None
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(work, range(80)))
+        assert sorted(seq for seq, _ in results) == list(range(1, 81))
+        assert all(seen for _, seen in results)
+        assert [r.seq for r in db.get_last_runs("s", 3)] == [78, 79, 80]
+    finally:
+        db.close()
+
+
+def test_exactly_one_location() -> None:
+    with pytest.raises(ConfigurationError, match="exactly one of db_file, db_url or engine"):
+        SqliteDb()
+    with pytest.raises(ConfigurationError, match="got db_file, db_url"):
+        SqliteDb(db_file="a.db", db_url="sqlite:///b.db")
+
+
+def test_user_engine(tmp_path: Path) -> None:
+    """An engine of the user's works; kern leaves its transactions as they were, and
+    closing the db does not dispose of it."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'own.db'}")
+    db = SqliteDb(engine=engine)
+    assert db.engine is engine
+    db.append_run(turn("s", 0))
+    db.close()
+
+    with engine.connect() as conn:
+        assert conn.connection.dbapi_connection.isolation_level == ""  # the driver default
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+        conn.execute(text("INSERT INTO t VALUES (1)"))
+        conn.rollback()  # a transaction of the user's is still a transaction
+        assert conn.execute(text("SELECT count(*) FROM kern_runs")).scalar() == 1
+    engine.dispose()
+
+
+# -- wrong URLs, engines and classes --------------------------------------------------------
+def test_async_url_on_sync_class_names_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(SyncAsyncMismatchError, match="AsyncSqliteDb") as error:
+        SqliteDb(db_url=f"sqlite+aiosqlite:///{tmp_path}/x.db")
+    assert "sqlite:///" in str(error.value)
+
+
+def test_async_engine_on_sync_class_names_the_fix() -> None:
+    class AsyncEngine:  # what create_async_engine returns, as far as the check can tell
+        sync_engine = create_engine("sqlite://")
+
+    for cls in (SqliteDb, AsyncSqliteDb):
+        with pytest.raises(SyncAsyncMismatchError, match="AsyncSqliteDb") as error:
+            cls(engine=AsyncEngine())  # type: ignore[arg-type]
+        assert "create_engine('sqlite:///" in str(error.value)
+
+
+def test_real_async_engine_is_refused(tmp_path: Path) -> None:
+    pytest.importorskip("aiosqlite")
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/x.db")
+    with pytest.raises(SyncAsyncMismatchError, match="AsyncSqliteDb"):
+        SqliteDb(engine=engine)  # type: ignore[arg-type]
+
+
+def test_other_backend_url_names_the_right_class() -> None:
+    with pytest.raises(ConfigurationError, match="PostgresDb") as error:
+        SqliteDb(db_url="postgresql://kern:s3cret@localhost:5432/app")
+    assert "kern[postgres]" in str(error.value)
+    assert "s3cret" not in str(error.value)
+    with pytest.raises(ConfigurationError, match="DuckDb"):
+        SqliteDb(db_url="duckdb:///x.duckdb")
+    with pytest.raises(ConfigurationError, match="could not read"):
+        SqliteDb(db_url="not a url at all")
+
+
+def test_bad_table_prefix_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="table_prefix"):
+        SqliteDb(db_file=tmp_path / "x.db", table_prefix="bad-prefix; DROP")
+
+
+def test_connect_picks_the_sqlite_classes(tmp_path: Path) -> None:
+    sync = kern.db.connect(f"sqlite:///{tmp_path}/a.db")
+    asynchronous = kern.db.connect(f"sqlite+aiosqlite:///{tmp_path}/a.db")
+    try:
+        assert type(sync) is SqliteDb
+        assert type(asynchronous) is AsyncSqliteDb
+        assert sync.backend_name == asynchronous.backend_name == "sqlite"
+        assert asynchronous.db_file == sync.db_file == str(tmp_path / "a.db")
+        assert repr(asynchronous) == f"AsyncSqliteDb(db_file={sync.db_file!r})"
+    finally:
+        sync.close()
+        asyncio.run(asynchronous.close())
+
+
+async def test_async_twin_shares_the_file(tmp_path: Path) -> None:
+    adb = AsyncSqliteDb(db_file=tmp_path / "a.db", table_prefix="app_")
+    try:
+        assert adb.table_prefix == "app_"
+        assert adb.engine is adb.sync_db.engine
+        runs = await asyncio.gather(*(adb.append_run(turn("s", i)) for i in range(20)))
+        assert sorted(r.seq for r in runs) == list(range(1, 21))
+    finally:
+        await adb.close()
+    tables = raw(tmp_path / "a.db").execute("SELECT name FROM sqlite_master WHERE type='table'")
+    assert "app_runs" in {name for (name,) in tables}
+
+
+# -- the file's modes and locks --------------------------------------------------------------
+def test_wal_busy_timeout_and_synchronous(db: SqliteDb) -> None:
+    db.append_run(turn("s", 0))
+    assert raw(db.db_file).execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    pooled = db.engine.raw_connection()
+    try:
+        cursor = pooled.dbapi_connection.cursor()
+        assert cursor.execute("PRAGMA busy_timeout").fetchone()[0] >= 30_000
+        assert cursor.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    finally:
+        pooled.close()
+
+
+def test_reads_do_not_wait_for_a_writer(db: SqliteDb) -> None:
+    """While another connection holds the write lock, reads answer at once (from the last
+    committed state): they take no write lock of their own."""
+    db.upsert_session(Session(session_id="s", state={"n": 1}), expected_version=None)
+    first = db.append_run(turn("s", 0))
+    writer = raw(db.db_file)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("UPDATE kern_sessions SET summary = 'uncommitted'")
+    try:
+        results: list[Any] = []
+        reader = threading.Thread(
+            target=lambda: results.extend([db.get_session("s"), db.get_last_runs("s", 3)])
+        )
+        reader.start()
+        reader.join(timeout=5)
+        assert not reader.is_alive(), "a read waited for the writer's lock"
+        session, runs = results
+        assert session.summary is None
+        assert runs == [first]
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
+def test_history_read_uses_the_session_seq_index(db: SqliteDb) -> None:
+    db.append_run(turn("s", 0))
+    plans = []
+
+    def explain(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "seq" in statement:
+            plan = cursor.connection.execute(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            plans.append(" / ".join(row[3] for row in plan))
+
+    event.listen(db.engine, "before_cursor_execute", explain)
+    db.get_last_runs("s", 3, top_level_only=True, before_seq=10)
+    event.remove(db.engine, "before_cursor_execute", explain)
+    assert plans and all("USING INDEX" in plan and "TEMP B-TREE" not in plan for plan in plans)
+
+
+def test_statement_events_see_reads_and_writes(db: SqliteDb) -> None:
+    """With a listener on the engine, every statement (BEGIN IMMEDIATE included) goes
+    through SQLAlchemy's events, and the results are the same."""
+    seen: list[str] = []
+    event.listen(db.engine, "before_cursor_execute", lambda *args: seen.append(args[2].split()[0]))
+    db.upsert_session(Session(session_id="s"), expected_version=None)
+    stored = db.append_run(turn("s", 0))
+    assert db.get_last_runs("s", 1) == [stored]
+    assert db.search_memories("u", "anything") == []
+    assert "BEGIN" in seen and "INSERT" in seen and "SELECT" in seen
+
+
+def test_timestamps_are_utc_text_and_come_back_aware(db: SqliteDb) -> None:
+    created = datetime(2024, 5, 17, 14, 3, 9, 123456, tzinfo=timezone(timedelta(hours=2)))
+    run = db.append_run(turn("s", 0, created_at=created))
+    stored = raw(db.db_file).execute("SELECT created_at FROM kern_runs").fetchone()[0]
+    assert stored == "2024-05-17 12:03:09.123456"
+    fetched = db.get_run(run.run_id)
+    assert fetched is not None
+    assert fetched.created_at.tzinfo is UTC
+    assert fetched.created_at == created
+
+
+# -- schema versions and migrations --------------------------------------------------------
+def versions(path: str) -> list[tuple[str, int, str]]:
+    return raw(path).execute("SELECT * FROM kern_schema_versions ORDER BY name").fetchall()
+
+
+def test_schema_versions_recorded_once(tmp_path: Path) -> None:
+    path = str(tmp_path / "kern.db")
+    first = SqliteDb(db_file=path)
+    first.create_tables()
+    recorded = versions(path)
+    assert {name for name, _, _ in recorded} == {
+        "kern_schema_versions",
+        "kern_sessions",
+        "kern_runs",
+        "kern_memories",
+        "kern_learnings",
+        "kern_memories_fts",
+        "kern_learnings_fts",
+    }
+    assert all(version == 1 for _, version, _ in recorded)
+
+    first.create_tables()
+    second = SqliteDb(db_file=path)
+    second.create_tables()
+    second.append_run(turn("s", 0))
+    assert versions(path) == recorded  # same rows, same applied_at: nothing ran again
+    assert second.schema_versions() == {name: version for name, version, _ in recorded}
+    first.close()
+    second.close()
+
+
+def test_migrations_bring_an_older_database_forward(tmp_path: Path) -> None:
+    """A database whose search index is missing (as if written before it existed) gets it,
+    with the rows already stored, the next time kern opens it."""
+    path = str(tmp_path / "kern.db")
+    db = SqliteDb(db_file=path)
+    db.upsert_memory(Memory(user_id="u", content="likes hiking in the Alps"))
+    db.close()
+    conn = raw(path)
+    for trigger in ("ai", "ad", "au"):
+        conn.execute(f"DROP TRIGGER kern_memories_fts_{trigger}")
+    conn.execute("DROP TABLE kern_memories_fts")
+    conn.execute("DELETE FROM kern_schema_versions WHERE name = 'kern_memories_fts'")
+    conn.close()
+
+    reopened = SqliteDb(db_file=path)
+    try:
+        assert [hit.memory.content for hit in reopened.search_memories("u", "alps")] == [
+            "likes hiking in the Alps"
+        ]
+        assert reopened.schema_versions()["kern_memories_fts"] == 1
+    finally:
+        reopened.close()
+
+
+def test_data_survives_reopening_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "kern.db"
+    db = SqliteDb(db_file=path)
+    db.upsert_session(Session(session_id="s", state={"k": [1, "ü"]}), expected_version=None)
+    runs = [db.append_run(turn("s", i)) for i in range(3)]
+    session = db.get_session("s")  # append_run moved its updated_at
+    memory = db.upsert_memory(Memory(user_id="u", content="Prefers green tea"))
+    db.close()
+    with pytest.raises(KernError, match="closed"):
+        db.get_session("s")
+
+    again = SqliteDb(db_url=f"sqlite:///{path}")
+    try:
+        assert again.get_session("s") == session
+        assert again.get_last_runs("s", 10) == runs
+        assert [hit.memory for hit in again.search_memories("u", "tea")] == [memory]
+        assert again.append_run(turn("s", 3)).seq == 4
+    finally:
+        again.close()
+
+
+# -- full-text search --------------------------------------------------------------------
+def test_match_expression_quotes_every_token() -> None:
+    assert match_expression('what\'s "up" AND (x') == '"what" OR "s" OR "up" OR "and" OR "x"'
+    assert match_expression("NEAR( col:value ^start") == '"near" OR "col" OR "value" OR "start"'
+    assert match_expression("Tee tee TEE") == '"tee"'
+    for nothing in ("", "   ", '"', "*", "(((", "-"):
+        assert match_expression(nothing) is None
+
+
+def test_odd_query_text_never_raises(db: SqliteDb) -> None:
+    db.upsert_memory(Memory(user_id="u", content='what\'s "up" AND (x) near col value'))
+    db.upsert_learning(Learning(kind="k", content={"fact": 'what\'s "up" AND (x)'}))
+    for query in ODD_QUERIES:
+        assert isinstance(db.search_memories("u", query), list)
+        assert isinstance(db.search_learnings(query), list)
+    # operator words are just words
+    assert len(db.search_memories("u", "AND")) == 1
+    assert len(db.search_memories("u", "NEAR")) == 1
+
+
+def test_search_stems_and_folds_accents(db: SqliteDb) -> None:
+    db.upsert_memory(Memory(user_id="u", content="She preferred the café near the station"))
+    assert db.search_memories("u", "prefers cafe")
+    db.upsert_learning(Learning(kind="k", content={"note": "Zürich office opens in März"}))
+    assert db.search_learnings("zurich marz")
+
+
+def fts_integrity(path: str) -> None:
+    """FTS5's own check that each index matches its table (raises if it does not)."""
+    conn = raw(path)
+    for table in ("kern_memories_fts", "kern_learnings_fts"):
+        conn.execute(f"INSERT INTO {table}({table}, rank) VALUES ('integrity-check', 1)")
+    conn.close()
+
+
+def test_fts_index_follows_every_write(db: SqliteDb) -> None:
+    """Upserts, deletes and forget_user keep the external-content index exact."""
+    memory = db.upsert_memory(Memory(user_id="u", content="old words", topics=["alpha"]))
+    db.upsert_memory(memory.model_copy(update={"content": "new words", "topics": ["beta"]}))
+    assert db.search_memories("u", "old") == []
+    assert [h.memory.content for h in db.search_memories("u", "new beta")] == ["new words"]
+    learning = db.upsert_learning(Learning(kind="k", user_id="u", content={"v": "first"}))
+    db.upsert_learning(learning.model_copy(update={"content": {"v": "second"}}))
+    assert db.search_learnings("first") == []
+    assert len(db.search_learnings("second")) == 1
+    doomed = db.upsert_memory(Memory(user_id="v", content="to be deleted"))
+    db.delete_memory(doomed.memory_id)
+    db.forget_user("u")
+    assert db.search_memories("u", "new") == []
+    assert db.search_learnings("second") == []
+    fts_integrity(db.db_file)
+
+
+def test_search_survives_vacuum(db: SqliteDb) -> None:
+    """VACUUM keeps rowids (the FTS index refers to them): search stays right after it."""
+    kept = []
+    for i in range(50):
+        memory = db.upsert_memory(Memory(user_id="u", content=f"note number {i} about kiwis"))
+        if i % 3:
+            db.delete_memory(memory.memory_id)
+        else:
+            kept.append(memory.memory_id)
+    raw(db.db_file).execute("VACUUM")
+    found = db.search_memories("u", "kiwis", limit=100)
+    assert sorted(hit.memory.memory_id for hit in found) == sorted(kept)
+    fts_integrity(db.db_file)
+
+
+def test_learning_search_reads_json_values_not_escapes(db: SqliteDb) -> None:
+    """JSON is stored as written (no \\u escapes), so non-ASCII words are searchable."""
+    db.upsert_learning(Learning(kind="k", content={"fact": "東京 office, Straße 5"}))
+    stored = raw(db.db_file).execute("SELECT content FROM kern_learnings").fetchone()[0]
+    assert "Straße" in stored
+    assert len(db.search_learnings("strasse straße")) == 1
