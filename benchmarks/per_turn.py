@@ -1,21 +1,23 @@
 """Per-turn wall time of a persisted agent turn, against the floor, at growing session lengths.
 
-A *turn* is what a chat server does per user message: read the session and its last 3 runs,
-call the model (kern's scripted OpenAI-compatible server, in its own process on loopback),
-and store the new run. The *floor* makes the same turn with the bare openai client and raw
-``sqlite3`` (one table, the same index and pragmas): kern's overhead is the difference.
+A *turn* is what a chat server does per user message: read the session's last 3 runs, call
+the model (kern's scripted OpenAI-compatible server, in its own process on loopback), and
+store the new run. The *floor* makes the same turn with the bare openai client and the bare
+database driver (``benchmarks/targets/<backend>.py``: same index, same durability): the
+difference is kern's overhead.
 
 Each size is measured on its own session, pre-filled with that many runs; kern and the floor
 alternate in blocks so that drift in the machine hits both alike. Figures are medians.
 
-    uv run nox -s bench            # or: uv run python benchmarks/per_turn.py --turns 300
+    uv run nox -s bench                       # every backend
+    uv run nox -s bench -- --backends sqlite --turns 600
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sqlite3
+import importlib
+import pkgutil
 import statistics
 import subprocess
 import sys
@@ -23,16 +25,28 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import openai
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 from kern.agent import Agent
-from kern.db.sqlite import SqliteDb
 from kern.models.openai import OpenAIChat
 from kern.records import Message, Run
 
 SIZES = (0, 1_000, 10_000)
 HISTORY_RUNS = 3
+
+
+def targets() -> dict[str, ModuleType]:
+    import targets as package
+
+    modules = (
+        importlib.import_module(f"targets.{info.name}")
+        for info in pkgutil.iter_modules(package.__path__)
+    )
+    return {module.NAME: module for module in modules}
 
 
 def start_server() -> tuple[subprocess.Popen[str], str]:
@@ -52,9 +66,7 @@ def turn_messages(n: int) -> list[Message]:
     ]
 
 
-# -- kern ----------------------------------------------------------------------------
-def kern_turn(db_file: Path, base_url: str, session_id: str, prior: int) -> Callable[[int], None]:
-    db = SqliteDb(db_file=db_file)
+def kern_turn(db, base_url: str, session_id: str, prior: int) -> Callable[[int], None]:
     for n in range(prior):
         db.append_run(Run(session_id=session_id, input=f"message {n}", messages=turn_messages(n)))
     agent = Agent(
@@ -70,54 +82,23 @@ def kern_turn(db_file: Path, base_url: str, session_id: str, prior: int) -> Call
     return turn
 
 
-# -- the floor: bare openai client + raw sqlite3 ------------------------------------------
-FLOOR_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    session_id TEXT NOT NULL, seq INTEGER NOT NULL, run_id TEXT NOT NULL,
-    input TEXT, messages TEXT NOT NULL, output TEXT, created_at TEXT NOT NULL,
-    PRIMARY KEY (session_id, seq)
-)
-"""
-
-
-def floor_turn(db_file: Path, base_url: str, session_id: str, prior: int) -> Callable[[int], None]:
-    conn = sqlite3.connect(db_file, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute(FLOOR_SCHEMA)
-    conn.execute("BEGIN")
-    for n in range(prior):
-        messages = json.dumps([m.model_dump() for m in turn_messages(n)])
-        conn.execute(
-            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, datetime('now'))",
-            (session_id, n + 1, f"r{n}", f"message {n}", messages, "answer"),
-        )
-    conn.execute("COMMIT")
+def floor_turn(floor, base_url: str, session_id: str, prior: int) -> Callable[[int], None]:
+    floor.seed(session_id, prior, lambda n: [m.model_dump() for m in turn_messages(n)])
     client = openai.OpenAI(base_url=base_url, api_key="bench")
 
     def turn(n: int) -> None:
-        rows = conn.execute(
-            "SELECT messages FROM runs WHERE session_id = ? ORDER BY seq DESC LIMIT ?",
-            (session_id, HISTORY_RUNS),
-        ).fetchall()
-        history = [m for (raw,) in reversed(rows) for m in json.loads(raw)]
+        history = floor.last_messages(session_id, HISTORY_RUNS)
         user = {"role": "user", "content": f"message number {n}"}
         reply = client.chat.completions.create(model="bench", messages=[*history, user])
-        answer = {"role": "assistant", "content": reply.choices[0].message.content}
-        conn.execute("BEGIN IMMEDIATE")
-        (last,) = conn.execute(
-            "SELECT coalesce(max(seq), 0) FROM runs WHERE session_id = ?", (session_id,)
-        ).fetchone()
-        conn.execute(
-            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, datetime('now'))",
-            (session_id, last + 1, f"t{n}", user["content"], json.dumps([user, answer]), "x"),
+        content = reply.choices[0].message.content
+        floor.append(
+            session_id, user["content"], [user, {"role": "assistant", "content": content}], content
         )
-        conn.execute("COMMIT")
 
     return turn
 
 
-def median_ms(turn: Callable[[int], None], start: int, count: int) -> list[float]:
+def timed(turn: Callable[[int], None], start: int, count: int) -> list[float]:
     times = []
     for n in range(start, start + count):
         began = time.perf_counter()
@@ -126,42 +107,56 @@ def median_ms(turn: Callable[[int], None], start: int, count: int) -> list[float
     return times
 
 
+def measure(target: ModuleType, base_url: str, sizes: list[int], turns: int, block: int):
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        db, floor = target.kern_db(folder), target.Floor(folder)
+        try:
+            for size in sizes:
+                session_id = f"bench-{size}-{time.time_ns()}"
+                kern = kern_turn(db, base_url, session_id, size)
+                bare = floor_turn(floor, base_url, session_id, size)
+                for warm in range(20):
+                    kern(-warm - 1)
+                    bare(-warm - 1)
+                kern_times: list[float] = []
+                floor_times: list[float] = []
+                for start in range(0, turns, block):
+                    kern_times += timed(kern, start, block)
+                    floor_times += timed(bare, start, block)
+                yield size, statistics.median(kern_times), statistics.median(floor_times)
+        finally:
+            db.close()
+            floor.close()
+
+
 def main() -> None:
+    available = targets()
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--backends", nargs="*", default=sorted(available))
     parser.add_argument("--turns", type=int, default=300, help="measured turns per size")
     parser.add_argument("--block", type=int, default=25, help="turns per alternating block")
     parser.add_argument("--sizes", type=int, nargs="*", default=list(SIZES))
     args = parser.parse_args()
 
     server, base_url = start_server()
-    results: dict[int, tuple[float, float]] = {}
+    print("| backend | prior runs | kern ms/turn | floor ms/turn | kern / floor | vs first size |")
+    print("|---|---:|---:|---:|---:|---:|")
     try:
-        with tempfile.TemporaryDirectory() as folder:
-            for size in args.sizes:
-                kern = kern_turn(Path(folder) / "kern.db", base_url, f"s{size}", size)
-                floor = floor_turn(Path(folder) / "floor.db", base_url, f"s{size}", size)
-                for warm in range(20):
-                    kern(-warm - 1)
-                    floor(-warm - 1)
-                kern_times: list[float] = []
-                floor_times: list[float] = []
-                for start in range(0, args.turns, args.block):
-                    kern_times += median_ms(kern, start, args.block)
-                    floor_times += median_ms(floor, start, args.block)
-                results[size] = (statistics.median(kern_times), statistics.median(floor_times))
+        for name in args.backends:
+            first = None
+            for size, kern_ms, floor_ms in measure(
+                available[name], base_url, args.sizes, args.turns, args.block
+            ):
+                first = first or kern_ms
+                print(
+                    f"| {name} | {size:,} | {kern_ms:.3f} | {floor_ms:.3f} | "
+                    f"{kern_ms / floor_ms:.2f}x | {kern_ms / first:.2f}x |",
+                    flush=True,
+                )
     finally:
         server.terminate()
         server.wait(timeout=10)
-
-    base = results[args.sizes[0]][0]
-    header = "| prior runs | kern ms/turn | floor ms/turn | kern / floor | kern / kern@first |"
-    print(header)
-    print("|---:|---:|---:|---:|---:|")
-    for size, (kern_ms, floor_ms) in results.items():
-        print(
-            f"| {size:,} | {kern_ms:.3f} | {floor_ms:.3f} | "
-            f"{kern_ms / floor_ms:.2f}x | {kern_ms / base:.2f}x |"
-        )
 
 
 if __name__ == "__main__":

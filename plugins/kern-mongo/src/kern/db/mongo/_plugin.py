@@ -1,0 +1,17 @@
+"""Registers the mongo backend with kern (entry point ``kern: mongo``)."""
+
+from kern.hookspecs import hookimpl
+from kern.plugins import Backend
+
+
+@hookimpl
+def register_backends(register):
+    register(
+        Backend(
+            name="mongo",
+            schemes=("mongodb", "mongodb+srv"),
+            async_schemes=(),
+            sync="kern.db.mongo:MongoDb",
+            async_="kern.db.mongo:AsyncMongoDb",
+        )
+    )
