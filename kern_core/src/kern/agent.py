@@ -10,24 +10,24 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
 from kern.db.base import AsyncBaseDb, BaseDb
-from kern.effects import DbCall, ModelCall, ToolRun, Turn, adrive, alast, drive, last
+from kern.effects import Call, DbCall, ModelCall, Turn, adrive, alast, drive, last
 from kern.errors import (
     ConfigurationError,
     SessionNotFoundError,
     SyncAsyncMismatchError,
-    UnserializableError,
-    VersionConflictError,
 )
 from kern.models import default_model, get_model
 from kern.models.base import Model, ModelResponse
 from kern.printing import aprint_stream, print_run, print_stream
 from kern.records import Message, Run, RunStatus, Session, SessionType, new_id
 from kern.run import RunEvent, RunOutput
+from kern.sessions import checked_state, load_or_create, save_state
 from kern.tools import Tool, argument_error_text, as_tool, result_text
 
 #: How many model calls one turn may make before the agent stops following tool calls.
@@ -41,6 +41,9 @@ class Agent:
     the model's context. ``session_state`` holds defaults for a new session's state; tools
     that take a ``session_state`` parameter receive the session's state and may change it.
     """
+
+    #: What this component's sessions are stored as.
+    session_type: SessionType = SessionType.AGENT
 
     def __init__(
         self,
@@ -74,7 +77,7 @@ class Agent:
         self.tools = [as_tool(tool) for tool in tools]
         self.session_id = session_id or new_id()
         self.user_id = user_id
-        self.session_state = _checked_state(session_state or {})
+        self.session_state = checked_state(session_state or {})
         self.add_history_to_context = add_history_to_context
         self.num_history_runs = num_history_runs
         self.add_session_state_to_context = add_session_state_to_context
@@ -100,7 +103,7 @@ class Agent:
         """Answer ``input`` in the session; with ``stream=True``, an iterator of events."""
         self._require_sync_db("run", "arun")
         turn = self._turn(input, session_id, user_id, session_state)
-        events = drive(turn, db=self.db, model=self.model, stream=stream)
+        events = drive(turn, db=self.db, stream=stream)
         return _events(events) if stream else last(events)
 
     async def arun(
@@ -114,7 +117,7 @@ class Agent:
     ) -> RunOutput | AsyncIterator[RunEvent]:
         """``run`` for async code. A sync db is used from a worker thread, never the loop."""
         turn = self._turn(input, session_id, user_id, session_state)
-        events = adrive(turn, db=self.db, model=self.model, stream=stream)
+        events = adrive(turn, db=self.db, stream=stream)
         return _aevents(events) if stream else await alast(events)
 
     def print_response(self, input: str, *, stream: bool = False, **kwargs: Any) -> RunOutput:
@@ -192,6 +195,8 @@ class Agent:
         user_id: str | None,
         state_override: dict[str, Any] | None,
     ) -> Turn:
+        """A top-level turn: the session is read (or created), the run appended, the state
+        written back if it changed."""
         started = time.perf_counter()
         session_id = session_id or self.session_id
         user_id = user_id or self.user_id
@@ -199,12 +204,10 @@ class Agent:
 
         session: Session | None = None
         if persist:
-            session = yield DbCall("get_session", (session_id,))
-            if session is None:
-                session = yield from self._create_session(session_id, user_id)
+            session = yield from load_or_create(self._new_session(session_id, user_id))
         state = copy.deepcopy(session.state if session else self.session_state)
         if state_override:
-            state.update(_checked_state(state_override))
+            state.update(checked_state(state_override))
 
         history: list[Message] = []
         if persist and self.add_history_to_context and self.num_history_runs:
@@ -215,16 +218,54 @@ class Agent:
             )
             history = _history(runs)
 
+        here = ParentRun(new_id(), session_id, user_id, state, persist=persist)
+        run = yield from self._respond(input, history, here, parent_run_id=None, quiet=False)
+        state = checked_state(state)
+        run.metrics["duration_s"] = round(time.perf_counter() - started, 6)
+        if persist:
+            assert session is not None
+            yield from save_state(session, state)
+            run = yield DbCall("append_run", (run,))
+        return _output(run, state)
+
+    def _member_turn(
+        self, input: str, parent: ParentRun, tags: dict[str, Any] | None = None
+    ) -> Turn:
+        """A turn inside another component's run (a team member, a workflow step): stored as
+        a run of the parent's session with ``parent_run_id``, sharing the parent's state.
+        ``tags`` are added to the run's metrics (a workflow notes the step's index)."""
+        started = time.perf_counter()
+        here = ParentRun(
+            new_id(), parent.session_id, parent.user_id, parent.state, persist=parent.persist
+        )
+        run = yield from self._respond(input, [], here, parent_run_id=parent.run_id, quiet=True)
+        run.metrics.update(tags or {}, duration_s=round(time.perf_counter() - started, 6))
+        if parent.persist:
+            run = yield DbCall("append_run", (run,))
+        return _output(run, parent.state)
+
+    def _respond(
+        self,
+        input: str,
+        history: list[Message],
+        here: ParentRun,
+        *,
+        parent_run_id: str | None,
+        quiet: bool,
+    ) -> Turn:
+        """The model and tool loop of one run; returns the run, not yet stored."""
         user_message = Message(role="user", content=input)
         run_messages = [user_message]
-        context = [*self._system_messages(state), *history, user_message]
-        tool_specs = [tool.spec for tool in self.tools]
-        tools_by_name = {tool.spec.name: tool for tool in self.tools}
+        context = [*self._system_messages(here.state), *history, user_message]
+        tools = [*self.tools, *self._run_tools(here)]
+        tool_specs = [tool.spec for tool in tools]
+        tools_by_name = {tool.spec.name: tool for tool in tools}
         usage = {"input_tokens": 0, "output_tokens": 0, "model_calls": 0}
 
         response = ModelResponse()
         for _ in range(MAX_MODEL_CALLS):
-            response = yield ModelCall([*context, *run_messages[1:]], tool_specs)
+            request = ModelCall(self.model, [*context, *run_messages[1:]], tool_specs, quiet)
+            response = yield request
             usage["input_tokens"] += response.usage.input_tokens
             usage["output_tokens"] += response.usage.output_tokens
             usage["model_calls"] += 1
@@ -232,54 +273,37 @@ class Agent:
             if not response.tool_calls:
                 break
             for call in response.tool_calls:
-                text = yield from self._call_tool(tools_by_name, call.name, call.arguments, state)
+                text = yield from self._call_tool(
+                    tools_by_name, call.name, call.arguments, here.state
+                )
                 run_messages.append(Message(role="tool", tool_call_id=call.id, content=text))
 
-        checked_state = _checked_state(state)
-        run = Run(
-            session_id=session_id,
+        return Run(
+            run_id=here.run_id,
+            session_id=here.session_id,
+            parent_run_id=parent_run_id,
             component_id=self.agent_id,
-            user_id=user_id,
+            user_id=here.user_id,
             status=RunStatus.COMPLETED,
             input=input,
             messages=run_messages,
             output=response.content,
-            metrics={**usage, "duration_s": round(time.perf_counter() - started, 6)},
-        )
-        if persist:
-            assert session is not None
-            if checked_state != session.state:
-                changed = session.model_copy(update={"state": checked_state})
-                yield DbCall("upsert_session", (changed,), {"expected_version": session.version})
-            run = yield DbCall("append_run", (run,))
-        return RunOutput(
-            run_id=run.run_id,
-            session_id=session_id,
-            user_id=user_id,
-            seq=run.seq,
-            content=response.content,
-            messages=run_messages,
-            metrics=run.metrics,
-            session_state=checked_state,
+            metrics=usage,
         )
 
-    def _create_session(self, session_id: str, user_id: str | None) -> Turn:
-        """Create the session; if another process created it first, use theirs."""
-        new = Session(
+    def _new_session(self, session_id: str, user_id: str | None) -> Session:
+        return Session(
             session_id=session_id,
-            session_type=SessionType.AGENT,
+            session_type=self.session_type,
             component_id=self.agent_id,
             user_id=user_id,
             name=self.name,
             state=copy.deepcopy(self.session_state),
         )
-        try:
-            return (yield DbCall("upsert_session", (new,), {"expected_version": None}))
-        except VersionConflictError:
-            stored = yield DbCall("get_session", (session_id,))
-            if stored is None:
-                raise
-            return stored
+
+    def _run_tools(self, here: ParentRun) -> list[Tool]:
+        """Tools bound to this run (a team's delegation tools); none for a plain agent."""
+        return []
 
     def _call_tool(
         self, tools: dict[str, Tool], name: str, arguments: str, state: dict[str, Any]
@@ -293,7 +317,10 @@ class Agent:
         except (ValueError, ValidationError) as exc:
             return argument_error_text(tool, exc)
         try:
-            result = yield ToolRun(tool, kwargs)
+            if tool.subturn is not None:
+                result = yield from tool.subturn(**kwargs)
+            else:
+                result = yield Call(tool.function, kwargs, tool.spec.name)
         except Exception as exc:
             return argument_error_text(tool, exc)
         return result_text(result)
@@ -327,22 +354,35 @@ class Agent:
         return f"Agent(name={self.name!r}, model={self._model!r}, db={self.db!r})"
 
 
+@dataclass
+class ParentRun:
+    """The run a turn belongs to: where nested runs (members, steps) are stored."""
+
+    run_id: str
+    session_id: str
+    user_id: str | None
+    state: dict[str, Any]
+    #: Whether the run's component writes to a database (set by teams and workflows).
+    persist: bool = False
+
+
+def _output(run: Run, state: dict[str, Any]) -> RunOutput:
+    return RunOutput(
+        run_id=run.run_id,
+        session_id=run.session_id,
+        user_id=run.user_id,
+        seq=run.seq,
+        content=run.output
+        if isinstance(run.output, str) or run.output is None
+        else str(run.output),
+        messages=run.messages,
+        metrics=run.metrics,
+        session_state=state,
+    )
+
+
 def _history(runs: Sequence[Run]) -> list[Message]:
     return [message for run in runs for message in run.messages]
-
-
-def _checked_state(state: dict[str, Any]) -> dict[str, Any]:
-    """The state as it will be stored, or an error naming the value JSON cannot hold."""
-    try:
-        return Session(session_id="check", state=state).state
-    except ValidationError as exc:
-        where = ".".join(str(part) for part in exc.errors()[0]["loc"][1:]) or "state"
-        raise UnserializableError(
-            f"session_state[{where!r}] cannot be stored as JSON "
-            f"({exc.errors()[0]['msg']}). Store plain JSON values (str, int, float, bool, "
-            "None, list, dict), e.g. a list instead of a set or an ISO string instead of a "
-            "datetime. This turn was not stored."
-        ) from None
 
 
 def _events(items: Iterator[Any]) -> Iterator[RunEvent]:

@@ -13,14 +13,14 @@ turn's own ``try``/``except`` decides what a failure means.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Generator, Iterator
+import inspect
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from kern.models.base import Model, ModelDelta, ModelResponse, ToolSpec
 from kern.records import Message
 from kern.run import RunEvent
-from kern.tools import Tool
 
 
 @dataclass(frozen=True)
@@ -34,27 +34,30 @@ class DbCall:
 
 @dataclass(frozen=True)
 class ModelCall:
-    """Ask the model for its next response."""
+    """Ask ``model`` for its next response (a team's leader and members differ)."""
 
+    model: Model
     messages: list[Message]
     tools: list[ToolSpec]
+    #: A team member's call: its text is not streamed to the caller (the leader answers).
+    quiet: bool = False
 
 
 @dataclass(frozen=True)
-class ToolRun:
-    """Call a tool with validated keyword arguments."""
+class Call:
+    """Call user code (a tool, a workflow step function) with keyword arguments."""
 
-    tool: Tool
+    function: Callable[..., Any]
     kwargs: dict[str, Any]
+    #: What a streamed run reports while it runs (the tool's name).
+    name: str = ""
 
 
-Effect = DbCall | ModelCall | ToolRun
+Effect = DbCall | ModelCall | Call
 Turn = Generator[Effect, Any, Any]
 
 
-def drive(
-    turn: Turn, *, db: Any, model: Model | None = None, stream: bool = False
-) -> Iterator[RunEvent | Any]:
+def drive(turn: Turn, *, db: Any, stream: bool = False) -> Iterator[RunEvent | Any]:
     """Run ``turn`` with blocking calls. Yields streamed events; the last item is the result."""
     value: Any = None
     error: BaseException | None = None
@@ -69,28 +72,25 @@ def drive(
             if isinstance(effect, DbCall):
                 value = getattr(db, effect.method)(*effect.args, **effect.kwargs)
             elif isinstance(effect, ModelCall):
-                assert model is not None, "a turn that calls the model needs a model"
-                if stream:
-                    for item in model.stream(effect.messages, effect.tools or None):
+                if stream and not effect.quiet:
+                    for item in effect.model.stream(effect.messages, effect.tools or None):
                         if isinstance(item, ModelDelta):
                             yield RunEvent(event="content", content=item.content)
                         else:
                             value = item
                 else:
-                    value = model.response(effect.messages, effect.tools or None)
+                    value = effect.model.response(effect.messages, effect.tools or None)
             else:
-                if stream:
-                    yield RunEvent(event="tool_call", tool_name=effect.tool.spec.name)
-                value = effect.tool.function(**effect.kwargs)
-                if effect.tool.is_async:
-                    value = asyncio.run(value)
+                if stream and effect.name:
+                    yield RunEvent(event="tool_call", tool_name=effect.name)
+                value = effect.function(**effect.kwargs)
+                if inspect.isawaitable(value):
+                    value = asyncio.run(_awaited(value))
         except Exception as exc:  # handed to the turn, which decides
             error = exc
 
 
-async def adrive(
-    turn: Turn, *, db: Any, model: Model | None = None, stream: bool = False
-) -> AsyncIterator[RunEvent | Any]:
+async def adrive(turn: Turn, *, db: Any, stream: bool = False) -> AsyncIterator[RunEvent | Any]:
     """Run ``turn`` without blocking the event loop. Same protocol as ``drive``."""
     value: Any = None
     error: BaseException | None = None
@@ -109,24 +109,27 @@ async def adrive(
                 else:
                     value = await asyncio.to_thread(method, *effect.args, **effect.kwargs)
             elif isinstance(effect, ModelCall):
-                assert model is not None, "a turn that calls the model needs a model"
-                if stream:
-                    async for item in model.astream(effect.messages, effect.tools or None):
+                if stream and not effect.quiet:
+                    async for item in effect.model.astream(effect.messages, effect.tools or None):
                         if isinstance(item, ModelDelta):
                             yield RunEvent(event="content", content=item.content)
                         else:
                             value = item
                 else:
-                    value = await model.aresponse(effect.messages, effect.tools or None)
+                    value = await effect.model.aresponse(effect.messages, effect.tools or None)
             else:
-                if stream:
-                    yield RunEvent(event="tool_call", tool_name=effect.tool.spec.name)
-                if effect.tool.is_async:
-                    value = await effect.tool.function(**effect.kwargs)
+                if stream and effect.name:
+                    yield RunEvent(event="tool_call", tool_name=effect.name)
+                if inspect.iscoroutinefunction(effect.function):
+                    value = await effect.function(**effect.kwargs)
                 else:
-                    value = await asyncio.to_thread(effect.tool.function, **effect.kwargs)
+                    value = await asyncio.to_thread(effect.function, **effect.kwargs)
         except Exception as exc:
             error = exc
+
+
+async def _awaited(value: Any) -> Any:
+    return await value
 
 
 def last(items: Iterator[Any]) -> Any:
@@ -144,4 +147,4 @@ async def alast(items: AsyncIterator[Any]) -> Any:
     return result
 
 
-__all__ = ["DbCall", "ModelCall", "ModelResponse", "ToolRun", "adrive", "alast", "drive", "last"]
+__all__ = ["Call", "DbCall", "ModelCall", "ModelResponse", "adrive", "alast", "drive", "last"]

@@ -29,10 +29,14 @@ class Tool:
     spec: ToolSpec
     arguments_model: Any
     injected: frozenset[str]
-    is_async: bool
+    #: For tools that run another component's turn (a team delegating to a member): a
+    #: function returning that turn, run inside the caller's turn instead of ``function``.
+    subturn: Callable[..., Any] | None = None
 
     @classmethod
-    def from_function(cls, function: Callable[..., Any]) -> Tool:
+    def from_function(
+        cls, function: Callable[..., Any], *, subturn: Callable[..., Any] | None = None
+    ) -> Tool:
         signature = inspect.signature(function)
         hints = get_type_hints(function)
         fields: dict[str, Any] = {}
@@ -64,7 +68,7 @@ class Tool:
             spec=spec,
             arguments_model=arguments_model,
             injected=frozenset(injected),
-            is_async=inspect.iscoroutinefunction(function),
+            subturn=subturn,
         )
 
     def bind(self, arguments: str, session_state: dict[str, Any]) -> dict[str, Any]:
