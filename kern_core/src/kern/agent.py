@@ -22,6 +22,7 @@ from kern.errors import (
     SessionNotFoundError,
     SyncAsyncMismatchError,
 )
+from kern.learn.scope import LearningScope, Recall
 from kern.models import default_model, get_model
 from kern.models.base import Model, ModelResponse
 from kern.printing import aprint_stream, print_run, print_stream
@@ -61,6 +62,7 @@ class Agent:
         num_history_runs: int = 3,
         add_session_state_to_context: bool = False,
         markdown: bool = False,
+        learning: Any = None,
     ) -> None:
         if db is not None and not isinstance(db, BaseDb | AsyncBaseDb):
             raise ConfigurationError(
@@ -82,6 +84,8 @@ class Agent:
         self.num_history_runs = num_history_runs
         self.add_session_state_to_context = add_session_state_to_context
         self.markdown = markdown
+        #: The learning machine (``learning=True`` or a ``LearningMachine``), or None.
+        self.learning = _learning_machine(learning)
 
     @property
     def model(self) -> Model:
@@ -137,6 +141,15 @@ class Agent:
         output = await self.arun(input, **kwargs)
         print_run(input, output, self.markdown)
         return output
+
+    def get_learning_machine(self) -> Any:
+        """The agent's learning machine, bound to its db and model (for the curator)."""
+        if self.learning is None:
+            raise ConfigurationError(
+                "this agent does not learn: create it with Agent(learning=True) or "
+                "Agent(learning=LearningMachine(...))"
+            )
+        return self.learning.bind(db=self.db, model=self.model)
 
     # -- reading back --------------------------------------------------------------
     def get_session(self, session_id: str | None = None) -> Session | None:
@@ -219,13 +232,20 @@ class Agent:
             history = _history(runs)
 
         here = ParentRun(new_id(), session_id, user_id, state, persist=persist)
-        run = yield from self._respond(input, history, here, parent_run_id=None, quiet=False)
+        learning = self.learning if persist else None
+        scope = LearningScope(user_id, session_id, self.agent_id, here.run_id)
+        recall = (yield from learning.recall(scope, input)) if learning else Recall()
+        run = yield from self._respond(
+            input, history, here, parent_run_id=None, quiet=False, recall=recall
+        )
         state = checked_state(state)
         run.metrics["duration_s"] = round(time.perf_counter() - started, 6)
         if persist:
             assert session is not None
             yield from save_state(session, state)
             run = yield DbCall("append_run", (run,))
+        if learning:
+            yield from learning.process(scope, run, self.model)
         return _output(run, state)
 
     def _member_turn(
@@ -252,12 +272,14 @@ class Agent:
         *,
         parent_run_id: str | None,
         quiet: bool,
+        recall: Recall | None = None,
     ) -> Turn:
         """The model and tool loop of one run; returns the run, not yet stored."""
+        recall = recall or Recall()
         user_message = Message(role="user", content=input)
         run_messages = [user_message]
-        context = [*self._system_messages(here.state), *history, user_message]
-        tools = [*self.tools, *self._run_tools(here)]
+        context = [*self._system_messages(here.state, recall.context), *history, user_message]
+        tools = [*self.tools, *self._run_tools(here), *recall.tools]
         tool_specs = [tool.spec for tool in tools]
         tools_by_name = {tool.spec.name: tool for tool in tools}
         usage = {"input_tokens": 0, "output_tokens": 0, "model_calls": 0}
@@ -325,8 +347,10 @@ class Agent:
             return argument_error_text(tool, exc)
         return result_text(result)
 
-    def _system_messages(self, state: dict[str, Any]) -> list[Message]:
+    def _system_messages(self, state: dict[str, Any], recalled: str = "") -> list[Message]:
         parts = list(self.instructions or ())
+        if recalled:
+            parts.append(recalled)
         if self.markdown:
             parts.append("Format your answers in Markdown.")
         if self.add_session_state_to_context and state:
@@ -364,6 +388,21 @@ class ParentRun:
     state: dict[str, Any]
     #: Whether the run's component writes to a database (set by teams and workflows).
     persist: bool = False
+
+
+def _learning_machine(learning: Any) -> Any:
+    """``True`` means the default machine (user profile and user memory, always mode)."""
+    if learning is None or learning is False:
+        return None
+    from kern.learn import LearningMachine
+
+    if learning is True:
+        return LearningMachine()
+    if not isinstance(learning, LearningMachine):
+        raise ConfigurationError(
+            f"learning must be True or a LearningMachine, not {type(learning).__name__}"
+        )
+    return learning
 
 
 def _output(run: Run, state: dict[str, Any]) -> RunOutput:
