@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-RUNNABLE_PAGES = ["teams-and-workflows.md"]
+RUNNABLE_PAGES = ["teams-and-workflows.md", "storage.md"]
 
 
 def examples() -> list[tuple[str, str]]:
