@@ -1,0 +1,129 @@
+"""The collections kern keeps in MongoDB, their indexes, and the schema version of each.
+
+Every read path of the contract has an index (DESIGN.md section 3): the history read walks
+``{session_id, seq}`` backwards, listings walk ``{<filter>, updated_at_us}``, searches
+start from the multikey ``terms`` index. Index names are explicit so that they read well
+in ``db.collection.getIndexes()``.
+
+Migrations run forward: ``MIGRATIONS[name]`` lists, per version, the indexes that version
+adds. ``kern_schema_versions`` records the version each collection is at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pymongo import ASCENDING, DESCENDING
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    name: str
+    keys: tuple[tuple[str, int], ...]
+    unique: bool = False
+
+    def options(self) -> dict[str, object]:
+        return {"name": self.name, "unique": True} if self.unique else {"name": self.name}
+
+
+@dataclass(frozen=True)
+class Version:
+    """What one schema version of a collection adds."""
+
+    number: int
+    indexes: tuple[IndexSpec, ...] = field(default_factory=tuple)
+
+
+def _ix(name: str, *keys: str, unique: bool = False) -> IndexSpec:
+    """An index on ``keys``; a key written ``-field`` is descending."""
+    parsed = tuple(
+        (key[1:], DESCENDING) if key.startswith("-") else (key, ASCENDING) for key in keys
+    )
+    return IndexSpec(name, parsed, unique)
+
+
+#: Logical collection names (``kern.db.base.TABLES``); stored with the prefix in front.
+SESSIONS, RUNS, MEMORIES, LEARNINGS, SCHEMA_VERSIONS = (
+    "sessions",
+    "runs",
+    "memories",
+    "learnings",
+    "schema_versions",
+)
+
+MIGRATIONS: dict[str, tuple[Version, ...]] = {
+    SCHEMA_VERSIONS: (Version(1),),
+    SESSIONS: (
+        Version(
+            1,
+            (
+                # list_sessions(user_id=...) and forget_user
+                _ix("user_updated", "user_id", "-updated_at_us"),
+                # list_sessions(component_id=...)
+                _ix("component_updated", "component_id", "-updated_at_us"),
+                # list_sessions() without filters: newest first
+                _ix("updated", "-updated_at_us"),
+            ),
+        ),
+    ),
+    RUNS: (
+        Version(
+            1,
+            (
+                # History: the last N runs by seq. Unique: two writers never share a seq.
+                _ix("session_seq", "session_id", "seq", unique=True),
+                # forget_user: runs holding the user's data outside the user's sessions
+                _ix("user", "user_id"),
+            ),
+        ),
+    ),
+    MEMORIES: (
+        Version(
+            1,
+            (
+                _ix("user_updated", "user_id", "-updated_at_us"),
+                _ix("user_agent_updated", "user_id", "agent_id", "-updated_at_us"),
+                # search: the user's memories sharing a word with the question
+                _ix("user_terms", "user_id", "terms"),
+            ),
+        ),
+    ),
+    LEARNINGS: (
+        Version(
+            1,
+            (
+                _ix("kind_namespace_updated", "kind", "namespace", "-updated_at_us"),
+                _ix("status_kind_updated", "status", "kind", "-updated_at_us"),
+                _ix("user_kind_updated", "user_id", "kind", "-updated_at_us"),
+                _ix("session_updated", "session_id", "-updated_at_us"),
+                _ix("entity_kind_updated", "entity_id", "kind", "-updated_at_us"),
+                # search: learnings sharing a word with the question, then by status
+                _ix("terms_status", "terms", "status"),
+            ),
+        ),
+    ),
+}
+
+
+def target_versions() -> dict[str, int]:
+    """The version each collection is at once every migration has run."""
+    return {name: versions[-1].number for name, versions in MIGRATIONS.items()}
+
+
+def pending(name: str, current: int) -> list[Version]:
+    """The versions of collection ``name`` newer than ``current``, oldest first."""
+    return [version for version in MIGRATIONS[name] if version.number > current]
+
+
+__all__ = [
+    "LEARNINGS",
+    "MEMORIES",
+    "MIGRATIONS",
+    "RUNS",
+    "SCHEMA_VERSIONS",
+    "SESSIONS",
+    "IndexSpec",
+    "Version",
+    "pending",
+    "target_versions",
+]

@@ -1,0 +1,113 @@
+"""The MongoDB server these tests run against, fresh databases, and a scripted model.
+
+The server, in order: ``KERN_TEST_MONGO_URL``; else one already listening on
+127.0.0.1:27017; else a throwaway ``nx-27017`` (the wire-compatible server that stands in for
+MongoDB, pinned 0.8.1) started for this test session from its own virtualenv,
+``.kern-test/nx-27017`` (created and installed if missing; ``KERN_TEST_NX_VENV`` moves it).
+Under ``CI=true`` no server is a failure; elsewhere the tests skip, saying how to install.
+
+Isolation: every test gets a database of its own (``kern_test_<session>_<n>``). On a server
+this session did not start, the collections also get a prefix of their own and are dropped
+by name at the end, so nothing outside this session is touched, even on a server that keeps
+every database in one file.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pymongo import MongoClient
+
+from kern.db.base import TABLES
+from kern.db.mongo.testing import (
+    INSTALL_HINT,
+    Server,
+    ServerUnavailable,
+    shared_counter,
+    use_test_server,
+)
+from kern.testing.scripted_server import ScriptedServer
+
+shared_counter()  # before any client exists: pymongo gives listeners to new clients only
+
+REPO = Path(__file__).resolve().parents[3]
+NX_VENV = Path(os.environ.get("KERN_TEST_NX_VENV", REPO / ".kern-test" / "nx-27017"))
+SESSION = uuid.uuid4().hex[:8]
+
+
+class MongoTarget:
+    """The session's server, and fresh databases on it."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.prefix = "kern_" if server.owned else f"kern_t{SESSION}_"
+        self._numbers = itertools.count(1)
+        self.databases: list[str] = []
+        self.client: MongoClient[Any] = MongoClient(server.url)
+
+    def new_database(self) -> str:
+        name = f"kern_test_{SESSION}_{next(self._numbers)}"
+        self.databases.append(name)
+        return name
+
+    def url(self, database: str) -> str:
+        return self.server.database_url(database)
+
+    def cleanup(self) -> None:
+        if not self.server.owned:  # our own server's data folder is simply deleted
+            for database in self.databases:
+                for table in TABLES:
+                    self.client[database].drop_collection(f"{self.prefix}{table}")
+        self.client.close()
+
+
+@pytest.fixture(scope="session")
+def mongo() -> Iterator[MongoTarget]:
+    try:
+        with use_test_server(NX_VENV) as server:
+            target = MongoTarget(server)
+            try:
+                yield target
+            finally:
+                target.cleanup()
+    except ServerUnavailable as exc:
+        message = (
+            f"no MongoDB-compatible server for the kern-mongo tests: {exc}. Set "
+            f"KERN_TEST_MONGO_URL=mongodb://host:port/, or install nx-27017 in its own "
+            f"venv: {INSTALL_HINT}"
+        )
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+
+
+@pytest.fixture
+def mongo_url(mongo: MongoTarget) -> str:
+    """A URL naming a database nobody has used yet."""
+    return mongo.url(mongo.new_database())
+
+
+@pytest.fixture
+def mongo_kwargs(mongo: MongoTarget, mongo_url: str) -> dict[str, str]:
+    """Constructor arguments of a db on a fresh database (with this session's prefix)."""
+    return {"db_url": mongo_url, "collection_prefix": mongo.prefix}
+
+
+@pytest.fixture(scope="session")
+def scripted_server() -> Iterator[ScriptedServer]:
+    with ScriptedServer() as server:
+        yield server
+
+
+@pytest.fixture
+def scripted(scripted_server: ScriptedServer) -> Iterator[ScriptedServer]:
+    """The scripted model server with no requests recorded and nothing queued."""
+    scripted_server.clear()
+    yield scripted_server
+    scripted_server.clear()

@@ -1,0 +1,705 @@
+"""What only the Mongo backend does: URLs and clients, errors, the stored documents, indexes
+for every read, bounded search, and turns carried across processes.
+
+The storage contract itself is checked by the conformance suite (test_conformance.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from bson import ObjectId
+from pymongo import AsyncMongoClient, MongoClient
+
+import kern.db
+from kern.agent import Agent
+from kern.db.mongo import AsyncMongoDb, MongoDb, codec, search
+from kern.db.mongo.testing import examined, explain_find, plan_uses_index, shared_counter
+from kern.errors import ConfigurationError, KernError, SyncAsyncMismatchError
+from kern.records import (
+    Learning,
+    LearningStatus,
+    Memory,
+    Message,
+    Run,
+    RunStatus,
+    Session,
+    SessionType,
+)
+from kern.testing.scripted_server import ScriptedServer
+
+COUNTER = shared_counter()
+
+
+@pytest.fixture
+def db(mongo_kwargs: dict[str, str]) -> Iterator[MongoDb]:
+    db = MongoDb(**mongo_kwargs)
+    yield db
+    db.close()
+
+
+def turn(session_id: str, i: int, **fields: Any) -> Run:
+    return Run(
+        session_id=session_id,
+        input=f"question {i}",
+        messages=[
+            Message(role="user", content=f"question {i}"),
+            Message(role="assistant", content=f"answer {i}"),
+        ],
+        **fields,
+    )
+
+
+def database_of(url: str) -> str:
+    """The database a URL names (its path)."""
+    return urlsplit(url).path.lstrip("/")
+
+
+def raw(db: MongoDb, table: str) -> Any:
+    """The pymongo collection behind a logical table, for looking at stored documents."""
+    return db.collections[table]
+
+
+# -- URLs, clients and databases ------------------------------------------------------------
+def test_database_from_the_url_path(mongo: Any, mongo_url: str) -> None:
+    db = MongoDb(db_url=mongo_url, collection_prefix=mongo.prefix)
+    try:
+        db.append_run(turn("s", 0))
+        name = database_of(mongo_url)
+        assert db.database_name == name
+        assert f"{mongo.prefix}runs" in db.client[name].list_collection_names()
+        assert repr(db) == f"MongoDb(database={name!r}, collection_prefix={mongo.prefix!r})"
+    finally:
+        db.close()
+
+
+def test_database_argument_wins_over_the_url(mongo: Any) -> None:
+    name = mongo.new_database()
+    db = MongoDb(db_url=mongo.url("ignored"), database=name, collection_prefix=mongo.prefix)
+    try:
+        assert db.database_name == name
+        assert db.append_run(turn("s", 0)).seq == 1
+        assert db.client[name][f"{mongo.prefix}runs"].count_documents({}) == 1
+    finally:
+        db.close()
+
+
+def test_defaults_database_kern_and_prefix_kern(mongo: Any) -> None:
+    """No database in the URL and none given: "kern"; collections are kern_<table>.
+    (Nothing is written: "kern" may be a real database on a shared server.)"""
+    db = MongoDb(db_url=mongo.server.url)
+    try:
+        assert db.database_name == "kern"
+        assert {table: c.name for table, c in db.collections.items()} == {
+            "sessions": "kern_sessions",
+            "runs": "kern_runs",
+            "memories": "kern_memories",
+            "learnings": "kern_learnings",
+            "schema_versions": "kern_schema_versions",
+        }
+    finally:
+        db.close()
+
+
+def test_url_options_are_kept(mongo: Any, mongo_url: str) -> None:
+    options = "maxPoolSize=7&serverSelectionTimeoutMS=5000"
+    joined = f"{mongo_url}&{options}" if "?" in mongo_url else f"{mongo_url}?{options}"
+    db = MongoDb(db_url=joined)
+    try:
+        assert db.database_name == database_of(mongo_url)
+        assert db.client.options.pool_options.max_pool_size == 7
+        assert db.client.options.server_selection_timeout == 5
+    finally:
+        db.close()
+
+
+def test_a_client_of_yours_is_used_and_left_open(mongo: Any, mongo_url: str) -> None:
+    client: MongoClient[Any] = MongoClient(mongo_url)
+    try:
+        db = MongoDb(client=client, collection_prefix=mongo.prefix)
+        assert db.client is client
+        assert db.database_name == database_of(mongo_url)  # the client's default
+        stored = db.append_run(turn("s", 0))
+        db.close()
+        # closing the db did not close the user's client
+        assert client[db.database_name][f"{mongo.prefix}runs"].find_one({"_id": stored.run_id})
+        other = MongoDb(client=client, database="elsewhere_db")
+        assert other.database_name == "elsewhere_db"
+        other.close()
+    finally:
+        client.close()
+
+
+async def test_async_db_on_pymongo_async_client(mongo: Any, mongo_url: str) -> None:
+    client: AsyncMongoClient[Any] = AsyncMongoClient(mongo_url)
+    try:
+        adb = AsyncMongoDb(client=client, collection_prefix=mongo.prefix)
+        runs = await asyncio.gather(*(adb.append_run(turn("s", i)) for i in range(20)))
+        assert sorted(r.seq for r in runs) == list(range(1, 21))
+        await adb.close()
+        assert await client[adb.database_name][f"{mongo.prefix}runs"].count_documents({}) == 20
+    finally:
+        await client.close()
+
+
+def test_connect_picks_the_mongo_classes(mongo: Any, mongo_url: str) -> None:
+    sync = kern.db.connect(mongo_url, collection_prefix=mongo.prefix)
+    asynchronous = kern.db.connect(mongo_url, is_async=True, collection_prefix=mongo.prefix)
+    try:
+        assert type(sync) is MongoDb
+        assert type(asynchronous) is AsyncMongoDb
+        assert sync.backend_name == asynchronous.backend_name == "mongo"
+        assert isinstance(asynchronous.client, AsyncMongoClient)
+    finally:
+        sync.close()
+        asyncio.run(asynchronous.close())
+
+
+# -- wrong input ----------------------------------------------------------------------------
+def test_exactly_one_of_url_or_client() -> None:
+    with pytest.raises(ConfigurationError, match="exactly one of db_url or client"):
+        MongoDb()
+    client: MongoClient[Any] = MongoClient("mongodb://127.0.0.1:1/", connect=False)
+    with pytest.raises(ConfigurationError, match="got db_url, client"):
+        MongoDb(db_url="mongodb://127.0.0.1:1/", client=client)
+    client.close()
+
+
+def test_other_backend_url_names_the_right_class() -> None:
+    with pytest.raises(ConfigurationError, match="PostgresDb") as error:
+        MongoDb(db_url="postgresql://kern:s3cret@localhost:5432/app")
+    assert "kern[postgres]" in str(error.value) and "s3cret" not in str(error.value)
+    with pytest.raises(ConfigurationError, match="SqliteDb"):
+        AsyncMongoDb(db_url="sqlite:///agent.db")
+    with pytest.raises(ConfigurationError, match="RedisDb"):
+        MongoDb(db_url="redis://localhost:6379/0")
+    with pytest.raises(ConfigurationError, match="could not read"):
+        MongoDb(db_url="not a url at all")
+
+
+def test_malformed_mongo_url_does_not_echo_the_password() -> None:
+    with pytest.raises(ConfigurationError, match="could not use db_url") as error:
+        MongoDb(db_url="mongodb://kern:s3cret@localhost:notaport/app")
+    assert "s3cret" not in str(error.value)
+
+
+def test_sync_client_on_the_async_class_names_the_fix() -> None:
+    client: MongoClient[Any] = MongoClient("mongodb://127.0.0.1:1/", connect=False)
+    try:
+        with pytest.raises(SyncAsyncMismatchError, match="AsyncMongoClient") as error:
+            AsyncMongoDb(client=client)  # type: ignore[arg-type]
+        assert "MongoDb(client=MongoClient" in str(error.value)
+    finally:
+        client.close()
+
+
+def test_async_client_on_the_sync_class_names_the_fix() -> None:
+    client: AsyncMongoClient[Any] = AsyncMongoClient("mongodb://127.0.0.1:1/", connect=False)
+    with pytest.raises(SyncAsyncMismatchError, match="AsyncMongoDb") as error:
+        MongoDb(client=client)  # type: ignore[arg-type]
+    assert "pymongo.MongoClient" in str(error.value)
+
+
+def test_motor_is_refused_with_the_fix() -> None:
+    Motor = type("AsyncIOMotorClient", (), {"__module__": "motor.motor_asyncio"})
+    with pytest.raises(ConfigurationError, match=r"pymongo\.AsyncMongoClient"):
+        AsyncMongoDb(client=Motor())  # type: ignore[arg-type]
+    with pytest.raises(SyncAsyncMismatchError, match="AsyncMongoDb"):
+        MongoDb(client=Motor())  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=r"needs a pymongo\.MongoClient"):
+        MongoDb(client=object())  # type: ignore[arg-type]
+
+
+def test_agent_run_on_the_async_db_names_arun(mongo_kwargs: dict[str, str]) -> None:
+    adb = AsyncMongoDb(**mongo_kwargs)
+    agent = Agent(db=adb, model="openai:scripted")
+    try:
+        with pytest.raises(SyncAsyncMismatchError, match="arun"):
+            agent.run("hello", session_id="s")
+    finally:
+        asyncio.run(adb.close())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"database": "bad.name"}, "not a usable database name"),
+        ({"database": "x" * 64}, "not a usable database name"),
+        ({"collection_prefix": "bad-prefix$"}, "collection_prefix"),
+    ],
+)
+def test_bad_names_are_refused(kwargs: dict[str, str], match: str) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        MongoDb(db_url="mongodb://127.0.0.1:1/", **kwargs)
+
+
+def test_a_closed_db_says_so(mongo_kwargs: dict[str, str]) -> None:
+    db = MongoDb(**mongo_kwargs)
+    db.append_run(turn("s", 0))
+    db.close()
+    db.close()  # twice is fine
+    with pytest.raises(KernError, match="closed"):
+        db.get_last_runs("s", 3)
+
+
+# -- the stored documents -------------------------------------------------------------------
+def _object_ids(value: Any) -> list[Any]:
+    if isinstance(value, ObjectId):
+        return [value]
+    if isinstance(value, dict):
+        return [found for item in value.values() for found in _object_ids(item)]
+    if isinstance(value, list):
+        return [found for item in value for found in _object_ids(item)]
+    return []
+
+
+def test_string_ids_everywhere_no_object_id(db: MongoDb) -> None:
+    """Every document's _id is the record's own string id; no ObjectId in any field."""
+    session = db.upsert_session(Session(user_id="u"), expected_version=None)
+    run = db.append_run(turn(session.session_id, 0, user_id="u"))
+    memory = db.upsert_memory(Memory(user_id="u", content="likes tea"))
+    learning = db.upsert_learning(Learning(kind="k", user_id="u", content={"a": 1}))
+
+    expected = {
+        "sessions": session.session_id,
+        "runs": run.run_id,
+        "memories": memory.memory_id,
+        "learnings": learning.learning_id,
+    }
+    for table, record_id in expected.items():
+        docs = list(raw(db, table).find({}))
+        assert [doc["_id"] for doc in docs] == [record_id]
+        assert _object_ids(docs) == []
+    versions = list(raw(db, "schema_versions").find({}))
+    assert versions and all(isinstance(doc["_id"], str) for doc in versions)
+    assert _object_ids(versions) == []
+
+
+def test_timestamps_round_trip_to_the_microsecond(db: MongoDb) -> None:
+    """A BSON date keeps milliseconds (for people and TTL indexes); the exact microseconds
+    are stored beside it and are what comes back, timezone-aware in UTC."""
+    created = datetime(2024, 5, 17, 14, 3, 9, 123456, tzinfo=timezone(timedelta(hours=2)))
+    run = db.append_run(turn("s", 0, created_at=created))
+    doc = raw(db, "runs").find_one({"_id": run.run_id})
+    assert doc["created_at_us"] == 1715947389123456
+    assert doc["created_at"].replace(tzinfo=UTC) == datetime(2024, 5, 17, 12, 3, 9, 123000, UTC)
+    fetched = db.get_run(run.run_id)
+    assert fetched is not None
+    assert fetched.created_at == created
+    assert fetched.created_at.tzinfo is UTC
+    assert fetched.created_at.microsecond == 123456
+
+
+def test_json_values_are_native_documents(db: MongoDb) -> None:
+    """Plain JSON is stored as BSON sub-documents that other tools can read and query."""
+    state = {"cart": [{"sku": "A-1", "qty": 2}], "vip": True, "ratio": 2.0}
+    db.upsert_session(Session(session_id="s", state=state), expected_version=None)
+    doc = raw(db, "sessions").find_one({"_id": "s"})
+    assert doc["state"] == state
+    assert isinstance(doc["state"]["ratio"], float) and doc["state"]["vip"] is True
+    assert raw(db, "sessions").find_one({"state.cart.sku": "A-1"}) is not None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"example.com": {"visits": 3}},  # a dotted key
+        {"$where": "not an operator"},  # a $-prefixed key
+        {"big": 2**70, "small": -(2**64)},  # beyond 64-bit integers
+        {"": "empty key"},
+        {codec.JSON_TEXT: "looks like kern's own wrapper"},
+        {"deep": json.loads("[" * 80 + "]" * 80)},
+        {"text": "lone surrogate \ud800 in text"},
+    ],
+)
+def test_json_values_bson_cannot_hold_come_back_exactly(db: MongoDb, value: Any) -> None:
+    sid = f"s-{abs(hash(json.dumps(value)))}"
+    stored = db.upsert_session(
+        Session(session_id=sid, state=value, metadata=value), expected_version=None
+    )
+    assert db.get_session(sid) == stored
+    run = db.append_run(Run(session_id=sid, input=value, output=value, metrics=value))
+    memory = db.upsert_memory(Memory(user_id="u", content="x", topics=["a"]))
+    learning = db.upsert_learning(Learning(kind="k", content=value))
+
+    assert db.get_run(run.run_id) == run
+    assert db.get_memory(memory.memory_id) == memory
+    assert db.get_learning(learning.learning_id) == learning
+    fetched = db.get_session(sid)
+    assert fetched is not None
+    assert json.dumps(fetched.state, sort_keys=True) == json.dumps(value, sort_keys=True)
+    finished = db.update_run(
+        db.append_run(Run(session_id=sid, status=RunStatus.RUNNING)).run_id,
+        status=RunStatus.COMPLETED,
+        output=value,
+        metrics=value,
+    )
+    assert finished.output == value and finished.metrics == value
+
+
+def test_schema_versions_recorded_once(mongo_kwargs: dict[str, str]) -> None:
+    first = MongoDb(**mongo_kwargs)
+    first.create_tables()
+    recorded = {doc["_id"]: doc for doc in raw(first, "schema_versions").find({})}
+    assert {name: doc["version"] for name, doc in recorded.items()} == {
+        "sessions": 1,
+        "runs": 1,
+        "memories": 1,
+        "learnings": 1,
+        "schema_versions": 1,
+    }
+    second = MongoDb(**mongo_kwargs)
+    second.create_tables()
+    second.append_run(turn("s", 0))
+    again = {doc["_id"]: doc for doc in raw(second, "schema_versions").find({})}
+    assert again == recorded  # same documents, same applied_at: nothing ran again
+    first.close()
+    second.close()
+
+
+def _index_fields(collection: Any) -> set[tuple[str, ...]]:
+    """Each index as the tuple of its fields (directions aside: nx-27017 does not keep them)."""
+    return {
+        tuple(field for field, _ in info["key"]) for info in collection.index_information().values()
+    }
+
+
+def test_indexes_for_every_read_path(db: MongoDb) -> None:
+    db.create_tables()
+    assert {
+        ("session_id", "seq"),
+        ("user_id",),
+    } <= _index_fields(raw(db, "runs"))
+    assert {
+        ("user_id", "updated_at_us"),
+        ("component_id", "updated_at_us"),
+        ("updated_at_us",),
+    } <= _index_fields(raw(db, "sessions"))
+    assert {
+        ("user_id", "updated_at_us"),
+        ("user_id", "agent_id", "updated_at_us"),
+        ("user_id", "terms"),
+    } <= _index_fields(raw(db, "memories"))
+    assert {
+        ("kind", "namespace", "updated_at_us"),
+        ("status", "kind", "updated_at_us"),
+        ("user_id", "kind", "updated_at_us"),
+        ("session_id", "updated_at_us"),
+        ("entity_id", "kind", "updated_at_us"),
+        ("terms", "status"),
+    } <= _index_fields(raw(db, "learnings"))
+    runs_unique = [
+        info
+        for info in raw(db, "runs").index_information().values()
+        if [field for field, _ in info["key"]] == ["session_id", "seq"]
+    ]
+    assert runs_unique and runs_unique[0].get("unique") is True
+
+
+def test_migrations_bring_an_older_database_forward(mongo_kwargs: dict[str, str]) -> None:
+    """A database whose memories collection is at version 0 (no indexes, as if written
+    before they existed) gets them the next time kern opens it, data kept."""
+    db = MongoDb(**mongo_kwargs)
+    memory = db.upsert_memory(Memory(user_id="u", content="likes hiking in the Alps"))
+    raw(db, "memories").drop_indexes()
+    raw(db, "schema_versions").delete_one({"_id": "memories"})
+    assert ("user_id", "terms") not in _index_fields(raw(db, "memories"))
+    db.close()
+
+    reopened = MongoDb(**mongo_kwargs)
+    try:
+        assert [hit.memory for hit in reopened.search_memories("u", "alps")] == [memory]
+        assert ("user_id", "terms") in _index_fields(raw(reopened, "memories"))
+        assert raw(reopened, "schema_versions").find_one({"_id": "memories"})["version"] == 1
+    finally:
+        reopened.close()
+
+
+# -- reads go through indexes -----------------------------------------------------------------
+def _finds_of(db: MongoDb, call: Callable[[], Any]) -> list[dict[str, Any]]:
+    with COUNTER.counting(db.database_name) as tally:
+        call()
+    return tally.finds
+
+
+def test_every_lookup_is_served_by_an_index(db: MongoDb) -> None:
+    """The server's own plan for every document lookup an operation makes (finds, and the
+    filters of updates and deletes): an index, never a collection scan."""
+    db.upsert_session(Session(session_id="s", user_id="u", component_id="c"), expected_version=None)
+    db.append_run(turn("s", 0, user_id="u"))
+    db.upsert_memory(Memory(memory_id="m", user_id="u", agent_id="a", content="green tea"))
+    db.upsert_learning(
+        Learning(
+            learning_id="l",
+            kind="k",
+            namespace="n",
+            user_id="u",
+            session_id="s",
+            entity_id="e",
+            content={},
+        )
+    )
+    calls: dict[str, Callable[[], Any]] = {
+        "get_session": lambda: db.get_session("s"),
+        "upsert_session(update)": lambda: db.upsert_session(
+            Session(session_id="s", user_id="u", component_id="c"), expected_version=1
+        ),
+        "list_sessions(user)": lambda: db.list_sessions(user_id="u"),
+        "list_sessions(component, type)": lambda: db.list_sessions(
+            component_id="c", session_type=SessionType.AGENT
+        ),
+        "append_run": lambda: db.append_run(turn("s", 1)),
+        "get_run": lambda: db.get_run("r"),
+        "get_last_runs": lambda: db.get_last_runs("s", 3),
+        "get_last_runs(filters)": lambda: db.get_last_runs(
+            "s", 3, before_seq=5, top_level_only=True, status=RunStatus.COMPLETED
+        ),
+        "update_run": lambda: db.update_run(
+            db.append_run(Run(session_id="s", status=RunStatus.RUNNING)).run_id,
+            status=RunStatus.COMPLETED,
+        ),
+        "upsert_memory": lambda: db.upsert_memory(Memory(memory_id="m", user_id="u", content="x")),
+        "get_memory": lambda: db.get_memory("m"),
+        "list_memories": lambda: db.list_memories("u"),
+        "list_memories(agent)": lambda: db.list_memories("u", agent_id="a"),
+        "search_memories": lambda: db.search_memories("u", "green tea"),
+        "upsert_learning": lambda: db.upsert_learning(Learning(learning_id="l", kind="k")),
+        "get_learning": lambda: db.get_learning("l"),
+        "query_learnings(kind)": lambda: db.query_learnings(kind="k"),
+        "query_learnings(kind, namespace)": lambda: db.query_learnings(kind="k", namespace="n"),
+        "query_learnings(user)": lambda: db.query_learnings(user_id="u"),
+        "query_learnings(session)": lambda: db.query_learnings(session_id="s"),
+        "query_learnings(entity)": lambda: db.query_learnings(entity_id="e"),
+        "query_learnings(status)": lambda: db.query_learnings(status=LearningStatus.PROPOSED),
+        "search_learnings(kind)": lambda: db.search_learnings("tea", kind="k"),
+        "search_learnings(user)": lambda: db.search_learnings("tea", user_id="u"),
+        "delete_memory": lambda: db.delete_memory("m"),
+        "delete_learning": lambda: db.delete_learning("l"),
+        "forget_user": lambda: db.forget_user("u"),
+        "delete_session": lambda: db.delete_session("s"),
+    }
+    for name, call in calls.items():
+        with COUNTER.counting(db.database_name) as tally:
+            call()
+        assert tally.lookups, f"{name} looked nothing up"
+        for lookup in tally.lookups:
+            plan = explain_find(db.client, db.database_name, lookup)
+            assert plan_uses_index(plan), (name, lookup, plan["queryPlanner"])
+
+
+def test_last_3_runs_cost_one_find_whatever_the_session_length(db: MongoDb, mongo: Any) -> None:
+    """Loading the last 3 runs of a 10,000-run session sends the same commands and gets
+    the same documents as of a 10-run one: one find, 3 documents (and the same keys and
+    documents examined, where the server reports them). The long session is written in
+    bulk as the documents append_run writes, to keep the test quick."""
+    sessions = {"long": 10_000, "short": 10}
+    for sid, count in sessions.items():
+        docs = [codec.run_doc(turn(sid, i), i + 1) for i in range(count)]
+        for start in range(0, count, 1000):
+            raw(db, "runs").insert_many(docs[start : start + 1000])
+    db.get_last_runs("short", 3)  # first use: indexes made, nothing left to set up
+
+    measured = {}
+    for sid, count in sessions.items():
+        with COUNTER.counting(db.database_name) as tally:
+            last = db.get_last_runs(sid, 3)
+        assert [run.seq for run in last] == [count - 2, count - 1, count]
+        assert tally.commands == ["find"]
+        assert tally.documents_returned == 3
+        find = tally.finds[0]
+        assert find["limit"] == 3 and find["sort"] == {"seq": -1}
+        assert plan_uses_index(explain_find(db.client, db.database_name, find))
+        measured[sid] = examined(mongo.client, db.database_name, tally.finds)
+    assert measured["long"] == measured["short"]
+
+
+# -- appends ----------------------------------------------------------------------------------
+def test_two_db_objects_racing_get_distinct_gapless_seqs(mongo_kwargs: dict[str, str]) -> None:
+    """Two objects (two clients, as two processes would have) appending to one session from
+    many threads: the unique {session_id, seq} index sends the losers back to try again."""
+    first, second = MongoDb(**mongo_kwargs), MongoDb(**mongo_kwargs)
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            stored = list(
+                pool.map(lambda i: (first, second)[i % 2].append_run(turn("s", i)), range(60))
+            )
+        assert sorted(run.seq for run in stored) == list(range(1, 61))
+        assert [run.seq for run in first.get_last_runs("s", 100)] == list(range(1, 61))
+    finally:
+        first.close()
+        second.close()
+
+
+def test_seq_continues_after_runs_written_elsewhere(db: MongoDb) -> None:
+    """The next seq comes from what is stored, not from what this object remembers."""
+    db.append_run(turn("s", 0))
+    raw(db, "runs").insert_one(codec.run_doc(turn("s", 1), 2))  # another writer's run
+    assert db.append_run(turn("s", 2)).seq == 3
+    db.delete_session("s")
+    assert db.append_run(turn("s", 3)).seq == 1
+
+
+# -- search -----------------------------------------------------------------------------------
+def test_query_words_fold_accents_and_drop_stop_words() -> None:
+    assert search.query_terms('What\'s "up" AND (Zürich) in the café?') == ["zurich", "cafe"]
+    assert search.query_terms("NEAR( col:value ^start 100%_done") == [
+        "near",
+        "col",
+        "value",
+        "start",
+        "100",
+        "_done",
+    ]
+    for nothing in ("", "   ", '"', "*", "(((", "-", "the and of"):
+        assert search.query_terms(nothing) == []
+
+
+def test_search_matches_accents_and_scopes_learnings(db: MongoDb) -> None:
+    db.upsert_memory(Memory(user_id="u", content="Moved to Zürich last year", topics=["Café"]))
+    assert [h.memory.content for h in db.search_memories("u", "zurich cafe")] == [
+        "Moved to Zürich last year"
+    ]
+    acme = db.upsert_learning(
+        Learning(kind="entity", content={"name": "Acme", "offices": [{"city": "Köln"}]})
+    )
+    assert [h.learning for h in db.search_learnings("koln", kind="entity")] == [acme]
+    assert db.search_learnings("koln", kind="other") == []
+
+
+def test_search_reads_a_bounded_candidate_set(db: MongoDb) -> None:
+    """One find per search, scoped to the user and to documents sharing a word with the
+    question, and capped at search.CANDIDATES documents."""
+    db.upsert_memory(Memory(user_id="u", content="green tea in the morning"))
+    finds = _finds_of(db, lambda: db.search_memories("u", "Which tea do I like?"))
+    assert len(finds) == 1
+    assert finds[0]["filter"] == {"user_id": {"$eq": "u"}, "terms": {"$in": ["tea", "like"]}}
+    assert finds[0]["limit"] == search.CANDIDATES
+
+    finds = _finds_of(db, lambda: db.search_learnings("tea", user_id="u"))
+    assert finds[0]["filter"] == {
+        "terms": {"$in": ["tea"]},
+        "user_id": {"$eq": "u"},
+        "status": {"$eq": "active"},
+    }
+    assert finds[0]["limit"] == search.CANDIDATES
+    # a question made only of stop words or punctuation reads nothing at all
+    assert _finds_of(db, lambda: db.search_memories("u", "what is the?")) == []
+
+
+def test_forget_user_leaves_no_document_with_the_user(db: MongoDb) -> None:
+    db.upsert_session(Session(session_id="s", user_id="gone"), expected_version=None)
+    db.append_run(turn("s", 0))  # no user_id: goes with the session
+    db.append_run(turn("loose", 0, user_id="gone"))
+    db.upsert_memory(Memory(user_id="gone", content="fact"))
+    db.upsert_learning(Learning(kind="k", user_id="gone", content={}))
+    db.upsert_learning(Learning(kind="k", session_id="s", content={}))  # in her session
+    kept = db.upsert_learning(Learning(kind="k", user_id="stays", content={}))
+
+    assert db.forget_user("gone") == {"sessions": 1, "runs": 2, "memories": 1, "learnings": 2}
+    for table in ("sessions", "runs", "memories", "learnings"):
+        assert raw(db, table).count_documents({"user_id": "gone"}) == 0
+    assert raw(db, "runs").count_documents({"session_id": "s"}) == 0
+    assert raw(db, "learnings").count_documents({"session_id": "s"}) == 0
+    assert db.query_learnings(kind="k") == [kept]
+
+
+# -- two processes, two turns ------------------------------------------------------------------
+CHILD = """
+import asyncio, os, sys
+from kern.agent import Agent
+from kern.models.openai import OpenAIChat
+from kern.db.mongo import {cls}
+
+url, prefix = os.environ["KERN_CHILD_DB_URL"], os.environ["KERN_CHILD_PREFIX"]
+db = {cls}(db_url=url, collection_prefix=prefix)
+agent = Agent(
+    model=OpenAIChat(id="scripted", base_url=os.environ["KERN_CHILD_MODEL_URL"], api_key="test"),
+    db=db,
+    add_history_to_context=True,
+    num_history_runs=3,
+)
+message, session = sys.argv[1], sys.argv[2]
+if {is_async}:
+    async def main():
+        try:
+            output = await agent.arun(message, session_id=session, user_id="ada")
+        finally:
+            await db.close()
+        print(output.seq, os.getpid())
+    asyncio.run(main())
+else:
+    output = agent.run(message, session_id=session, user_id="ada")
+    db.close()
+    print(output.seq, os.getpid())
+"""
+
+
+def _turn_in_a_new_process(
+    cls: str, message: str, session: str, env: dict[str, str]
+) -> tuple[int, int]:
+    code = textwrap.dedent(CHILD).format(cls=cls, is_async=cls.startswith("Async"))
+    done = subprocess.run(
+        [sys.executable, "-c", code, message, session],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    seq, pid = done.stdout.split()
+    return int(seq), int(pid)
+
+
+@pytest.mark.parametrize("cls", ["MongoDb", "AsyncMongoDb"])
+def test_two_processes_two_turns_history_carried(
+    cls: str, scripted: ScriptedServer, mongo: Any, mongo_url: str
+) -> None:
+    """Each turn runs in a fresh Python process; the second one's model request carries
+    the first turn, which only the database could have given it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "KERN_"))}
+    env.update(
+        KERN_CHILD_DB_URL=mongo_url,
+        KERN_CHILD_PREFIX=mongo.prefix,
+        KERN_CHILD_MODEL_URL=scripted.base_url,
+    )
+    scripted.script("Noted: a local-first web app.", "Try a small framework such as Flask.")
+    first = "I am working on building a local-first web app."
+    second = "What python web framework fits this best?"
+
+    seq1, pid1 = _turn_in_a_new_process(cls, first, "project", env)
+    seq2, pid2 = _turn_in_a_new_process(cls, second, "project", env)
+
+    assert (seq1, seq2) == (1, 2)
+    assert pid1 != pid2 and os.getpid() not in (pid1, pid2)
+    requests = scripted.chat_requests()
+    assert len(requests) == 2
+    carried = [(m["role"], m.get("content")) for m in requests[1]["messages"]]
+    assert ("user", first) in carried
+    assert ("assistant", "Noted: a local-first web app.") in carried
+    assert carried[-1] == ("user", second)
+    assert ("user", first) not in [
+        (m["role"], m.get("content")) for m in requests[0]["messages"][:-1]
+    ]
+
+    db = MongoDb(db_url=mongo_url, collection_prefix=mongo.prefix)
+    try:
+        runs = db.get_last_runs("project", 10)
+        assert [(run.seq, run.input, run.user_id) for run in runs] == [
+            (1, first, "ada"),
+            (2, second, "ada"),
+        ]
+        session = db.get_session("project")
+        assert session is not None and session.user_id == "ada"
+    finally:
+        db.close()
