@@ -1,0 +1,293 @@
+"""The Lua scripts: each is one atomic step on the keys of ONE hash slot.
+
+A script gets the key it is routed by as ``KEYS[1]`` and builds the other keys of the same
+slot from a base passed in ``ARGV[1]`` (``<prefix>{s:<session_id>}:``), so Redis Cluster
+runs it on the node that owns that slot. Nothing here re-encodes JSON: see ``codec``.
+"""
+
+from __future__ import annotations
+
+from kern.db.redis.keys import SESSION_PARTS, STATUSES
+
+
+def _lua_list(items: tuple[str, ...]) -> str:
+    return "{" + ", ".join(f"'{item}'" for item in items) + "}"
+
+
+# Refresh the TTL of every key of a session (its fixed parts and each user's run set).
+_TOUCH = f"""
+local PARTS = {_lua_list(SESSION_PARTS)}
+local STATUSES = {_lua_list(STATUSES)}
+local function touch(base, ttl)
+  if ttl <= 0 then return end
+  for _, part in ipairs(PARTS) do redis.call('EXPIRE', base .. part, ttl) end
+  for _, u in ipairs(redis.call('SMEMBERS', base .. 'users')) do
+    redis.call('EXPIRE', base .. 'ru:' .. u, ttl)
+  end
+end
+local function unindex_run(base, rid)
+  redis.call('ZREM', base .. 'r:all', rid)
+  redis.call('ZREM', base .. 'r:top', rid)
+  for _, s in ipairs(STATUSES) do
+    redis.call('ZREM', base .. 'r:st:' .. s, rid)
+    redis.call('ZREM', base .. 'r:top:st:' .. s, rid)
+  end
+end
+"""
+
+# Append a run into its session's slot (see APPEND_RUN). Returns {seq, moved, index keys
+# of the session ('\n'-joined) or false}; {0} if the run id is stored here already.
+_APPEND = """
+local function append(base, rid, body, top, status, user, created, created_us, token)
+  local runs = base .. 'runs'
+  local sess = base .. 'session'
+  if redis.call('HEXISTS', runs, rid) == 1 then
+    if redis.call('GET', base .. 'tok:' .. rid) ~= token then return {0} end
+    local stored = redis.call('HGET', runs, rid)
+    return {tonumber(string.match(stored, '^{"seq":(%d+),')), 0, false}
+  end
+  local seq = redis.call('INCR', base .. 'seq')
+  redis.call('HSET', runs, rid, '{"seq":' .. seq .. ',' .. body)
+  redis.call('SET', base .. 'tok:' .. rid, token, 'EX', 600)
+  redis.call('ZADD', base .. 'r:all', seq, rid)
+  redis.call('ZADD', base .. 'r:st:' .. status, seq, rid)
+  if top == '1' then
+    redis.call('ZADD', base .. 'r:top', seq, rid)
+    redis.call('ZADD', base .. 'r:top:st:' .. status, seq, rid)
+  end
+  if user ~= '' then
+    redis.call('SADD', base .. 'ru:' .. user, rid)
+    redis.call('SADD', base .. 'users', user)
+  end
+  local info = redis.call('HMGET', sess, 'um', 'ix')
+  local moved = 0
+  if info[1] and tonumber(created_us) > tonumber(info[1]) then
+    redis.call('HSET', sess, 'u', created, 'um', created_us)
+    moved = 1
+  end
+  return {seq, moved, info[2]}
+end
+"""
+
+#: Append a run: refuse a stored run_id, take the next seq, store the run and index it by
+#: seq (all / top-level / per status), note its user, move the session's updated_at.
+#: ARGV: base, run_id, body, top ('1'/'0'), status, user (quoted, '' if none),
+#: created (iso), created (µs), ttl, token. Returns {seq, moved, the session's index keys};
+#: {0} if the run_id is already stored in this session. The caller's token is kept for a
+#: while (``tok:<run_id>``): a client that resends the call after a lost reply gets the
+#: seq its first attempt took instead of a duplicate error.
+APPEND_RUN = (
+    _TOUCH
+    + _APPEND
+    + """
+local out = append(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8],
+                   ARGV[10])
+if out[1] ~= 0 then touch(ARGV[1], tonumber(ARGV[9])) end
+return out
+"""
+)
+
+#: APPEND_RUN for a single server, in one round trip: a script there may reach keys of any
+#: slot, so it also takes the run id's claim (KEYS[2]), notes the session in the user's
+#: ``rs`` set (KEYS[3], its registry KEYS[4]) and moves the session in its indexes. Same
+#: ARGV, then the session id. Returns as APPEND_RUN; {-1} if another session holds the run.
+APPEND_RUN_LOCAL = (
+    _TOUCH
+    + _APPEND
+    + """
+local base, rid, ttl = ARGV[1], ARGV[2], tonumber(ARGV[9])
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= base and redis.call('HEXISTS', holder .. 'runs', rid) == 1 then
+  return {-1}
+end
+if ttl > 0 then redis.call('SET', KEYS[2], base, 'EX', ttl)
+else redis.call('SET', KEYS[2], base) end
+if KEYS[3] then
+  redis.call('SADD', KEYS[3], ARGV[11])
+  redis.call('SADD', KEYS[4], KEYS[3])
+end
+local out = append(base, rid, ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[10])
+if out[1] ~= 0 then
+  touch(base, ttl)
+  if out[2] == 1 and out[3] then
+    for key in string.gmatch(out[3], '[^\\n]+') do
+      redis.call('ZADD', key, 'XX', 'GT', ARGV[8], ARGV[11])
+    end
+  end
+end
+return out
+"""
+)
+
+#: The newest runs of one seq index, newest first. ARGV: base, index part, max score
+#: ('+inf' or '(<before_seq>'), limit.
+LAST_RUNS = """
+local ids = redis.call('ZREVRANGEBYSCORE', ARGV[1] .. ARGV[2], ARGV[3], '-inf',
+                       'LIMIT', 0, tonumber(ARGV[4]))
+local out = {}
+for i = 1, #ids, 500 do
+  local chunk = {}
+  for j = i, math.min(i + 499, #ids) do chunk[#chunk + 1] = ids[j] end
+  local got = redis.call('HMGET', KEYS[1], unpack(chunk))
+  for j = 1, #chunk do out[#out + 1] = got[j] end
+end
+return out
+"""
+
+#: Replace a run's JSON if it is still what the caller read (compare-and-set), moving it
+#: between the per-status indexes. ARGV: base, run_id, expected, new, seq, top, old
+#: status, new status, ttl. Returns 1 done, 0 no such run, -1 changed meanwhile.
+UPDATE_RUN = (
+    _TOUCH
+    + """
+local base, rid = ARGV[1], ARGV[2]
+local cur = redis.call('HGET', KEYS[1], rid)
+if not cur then return 0 end
+if cur == ARGV[4] then return 1 end  -- a resent call whose first attempt was applied
+if cur ~= ARGV[3] then return -1 end
+redis.call('HSET', KEYS[1], rid, ARGV[4])
+if ARGV[7] ~= ARGV[8] then
+  redis.call('ZREM', base .. 'r:st:' .. ARGV[7], rid)
+  redis.call('ZADD', base .. 'r:st:' .. ARGV[8], ARGV[5], rid)
+  if ARGV[6] == '1' then
+    redis.call('ZREM', base .. 'r:top:st:' .. ARGV[7], rid)
+    redis.call('ZADD', base .. 'r:top:st:' .. ARGV[8], ARGV[5], rid)
+  end
+end
+touch(base, tonumber(ARGV[9]))
+return 1
+"""
+)
+
+#: Compare-and-set of a session hash on its version. ARGV: base, expected ('' = create,
+#: must not exist), new version, created, updated, updated µs, owner ('=' + user_id or
+#: '' for none), component (same form), type, rest, ttl, token, the session's index keys
+#: ('\n'-joined: an append moves the session in them).
+#: Returns {1, created, old owner, old component, old type} or {0, stored version}. The
+#: writer's token is kept in the hash (``w``): a resent call whose first attempt was applied
+#: (the reply was lost) succeeds instead of reporting a conflict with itself.
+SESSION_CAS = (
+    _TOUCH
+    + """
+local base = ARGV[1]
+local k = KEYS[1]
+local cur = redis.call('HMGET', k, 'v', 'c', 'o', 'cid', 't', 'w')
+local created
+if cur[6] == ARGV[12] and cur[1] == ARGV[3] then
+  return {1, cur[2], cur[3], cur[4], cur[5]}
+end
+if ARGV[2] == '' then
+  if cur[1] then return {0, cur[1]} end
+  created = ARGV[4]
+  redis.call('HSET', k, 'c', created)
+else
+  if cur[1] ~= ARGV[2] then return {0, cur[1]} end
+  created = cur[2]
+end
+redis.call('HSET', k, 'v', ARGV[3], 'u', ARGV[5], 'um', ARGV[6], 't', ARGV[9], 'rest', ARGV[10],
+           'w', ARGV[12], 'ix', ARGV[13])
+if ARGV[7] ~= '' then redis.call('HSET', k, 'o', string.sub(ARGV[7], 2))
+else redis.call('HDEL', k, 'o') end
+if ARGV[8] ~= '' then redis.call('HSET', k, 'cid', string.sub(ARGV[8], 2))
+else redis.call('HDEL', k, 'cid') end
+touch(base, tonumber(ARGV[11]))
+return {1, created, cur[3], cur[4], cur[5]}
+"""
+)
+
+#: Delete a session with all its runs. ARGV: base, owner ('' = any, else '=' + user_id:
+#: delete only a session owned by that user). Returns {existed, owner, component, type,
+#: run ids, quoted user ids of its runs}; {-1} when the owner did not match.
+DELETE_SESSION = (
+    _TOUCH
+    + """
+local base = ARGV[1]
+local info = redis.call('HMGET', base .. 'session', 'v', 'o', 'cid', 't')
+if ARGV[2] ~= '' and info[2] ~= string.sub(ARGV[2], 2) then return {-1} end
+local rids = redis.call('HKEYS', base .. 'runs')
+local users = redis.call('SMEMBERS', base .. 'users')
+for _, part in ipairs(PARTS) do redis.call('DEL', base .. part) end
+for _, u in ipairs(users) do redis.call('DEL', base .. 'ru:' .. u) end
+local existed = 0
+if info[1] then existed = 1 end
+return {existed, info[2], info[3], info[4], rids, users}
+"""
+)
+
+#: Delete one user's runs from a session. ARGV: base, quoted user id. Returns the run ids.
+FORGET_RUNS = (
+    _TOUCH
+    + """
+local base = ARGV[1]
+local set = base .. 'ru:' .. ARGV[2]
+local gone = {}
+for _, rid in ipairs(redis.call('SMEMBERS', set)) do
+  if redis.call('HDEL', base .. 'runs', rid) == 1 then
+    gone[#gone + 1] = rid
+    unindex_run(base, rid)
+  end
+end
+redis.call('DEL', set)
+redis.call('SREM', base .. 'users', ARGV[2])
+return gone
+"""
+)
+
+#: Store a memory/learning document, keeping the created_at already stored.
+#: ARGV: created (iso), the JSON after '{"created_at":"…",'. Returns {created, old JSON}.
+PUT_DOC = """
+local old = redis.call('GET', KEYS[1])
+local created = ARGV[1]
+if old then
+  local stored = string.match(old, '^{"created_at":"([^"]*)"')
+  if stored then created = stored end
+end
+redis.call('SET', KEYS[1], '{"created_at":"' .. created .. '",' .. ARGV[2])
+return {created, old}
+"""
+
+#: Delete a key only if it still holds ARGV[1] (nobody rewrote it since it was read).
+DELETE_IF_EQUAL = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+#: Drop an index entry only if its score is still the one the reader saw: a writer that
+#: re-added it since (with a new score) keeps it.
+ZREM_IF_SCORE = """
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if s and tonumber(s) == tonumber(ARGV[2]) then return redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 0
+"""
+
+#: Point a claim at another session if it still names the one the caller saw.
+#: ARGV: seen, new, ttl (0: none).
+MOVE_CLAIM = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+else redis.call('SET', KEYS[1], ARGV[2]) end
+return 1
+"""
+
+#: Delete every key a user's registry names, and the registry (one slot).
+PURGE_REGISTRY = """
+local n = 0
+for _, k in ipairs(redis.call('SMEMBERS', KEYS[1])) do n = n + redis.call('DEL', k) end
+redis.call('DEL', KEYS[1])
+return n
+"""
+
+SCRIPTS: dict[str, str] = {
+    "append_run": APPEND_RUN,
+    "append_run_local": APPEND_RUN_LOCAL,
+    "last_runs": LAST_RUNS,
+    "update_run": UPDATE_RUN,
+    "session_cas": SESSION_CAS,
+    "delete_session": DELETE_SESSION,
+    "forget_runs": FORGET_RUNS,
+    "put_doc": PUT_DOC,
+    "delete_if_equal": DELETE_IF_EQUAL,
+    "zrem_if_score": ZREM_IF_SCORE,
+    "move_claim": MOVE_CLAIM,
+    "purge_registry": PURGE_REGISTRY,
+}

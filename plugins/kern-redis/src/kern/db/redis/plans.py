@@ -1,0 +1,201 @@
+"""Each operation written once, run by a sync or an async runner.
+
+An operation is a generator (a *plan*) that yields a *step* — a list of Redis commands
+(``Cmd``) and script calls (``Lua``) that may run together — and receives their results in
+order. ``SyncRunner`` sends a step with blocking calls, ``AsyncRunner`` awaits it; neither
+knows what the operation means, and the operation knows nothing of sync or async (the same
+pattern as ``kern.effects`` for the Agent's turn).
+
+A step of one command is sent as that command. A longer step is pipelined (one round trip
+on a single server; one per node on a cluster, where redis-py refuses scripts inside a
+pipeline, so those are sent one by one, or concurrently in the async runner).
+
+At most ``limit`` calls of one runner are on the wire at once (threads of a sync db, tasks
+of an async one): redis-py's pools refuse to open more than their ``max_connections``
+(``MaxConnectionsError``) rather than wait, so the runner waits instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from kern.db.redis.lua import SCRIPTS
+from redis.exceptions import NoScriptError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Cmd:
+    """A redis-py client method and its arguments (``Cmd("zadd", key, {member: score})``)."""
+
+    name: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any] | None = None
+
+    def __init__(self, name: str, *args: Any, **kwargs: Any) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "args", args)
+        object.__setattr__(self, "kwargs", kwargs or None)
+
+
+@dataclass(frozen=True, slots=True)
+class Lua:
+    """One of ``lua.SCRIPTS`` by name; routed by its first key."""
+
+    script: str
+    keys: tuple[str, ...]
+    args: tuple[Any, ...]
+
+
+Step = Sequence[Cmd | Lua]
+Plan = Generator[Step, list[Any], T]
+
+
+class _Runner:
+    def __init__(self, client: Any, *, cluster: bool, limit: int) -> None:
+        self.client = client
+        self.cluster = cluster
+        self.limit = limit
+        self.scripts = {name: client.register_script(src) for name, src in SCRIPTS.items()}
+
+    def _split(self, step: Step) -> tuple[list[int], list[int]]:
+        scripts = [i for i, call in enumerate(step) if isinstance(call, Lua)]
+        plain = [i for i, call in enumerate(step) if not isinstance(call, Lua)]
+        return scripts, plain
+
+    def _queue(self, pipe: Any, call: Cmd | Lua) -> None:
+        if isinstance(call, Cmd):
+            getattr(pipe, call.name)(*call.args, **(call.kwargs or {}))
+        else:
+            script = self.scripts[call.script]
+            pipe.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
+
+
+class SyncRunner(_Runner):
+    """Runs plans with blocking calls on a ``redis.Redis`` or ``redis.cluster.RedisCluster``."""
+
+    def __init__(self, client: Any, *, cluster: bool, limit: int) -> None:
+        super().__init__(client, cluster=cluster, limit=limit)
+        self._slots = threading.BoundedSemaphore(limit)
+
+    def run(self, plan: Plan[T]) -> T:
+        results: Any = None
+        while True:
+            try:
+                step = plan.send(results)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            results = self.execute(step)
+
+    def call(self, call: Cmd | Lua) -> Any:
+        with self._slots:
+            if isinstance(call, Cmd):
+                return getattr(self.client, call.name)(*call.args, **(call.kwargs or {}))
+            return self.scripts[call.script](keys=call.keys, args=call.args)
+
+    def execute(self, step: Step) -> list[Any]:
+        if len(step) == 1:
+            return [self.call(step[0])]
+        if not step:
+            return []
+        if not self.cluster:
+            return self._pipelined(step, retry=True)
+        scripts, plain = self._split(step)
+        results: list[Any] = [None] * len(step)
+        if plain:
+            pipe = self.client.pipeline(transaction=False)
+            for i in plain:
+                self._queue(pipe, step[i])
+            with self._slots:
+                executed = pipe.execute()
+            for i, value in zip(plain, executed, strict=True):
+                results[i] = value
+        for i in scripts:
+            results[i] = self.call(step[i])
+        return results
+
+    def _pipelined(self, step: Step, *, retry: bool) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for call in step:
+            self._queue(pipe, call)
+        try:
+            with self._slots:
+                return list(pipe.execute())
+        except NoScriptError:
+            # The server lost its script cache (restart, SCRIPT FLUSH): load and resend.
+            # Steps holding scripts are idempotent (deletes and conditional removals).
+            if not retry:
+                raise
+            for name in {call.script for call in step if isinstance(call, Lua)}:
+                self.scripts[name].sha = self.client.script_load(SCRIPTS[name])
+            return self._pipelined(step, retry=False)
+
+
+class AsyncRunner(_Runner):
+    """Runs plans on a ``redis.asyncio.Redis`` or ``redis.asyncio.cluster.RedisCluster``."""
+
+    def __init__(self, client: Any, *, cluster: bool, limit: int) -> None:
+        super().__init__(client, cluster=cluster, limit=limit)
+        self._slots = asyncio.Semaphore(limit)  # bound to the loop that first uses it
+
+    async def run(self, plan: Plan[T]) -> T:
+        results: Any = None
+        while True:
+            try:
+                step = plan.send(results)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            results = await self.execute(step)
+
+    async def call(self, call: Cmd | Lua) -> Any:
+        async with self._slots:
+            if isinstance(call, Cmd):
+                return await getattr(self.client, call.name)(*call.args, **(call.kwargs or {}))
+            return await self.scripts[call.script](keys=call.keys, args=call.args)
+
+    async def execute(self, step: Step) -> list[Any]:
+        if len(step) == 1:
+            return [await self.call(step[0])]
+        if not step:
+            return []
+        if not self.cluster:
+            return await self._pipelined(step, retry=True)
+        scripts, plain = self._split(step)
+        results: list[Any] = [None] * len(step)
+
+        async def pipelined() -> None:
+            pipe = self.client.pipeline(transaction=False)
+            for i in plain:
+                self._queue(pipe, step[i])
+            async with self._slots:
+                executed = await pipe.execute()
+            for i, value in zip(plain, executed, strict=True):
+                results[i] = value
+
+        async def scripted(i: int) -> None:
+            results[i] = await self.call(step[i])
+
+        jobs = [scripted(i) for i in scripts]
+        if plain:
+            jobs.append(pipelined())
+        await asyncio.gather(*jobs)
+        return results
+
+    async def _pipelined(self, step: Step, *, retry: bool) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for call in step:
+            self._queue(pipe, call)
+        try:
+            async with self._slots:
+                return list(await pipe.execute())
+        except NoScriptError:
+            if not retry:
+                raise
+            for name in {call.script for call in step if isinstance(call, Lua)}:
+                self.scripts[name].sha = await self.client.script_load(SCRIPTS[name])
+            return await self._pipelined(step, retry=False)
