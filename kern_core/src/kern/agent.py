@@ -233,7 +233,8 @@ class Agent:
 
         here = ParentRun(new_id(), session_id, user_id, state, persist=persist)
         learning = self.learning if persist else None
-        scope = LearningScope(user_id, session_id, self.agent_id, here.run_id)
+        backend = self.db.backend_name if self.db is not None else None
+        scope = LearningScope(user_id, session_id, self.agent_id, here.run_id, backend)
         recall = (yield from learning.recall(scope, input)) if learning else Recall()
         run = yield from self._respond(
             input, history, here, parent_run_id=None, quiet=False, recall=recall

@@ -29,7 +29,7 @@ from kern.errors import ConfigurationError
 ENTRY_POINT_GROUP = "kern"
 
 #: Modules of kern-core registered as plugins, exactly like third-party ones.
-BUILTIN_PLUGINS = ("kern.models.openai._plugin",)
+BUILTIN_PLUGINS = ("kern.models.openai._plugin", "kern.learn._plugin")
 
 
 @dataclass(frozen=True)

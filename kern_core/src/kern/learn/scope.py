@@ -16,6 +16,9 @@ class LearningScope:
     agent_id: str | None
     #: The run being answered: every learning records the run it came from.
     run_id: str
+    #: The database backend's name (``db.backend_name``): a backend may register its own
+    #: implementation of a store kind, preferred when that backend is in use.
+    backend: str | None = None
 
 
 @dataclass

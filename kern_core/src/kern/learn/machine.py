@@ -1,0 +1,499 @@
+"""The learning machine: which stores are on, and what happens each turn.
+
+Per turn (the Agent calls both, inside its own turn, sync or async alike):
+
+- ``recall(scope, input)`` before the model is called: each store fetches what is relevant
+  (an exact get for the profile and session context, the backend's ranked search bounded
+  by ``limit`` for the rest) and renders it; the texts go into the system prompt, and the
+  tools of AGENTIC stores go to the model.
+- ``process(scope, run, model)`` after the run is stored: if any store is in ALWAYS or
+  PROPOSE mode, *one* model call offers the finished turn (the user's input, tool traffic
+  and the answer) with one extraction tool per such store; each store then gets the
+  validated arguments of the calls to its tool and writes (or proposes) what they hold.
+
+Stores are resolved per backend through the plugin registry: a backend's own
+implementation of a kind (``LearningStoreSpec(kind, store, backend="postgres")``) is
+preferred, then the generic one (``backend=None``).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from kern.effects import DbCall, ModelCall, Turn, adrive, alast, drive, last
+from kern.errors import ConfigurationError, SyncAsyncMismatchError
+from kern.learn.base import (
+    AGENT,
+    Extraction,
+    LearningMode,
+    LearningNotFoundError,
+    LearningStore,
+    NotProposedError,
+    check_namespace,
+    mode_of,
+    parse_arguments,
+)
+from kern.learn.scope import LearningScope, Recall
+from kern.models.base import Model
+from kern.plugins import Registry, registry, resolve
+from kern.records import Learning, LearningStatus, Message, Run, RunStatus
+
+log = logging.getLogger("kern.learn")
+
+#: The built-in stores in the order their sections appear in the prompt.
+BUILTIN_KINDS = (
+    "user_profile",
+    "user_memory",
+    "session_context",
+    "entity_memory",
+    "learned_knowledge",
+    "decision_log",
+)
+
+CONTEXT_HEADER = (
+    "What you have learned in earlier conversations (use it when it helps; it may be incomplete):"
+)
+
+EXTRACTION_SYSTEM = """\
+You maintain the long-term memory of an AI assistant. Read the conversation turn below and \
+call the tools for what is worth keeping:
+{tools}
+Record only what the conversation states or clearly implies; never guess. Skip small talk. \
+You may call several tools, or one tool several times. If nothing is worth keeping, reply \
+with the single word: nothing."""
+
+#: Each message of the turn is cut to this many characters in the extraction request.
+MAX_EXTRACTION_MESSAGE_CHARS = 4000
+
+
+def resolve_store(kind: str, backend: str | None = None) -> type[LearningStore]:
+    """The store class registered for ``kind``: ``backend``'s own first, then the generic."""
+    stores = registry().learning_stores
+    spec = (stores.get((kind, backend)) if backend else None) or stores.get((kind, None))
+    if spec is None:
+        known = sorted({k for k, _ in stores})
+        raise ConfigurationError(
+            f"no learning store of kind {kind!r} is registered (known: {', '.join(known)}). "
+            "Install the plugin that provides it, or pass the store class itself."
+        )
+    store = resolve(spec.store)
+    if not (isinstance(store, type) and issubclass(store, LearningStore)):
+        raise ConfigurationError(
+            f"the learning store registered for {kind!r} ({spec.store!r}) is not a "
+            "kern.learn.LearningStore subclass"
+        )
+    return store
+
+
+class _Entry:
+    """One configured store, before it is resolved for a backend."""
+
+    def __init__(
+        self,
+        kind: str,
+        *,
+        options: dict[str, Any] | None = None,
+        instance: LearningStore | None = None,
+        cls: type[LearningStore] | None = None,
+        by_kind: bool = True,
+    ) -> None:
+        self.kind = kind
+        self.options = options or {}
+        self.instance = instance
+        self.cls = cls
+        #: Whether the backend's own implementation of the kind may stand in.
+        self.by_kind = by_kind
+
+    def build(self, backend: str | None) -> LearningStore:
+        if not self.by_kind:
+            if self.instance is not None:
+                return copy.copy(self.instance)
+            assert self.cls is not None
+            return self.cls(**self.options)
+        cls = resolve_store(self.kind, backend)
+        if self.instance is not None:
+            if type(self.instance) is cls:
+                return copy.copy(self.instance)
+            return cls(**self.instance.options)
+        return cls(**self.options)
+
+
+def _entry(kind: str | None, value: Any) -> _Entry | None:
+    """A flag (``True``, a mode, options, a class or an instance) as an entry."""
+    if value is None or value is False:
+        return None
+    if isinstance(value, LearningStore):
+        value_kind = type(value).kind
+        return _Entry(value_kind, instance=value, by_kind=_is_generic(type(value)))
+    if isinstance(value, type) and issubclass(value, LearningStore):
+        return _Entry(value.kind, cls=value, by_kind=_is_generic(value))
+    if isinstance(value, str) and kind is None:
+        return _Entry(value)
+    if kind is None:
+        raise ConfigurationError(
+            "stores=[...] takes store kinds ('user_memory'), LearningStore classes or "
+            f"instances, not {value!r}"
+        )
+    if value is True:
+        return _Entry(kind)
+    if isinstance(value, LearningMode | str):
+        return _Entry(kind, options={"mode": mode_of(value)})
+    if isinstance(value, dict):
+        return _Entry(kind, options=dict(value))
+    raise ConfigurationError(
+        f"{kind}= takes True/False, a LearningMode, a dict of options or a store, not {value!r}"
+    )
+
+
+def _is_generic(cls: type[LearningStore]) -> bool:
+    """Whether ``cls`` is exactly the generic store registered for its kind."""
+    spec = registry().learning_stores.get((cls.kind, None))
+    if spec is None:
+        return False
+    try:
+        return resolve(spec.store) is cls
+    except ImportError:
+        return False
+
+
+class LearningMachine:
+    """Which learning stores an agent uses, in which mode and namespace.
+
+    ``LearningMachine()`` (what ``Agent(learning=True)`` builds) turns on the user profile
+    and user memory in ALWAYS mode. Each store flag takes ``True``, a ``LearningMode``,
+    a dict of the store's options, or a store instance (``UserProfileStore(schema=...)``).
+    ``stores=[...]`` lists stores by kind, class or instance (third-party kinds too);
+    when it is given, the profile and memory are on only if named there or by their flag.
+
+    ``mode`` is the default mode of stores that set none; ``namespace`` the default of
+    entity memory and learned knowledge (the decision log is per agent unless given one).
+    ``model`` does the extraction instead of the agent's model. ``embedder`` lets the
+    curator find near-duplicates by embedding similarity.
+
+    ``agent.get_learning_machine()`` returns the machine bound to the agent's db and model:
+    ``approve``, ``reject``, ``pending`` and ``curator`` work on that db (sync methods on
+    a sync db; the ``a``-prefixed twins on either).
+    """
+
+    def __init__(
+        self,
+        *,
+        user_profile: Any = None,
+        user_memory: Any = None,
+        session_context: Any = None,
+        entity_memory: Any = None,
+        learned_knowledge: Any = None,
+        decision_log: Any = None,
+        stores: Sequence[Any] = (),
+        mode: LearningMode | str = LearningMode.ALWAYS,
+        namespace: str | None = None,
+        embedder: Any = None,
+        model: Model | None = None,
+        db: Any = None,
+    ) -> None:
+        default_on = not stores
+        flags = {
+            "user_profile": default_on if user_profile is None else user_profile,
+            "user_memory": default_on if user_memory is None else user_memory,
+            "session_context": session_context,
+            "entity_memory": entity_memory,
+            "learned_knowledge": learned_knowledge,
+            "decision_log": decision_log,
+        }
+        entries = [e for kind, value in flags.items() if (e := _entry(kind, value))]
+        for value in stores:
+            entry = _entry(None, value)
+            assert entry is not None
+            entries.append(entry)
+        kinds = [e.kind for e in entries]
+        if not all(kinds):
+            raise ConfigurationError("every learning store needs a non-empty `kind`")
+        repeated = sorted({k for k in kinds if kinds.count(k) > 1})
+        if repeated:
+            raise ConfigurationError(f"learning store configured twice: {', '.join(repeated)}")
+        self._entries = entries
+        resolved_mode = mode_of(mode)
+        assert resolved_mode is not None
+        self.mode = resolved_mode
+        if namespace is not None:
+            check_namespace(namespace)
+        self.namespace = namespace
+        self.embedder = embedder
+        self.model = model
+        self.db = db
+        self._cache: dict[str | None, tuple[Registry, list[LearningStore]]] = {}
+        # Fail at construction on unknown kinds and bad options, not at the first turn.
+        self.stores_for(None)
+
+    # -- configuration ---------------------------------------------------------------
+    @property
+    def kinds(self) -> list[str]:
+        return [entry.kind for entry in self._entries]
+
+    def stores_for(self, backend: str | None) -> list[LearningStore]:
+        """The configured stores as implemented for ``backend`` (cached)."""
+        current = registry()
+        cached = self._cache.get(backend)
+        if cached is not None and cached[0] is current:
+            return cached[1]
+        stores = [self._configured(entry.build(backend)) for entry in self._entries]
+        self._cache[backend] = (current, stores)
+        return stores
+
+    @property
+    def stores(self) -> list[LearningStore]:
+        """The stores for the bound db's backend (generic ones when unbound)."""
+        return self.stores_for(self._backend)
+
+    def store(self, kind: str) -> LearningStore:
+        """The configured store of ``kind``; an unconfigured kind gets a default instance
+        (so that its proposals can still be approved)."""
+        for store in self.stores:
+            if store.kind == kind:
+                return store
+        return self._configured(resolve_store(kind, self._backend)())
+
+    def _configured(self, store: LearningStore) -> LearningStore:
+        if store.mode is None:
+            store.mode = self.mode
+        if (
+            store.namespaced
+            and store.namespace is None
+            and self.namespace is not None
+            and AGENT not in store.extra_namespaces
+        ):
+            store.namespace = self.namespace
+        return store
+
+    def bind(self, *, db: Any = None, model: Model | None = None) -> LearningMachine:
+        """A copy of this machine working on ``db`` (its own ``model`` kept if it has one)."""
+        bound = copy.copy(self)
+        if db is not None:
+            bound.db = db
+        if bound.model is None:
+            bound.model = model
+        return bound
+
+    @property
+    def _backend(self) -> str | None:
+        return getattr(self.db, "backend_name", None) or None
+
+    # -- the turn --------------------------------------------------------------------
+    def recall(self, scope: LearningScope, input: Any) -> Turn:
+        """Before the model loop: the context and tools the stores add to this turn."""
+        query = input if isinstance(input, str) else str(input or "")
+        sections: list[str] = []
+        tools = []
+        for store in self.stores_for(scope.backend):
+            if not store.applies(scope):
+                continue
+            items = yield from _turn_of(store.recall(scope, query))
+            text = store.build_context(items)
+            if text:
+                sections.append(text)
+            if store.mode is LearningMode.AGENTIC:
+                tools += store.get_tools(scope)
+        if tools:
+            names = ", ".join(tool.spec.name for tool in tools)
+            sections.append(
+                f"When you learn something worth keeping, save it with these tools: {names}."
+            )
+        context = "\n\n".join([CONTEXT_HEADER, *sections]) if sections else ""
+        return Recall(context=context, tools=tools)
+
+    def process(self, scope: LearningScope, run: Run, model: Model) -> Turn:
+        """After the run is stored: extract (ALWAYS / PROPOSE) and let every store learn."""
+        model = self.model or model
+        stores = [s for s in self.stores_for(scope.backend) if s.applies(scope)]
+        extractions: list[tuple[LearningStore, Extraction]] = []
+        for store in stores:
+            if store.mode in (LearningMode.ALWAYS, LearningMode.PROPOSE):
+                extraction = store.extraction()
+                if extraction is not None:
+                    extractions.append((store, extraction))
+        extracted: dict[int, list[Any]] = {id(store): [] for store in stores}
+        if extractions and run.status is RunStatus.COMPLETED:
+            by_name = {e.spec.name: (s, e) for s, e in extractions}
+            messages = extraction_messages([e for _, e in extractions], run)
+            specs = [e.spec for _, e in extractions]
+            try:
+                response = yield ModelCall(model, messages, specs, quiet=True)
+            except Exception as exc:  # the answer is stored; learning is skipped, not fatal
+                log.warning("learning extraction failed for run %s: %s", run.run_id, exc)
+                response = None
+            for call in response.tool_calls if response is not None else []:
+                found = by_name.get(call.name)
+                if found is None:
+                    continue
+                parsed = parse_arguments(found[1].arguments, call.arguments)
+                if parsed is None:
+                    log.warning("ignored invalid %s arguments: %.200s", call.name, call.arguments)
+                    continue
+                extracted[id(found[0])].append(parsed)
+        for store in stores:
+            yield from _turn_of(store.process(scope, run, model, extracted[id(store)]))
+
+    # -- the proposal queue ----------------------------------------------------------
+    def _approve(self, learning_id: str, approve: bool) -> Turn:
+        learning = yield DbCall("get_learning", (learning_id,))
+        if learning is None:
+            raise LearningNotFoundError(f"no learning {learning_id!r} is stored")
+        if learning.status is not LearningStatus.PROPOSED:
+            verb = "approved" if approve else "rejected"
+            raise NotProposedError(
+                f"learning {learning_id!r} is {learning.status.value}, not proposed: only "
+                f"proposed learnings can be {verb}"
+            )
+        store = self.store(learning.kind)
+        if approve:
+            return (yield from store.approve(learning))
+        return (yield from store.reject(learning))
+
+    def approve(self, learning_id: str) -> Any:
+        """Approve a proposed learning: it becomes active (and is recalled from now on).
+        Returns what is stored (a ``Memory`` for a user memory, else a ``Learning``)."""
+        return self._sync(self._approve(learning_id, True), "approve")
+
+    async def aapprove(self, learning_id: str) -> Any:
+        return await self._async(self._approve(learning_id, True))
+
+    def reject(self, learning_id: str) -> Learning:
+        """Reject a proposed learning: it is kept as ``rejected`` and never recalled."""
+        return self._sync(self._approve(learning_id, False), "reject")
+
+    async def areject(self, learning_id: str) -> Learning:
+        return await self._async(self._approve(learning_id, False))
+
+    def _pending(
+        self, user_id: str | None, kind: str | None, namespace: str | None, limit: int
+    ) -> Turn:
+        return (
+            yield DbCall(
+                "query_learnings",
+                (),
+                {
+                    "kind": kind,
+                    "namespace": namespace,
+                    "user_id": user_id,
+                    "status": LearningStatus.PROPOSED,
+                    "limit": limit,
+                },
+            )
+        )
+
+    def pending(
+        self,
+        *,
+        user_id: str | None = None,
+        kind: str | None = None,
+        namespace: str | None = None,
+        limit: int = 100,
+    ) -> list[Learning]:
+        """Proposals waiting for a decision, newest first.
+
+        Per-user items (profile, memory, the "user" namespace) carry their user's id;
+        items proposed for a shared namespace carry none: list those with ``namespace=``.
+        """
+        return self._sync(self._pending(user_id, kind, namespace, limit), "pending")
+
+    async def apending(
+        self,
+        *,
+        user_id: str | None = None,
+        kind: str | None = None,
+        namespace: str | None = None,
+        limit: int = 100,
+    ) -> list[Learning]:
+        return await self._async(self._pending(user_id, kind, namespace, limit))
+
+    # -- reading ---------------------------------------------------------------------
+    def _profile(self, user_id: str) -> Turn:
+        rows = yield DbCall(
+            "query_learnings",
+            (),
+            {
+                "kind": "user_profile",
+                "user_id": user_id,
+                "status": LearningStatus.ACTIVE,
+                "limit": 1,
+            },
+        )
+        return dict(rows[0].content) if rows else None
+
+    def get_user_profile(self, user_id: str) -> dict[str, Any] | None:
+        """The user's active profile fields, or None."""
+        return self._sync(self._profile(user_id), "get_user_profile")
+
+    async def aget_user_profile(self, user_id: str) -> dict[str, Any] | None:
+        return await self._async(self._profile(user_id))
+
+    # -- maintenance -----------------------------------------------------------------
+    @property
+    def curator(self) -> Any:
+        """Pruning and deduplication of stored memories and learnings."""
+        from kern.learn.curator import Curator
+
+        return Curator(self)
+
+    # -- driving ---------------------------------------------------------------------
+    def _require_db(self) -> Any:
+        if self.db is None:
+            raise ConfigurationError(
+                "this learning machine has no db: use agent.get_learning_machine(), or "
+                "LearningMachine(db=SqliteDb(db_file=...))"
+            )
+        return self.db
+
+    def _sync(self, turn: Turn, name: str, async_name: str | None = None) -> Any:
+        db = self._require_db()
+        if db.is_async:
+            turn.close()
+            raise SyncAsyncMismatchError(
+                f"lm.{name}() was called on a learning machine with an async database "
+                f"({type(db).__name__}). Use `await lm.{async_name or 'a' + name}(...)`."
+            )
+        return last(drive(turn, db=db))
+
+    async def _async(self, turn: Turn) -> Any:
+        return await alast(adrive(turn, db=self._require_db()))
+
+    def __repr__(self) -> str:
+        return f"LearningMachine(stores={self.kinds!r}, mode={self.mode.value!r})"
+
+
+def _turn_of(result: Any) -> Turn:
+    """A store method's generator run as part of the turn; a plain return value (a store
+    that needs no database call) is taken as it is."""
+    if inspect.isgenerator(result):
+        return (yield from result)
+    return result
+
+
+def extraction_messages(extractions: Sequence[Extraction], run: Run) -> list[Message]:
+    """The request that asks the model what to keep from ``run``."""
+    tools = "\n".join(f"- {e.instructions}" for e in extractions)
+    lines = []
+    for message in run.messages:
+        text = (message.content or "")[:MAX_EXTRACTION_MESSAGE_CHARS]
+        if message.role == "user":
+            lines.append(f"User: {text}")
+        elif message.role == "assistant":
+            if text:
+                lines.append(f"Assistant: {text}")
+            for call in message.tool_calls or []:
+                arguments = call.arguments[:MAX_EXTRACTION_MESSAGE_CHARS]
+                lines.append(f"Assistant called {call.name}({arguments})")
+        elif message.role == "tool":
+            lines.append(f"Tool result: {text}")
+    transcript = "\n\n".join(lines) or "(empty)"
+    return [
+        Message(role="system", content=EXTRACTION_SYSTEM.format(tools=tools)),
+        Message(role="user", content=f"The conversation turn:\n\n{transcript}"),
+    ]
+
+
+__all__ = ["BUILTIN_KINDS", "LearningMachine", "extraction_messages", "resolve_store"]
