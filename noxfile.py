@@ -31,6 +31,12 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def recall(session: nox.Session) -> None:
+    """Recall latency of the learning machine at 100,000 memories (figures in docs/benchmarks.md)."""
+    session.run("uv", "run", "python", "benchmarks/recall.py", *session.posargs, external=True)
+
+
+@nox.session
 def wheels(session: nox.Session) -> None:
     """Build every distribution and import every backend from a fresh virtualenv."""
     session.run("uv", "run", "pytest", "tests/test_layout.py", "-q", external=True)
