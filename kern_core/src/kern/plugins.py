@@ -85,6 +85,21 @@ def resolve(target: type | str) -> Any:
     return obj
 
 
+def lazy_exports(package: str, exports: dict[str, str]) -> Any:
+    """A module ``__getattr__`` (PEP 562) importing each name from its module on first use.
+
+    A backend package uses it so that loading its ``_plugin`` to learn its URL schemes does
+    not import its driver: choosing SQLite never imports psycopg or pymongo.
+    """
+
+    def __getattr__(name: str) -> Any:
+        if name in exports:
+            return getattr(importlib.import_module(exports[name]), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__
+
+
 _lock = threading.RLock()
 _pm: pluggy.PluginManager | None = None
 _registry: Registry | None = None

@@ -1,22 +1,14 @@
 """MongoDB storage for kern: ``MongoDb`` (pymongo) and ``AsyncMongoDb`` (pymongo's async client).
 
-The classes are imported on first use, so that loading the plugin (``_plugin``) to learn its
-URL schemes does not import pymongo.
+The classes are imported on first use, so loading the plugin does not import the driver.
 """
 
-from __future__ import annotations
+from typing import TYPE_CHECKING
 
-from typing import TYPE_CHECKING, Any
+from kern.plugins import lazy_exports
 
 if TYPE_CHECKING:
     from kern.db.mongo.db import AsyncMongoDb, MongoDb
 
 __all__ = ["AsyncMongoDb", "MongoDb"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from kern.db.mongo import db
-
-        return getattr(db, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, dict.fromkeys(__all__, "kern.db.mongo.db"))
