@@ -1,0 +1,340 @@
+"""A real Postgres server for the tests, a fresh database per test session, the model server.
+
+Where the server comes from, first match wins:
+
+1. ``KERN_TEST_POSTGRES_URL`` (``postgresql://user:pass@host:port/db``): that server. The
+   role needs CREATEDB: each test session works in its own ``kern_test_<random>`` database.
+2. A server on 127.0.0.1:5432 that lets user ``postgres`` in without a password.
+3. A throwaway cluster this test session starts with ``initdb`` / ``pg_ctl`` from
+   ``/usr/lib/postgresql/<version>/bin`` (``apt-get install postgresql``) in a temporary
+   folder, and stops and deletes at the end. initdb refuses to run as root, so as root the
+   server runs as the ``postgres`` OS user (``runuser -u postgres --``).
+
+When none works, the tests skip with what to install; under ``CI=true`` they fail instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy import Engine, event
+from sqlalchemy.engine import URL, make_url
+
+from kern.testing.scripted_server import ScriptedServer
+
+ENV_URL = "KERN_TEST_POSTGRES_URL"
+LOCAL_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+OS_USER = "postgres"
+HOW_TO_GET_ONE = (
+    f"set {ENV_URL}=postgresql://user:pass@host:5432/db (a role with CREATEDB), run a server "
+    "on 127.0.0.1:5432 that trusts user 'postgres', or install the server binaries "
+    "(apt-get install postgresql) so that the tests start a throwaway one"
+)
+
+
+def unavailable(why: str) -> None:
+    """Fail under CI, skip elsewhere, saying what is missing and how to get it."""
+    message = f"Postgres tests cannot run: {why}. To run them, {HOW_TO_GET_ONE}."
+    if os.environ.get("CI") == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def conninfo(url: URL) -> str:
+    """A libpq URI for psycopg (no SQLAlchemy driver suffix)."""
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def can_connect(url: URL) -> str | None:
+    """None if ``url`` accepts a connection, else why not."""
+    try:
+        with psycopg.connect(conninfo(url), connect_timeout=5):
+            return None
+    except psycopg.Error as exc:
+        return str(exc).strip() or type(exc).__name__
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+# -- a throwaway cluster ---------------------------------------------------------------------
+def server_bindir() -> Path | None:
+    """The newest installed server's bin folder (with initdb and pg_ctl), if any."""
+
+    def version(path: str) -> tuple[int, ...]:
+        name = Path(path).parent.parent.name
+        return tuple(int(part) for part in name.split(".") if part.isdigit())
+
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=version)
+    if candidates:
+        return Path(candidates[-1]).parent
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if initdb and pg_ctl and Path(initdb).parent == Path(pg_ctl).parent:
+        return Path(initdb).parent
+    return None
+
+
+class Cluster:
+    """A Postgres cluster in a temporary folder, on 127.0.0.1:``port``, trusting everyone."""
+
+    def __init__(self, bindir: Path, port: int) -> None:
+        self.bindir = bindir
+        self.port = port
+        self.folder = Path(tempfile.mkdtemp(prefix="kern-pg-"))
+        self.data = self.folder / "data"
+        self.log = self.folder / "server.log"
+        self.url = make_url(f"postgresql://postgres@127.0.0.1:{port}/postgres")
+        self._as_root = os.geteuid() == 0
+        if self._as_root:
+            try:
+                shutil.chown(self.folder, user=OS_USER, group=OS_USER)
+            except LookupError:
+                shutil.rmtree(self.folder, ignore_errors=True)
+                raise RuntimeError(
+                    f"initdb refuses to run as root and there is no {OS_USER!r} OS user to "
+                    f"run it as (useradd --system {OS_USER})"
+                ) from None
+
+    def _run(self, *args: str, timeout: float = 120) -> None:
+        command = [str(self.bindir / args[0]), *args[1:]]
+        if self._as_root:
+            command = ["runuser", "-u", OS_USER, "--", *command]
+        # Output to a file, not a pipe: a server started by pg_ctl inherits it and would
+        # keep a pipe open for as long as it runs.
+        out = self.folder / "commands.out"
+        with out.open("ab") as sink:
+            done = subprocess.run(
+                command, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink, timeout=timeout
+            )
+        if done.returncode != 0:
+            log = self.log.read_text() if self.log.exists() else ""
+            raise RuntimeError(f"{' '.join(command)} failed:\n{out.read_text()}{log}")
+
+    def start(self) -> Cluster:
+        if not self.data.exists():
+            self._run(
+                "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                "--encoding=UTF8", "--locale=C", "--no-sync",
+            )  # fmt: skip
+        options = (
+            f"-c port={self.port} -c listen_addresses=127.0.0.1 "
+            f"-c unix_socket_directories={self.folder} -c fsync=off -c max_connections=200"
+        )
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-o", options, "start")
+        return self
+
+    def restart(self) -> None:
+        """Stop the server (dropping every connection) and start it again."""
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-m", "fast", "-w", "restart"
+        )
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop", timeout=60)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def start_cluster(port: int | None = None) -> Cluster:
+    """A running throwaway cluster, or the test is skipped (failed under CI) saying why."""
+    bindir = server_bindir()
+    if bindir is None:
+        unavailable("no Postgres server binaries (initdb, pg_ctl) are installed")
+    assert bindir is not None
+    try:
+        return Cluster(bindir, port or free_port()).start()
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        unavailable(f"a throwaway server could not be started: {exc}")
+        raise
+
+
+# -- the server and database of this test session ------------------------------------------
+@dataclass
+class Server:
+    """Where the tests' server is: ``url`` reaches a database for admin statements."""
+
+    url: URL
+    cluster: Cluster | None = None
+
+    def database_url(self, database: str) -> URL:
+        return self.url.set(database=database)
+
+    def admin(self) -> psycopg.Connection:
+        return psycopg.connect(conninfo(self.url), autocommit=True)
+
+
+@dataclass
+class Database:
+    """The test session's own database on ``server``: sync and async SQLAlchemy URLs."""
+
+    server: Server
+    name: str
+
+    @property
+    def url(self) -> str:
+        url = self.server.database_url(self.name).set(drivername="postgresql+psycopg")
+        return url.render_as_string(hide_password=False)
+
+    @property
+    def async_url(self) -> str:
+        url = self.server.database_url(self.name).set(drivername="postgresql+psycopg_async")
+        return url.render_as_string(hide_password=False)
+
+    def connect(self) -> psycopg.Connection:
+        """A plain psycopg connection (autocommit) to look at what kern stored."""
+        return psycopg.connect(conninfo(self.server.database_url(self.name)), autocommit=True)
+
+
+def find_server() -> Iterator[Server]:
+    if raw := os.environ.get(ENV_URL):
+        url = make_url(raw)
+        problem = can_connect(url)
+        if problem is not None:
+            pytest.fail(f"{ENV_URL} is set but its server refused: {problem}", pytrace=False)
+        yield Server(url)
+        return
+    local = make_url(LOCAL_URL)
+    if can_connect(local) is None:
+        yield Server(local)
+        return
+    # 5432 when free, so that the product docs' localhost:5432 URLs reach it as written.
+    cluster = start_cluster(5432 if port_is_free(5432) else None)
+    try:
+        yield Server(cluster.url, cluster)
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Server]:
+    yield from find_server()
+
+
+@pytest.fixture(scope="session")
+def pg_database(pg_server: Server) -> Iterator[Database]:
+    """A database of this test session's own, dropped at the end."""
+    name = f"kern_test_{uuid.uuid4().hex[:12]}"
+    with pg_server.admin() as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield Database(pg_server, name)
+    finally:
+        with pg_server.admin() as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture(scope="module")
+def restartable_server() -> Iterator[Cluster]:
+    """A throwaway cluster of the module's own (never a shared server: tests restart it),
+    with an empty database ``kern_restart``."""
+    cluster = start_cluster()
+    try:
+        with psycopg.connect(conninfo(cluster.url), autocommit=True) as admin:
+            admin.execute("CREATE DATABASE kern_restart")
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def fresh_schema() -> str:
+    """A schema name no test has used: tables made in it start from nothing."""
+    return f"t_{uuid.uuid4().hex[:12]}"
+
+
+# -- what the server did ----------------------------------------------------------------------
+def rows_examined(plan: dict[str, Any]) -> int:
+    """Rows a plan node and its children produced or read and discarded, over all loops."""
+    own = (
+        plan.get("Actual Rows", 0)
+        + plan.get("Rows Removed by Filter", 0)
+        + plan.get("Rows Removed by Index Recheck", 0)
+        + plan.get("Rows Removed by Join Filter", 0)
+    ) * plan.get("Actual Loops", 1)
+    return int(own) + sum(rows_examined(child) for child in plan.get("Plans", ()))
+
+
+@contextmanager
+def examining(engine: Engine) -> Iterator[list[int]]:
+    """Count the rows examined by the SELECTs run on ``engine`` inside the block.
+
+    Yields a one-item list holding the running count. For an async engine pass its
+    ``sync_engine``: the listener then runs inside SQLAlchemy's greenlet bridge, and the
+    adapted DBAPI connection it uses awaits underneath.
+    """
+    count = [0]
+
+    def before_cursor_execute(conn, cursor, statement, parameters, context, executemany):
+        if not statement.lstrip().upper().startswith("SELECT"):
+            return
+        explain = conn.connection.dbapi_connection.cursor()
+        try:
+            explain.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {statement}", parameters)
+            (raw,) = explain.fetchone()
+        finally:
+            explain.close()
+        plans = json.loads(raw) if isinstance(raw, str) else raw
+        count[0] += sum(rows_examined(entry["Plan"]) for entry in plans)
+
+    event.listen(engine, "before_cursor_execute", before_cursor_execute)
+    try:
+        yield count
+    finally:
+        event.remove(engine, "before_cursor_execute", before_cursor_execute)
+
+
+@pytest.fixture
+def examined_rows() -> Callable[[Engine], AbstractContextManager[list[int]]]:
+    """``examined_rows(engine)``: a context manager counting the rows the server examined."""
+    return examining
+
+
+@pytest.fixture
+def plan_rows() -> Callable[[dict[str, Any]], int]:
+    """``plan_rows(plan)``: the rows a JSON ``EXPLAIN ANALYZE`` plan node examined."""
+    return rows_examined
+
+
+# -- the scripted model server ------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def scripted_server() -> Iterator[ScriptedServer]:
+    with ScriptedServer() as server:
+        yield server
+
+
+@pytest.fixture
+def scripted(scripted_server: ScriptedServer) -> Iterator[ScriptedServer]:
+    """The scripted server with no requests recorded and nothing queued."""
+    scripted_server.clear()
+    yield scripted_server
+    scripted_server.clear()
