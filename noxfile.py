@@ -32,7 +32,7 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def recall(session: nox.Session) -> None:
-    """Recall latency of the learning machine at 100,000 memories (figures in docs/benchmarks.md)."""
+    """Recall latency of the learning machine (figures in docs/benchmarks.md)."""
     session.run("uv", "run", "python", "benchmarks/recall.py", *session.posargs, external=True)
 
 

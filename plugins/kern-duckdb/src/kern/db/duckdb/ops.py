@@ -1,0 +1,163 @@
+"""The shared operations, with what DuckDB's tables add (see ``kern.db.duckdb.schema``).
+
+Runs are written with their ``seq_key`` and read back by key; the counter row of a session
+goes with it; every memory and learning write keeps the search term tables in step, in the
+same transaction. Everything else is ``kern.db.sql.ops.SqlOps`` as it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Dialect, Select, bindparam, select
+
+from kern.db.duckdb.dialect import DuckDialect
+from kern.db.duckdb.lookup import MAX_KEYS, InLookup, fenced
+from kern.db.duckdb.schema import READ_INDEXES, seq_key
+from kern.db.sql.codec import run_from, to_row
+from kern.db.sql.ops import SqlOps
+from kern.db.sql.prepared import Link, Prepared
+from kern.db.sql.schema import Tables
+from kern.records import Learning, Memory, Run, RunStatus
+
+
+class DuckOps(SqlOps):
+    """``SqlOps`` for DuckDB."""
+
+    dialect: DuckDialect
+
+    def __init__(self, tables: Tables, dialect: DuckDialect, sql_dialect: Dialect) -> None:
+        super().__init__(tables, dialect, sql_dialect)
+        duck = dialect.duck
+        counters, s = duck.counters, tables.sessions
+        p = self._prepare
+        self._insert_keyed_run = p(duck.runs.insert())
+        logical = [column.name for column in tables.runs.c]
+        self._runs_by_key = InLookup(p, duck.runs, "seq_key", logical)
+        self._drop_counter = p(
+            counters.delete().where(counters.c.session_id == bindparam("session_id"))
+        )
+        user_sessions = select(s.c.session_id).where(s.c.user_id == bindparam("user_id"))
+        self._forget_counters = p(counters.delete().where(counters.c.session_id.in_(user_sessions)))
+
+    # -- listings -----------------------------------------------------------------------
+    def _listing(
+        self, name: str, table: Any, given: dict[str, Any]
+    ) -> tuple[Prepared, dict[str, Any]]:
+        """Newest first, paged, the matching rows looked up through one index.
+
+        DuckDB answers ``ORDER BY ... LIMIT`` with a top-N over a table scan, and reads
+        through an index only for a scan's single condition. So the most selective indexed
+        filter looks the rows up (``lookup.fenced``) and the other filters, the order and
+        the page apply to those. Without an indexed filter (every session, or sessions of
+        one type) the shared top-N statement is as good as any.
+        """
+        filters = {k: getattr(v, "value", v) for k, v in given.items() if v is not None}
+        columns = tuple(filters)
+        indexed = [c for c in READ_INDEXES.get(name, ()) if c in filters]
+        if not indexed:
+            return super()._listing(name, table, given)
+        key = indexed[0]
+
+        def build() -> Select[Any]:
+            rows = fenced(table, table.c[key] == bindparam(f"f_{key}"))
+            where = [rows.c[c] == bindparam(f"f_{c}") for c in columns if c != key]
+            return (
+                select(rows)
+                .where(*where)
+                .order_by(rows.c.updated_at.desc())
+                .limit(bindparam("limit"))
+                .offset(bindparam("offset"))
+            )
+
+        params = {f"f_{c}": v for c, v in filters.items()}
+        return self._shape((name, "by index", columns), build), params
+
+    # -- runs -------------------------------------------------------------------------
+    def append_run(self, link: Link, run: Run) -> Run:
+        seq = self.dialect.next_seq(link, run.session_id)
+        row = to_row(run, exclude={"messages"})
+        row["seq"] = seq
+        row["seq_key"] = seq_key(run.session_id, seq)
+        # Unset optional message fields are left out: they come back as their defaults.
+        row["messages"] = [m.model_dump(exclude_none=True) for m in run.messages]
+        link.execute(self._insert_keyed_run, row)
+        link.execute(self._touch_session, {"b_session_id": run.session_id, "b_at": run.created_at})
+        return run.model_copy(update={"seq": seq})
+
+    def get_last_runs(
+        self,
+        link: Link,
+        session_id: str,
+        limit: int,
+        *,
+        before_seq: int | None,
+        top_level_only: bool,
+        status: RunStatus | None,
+    ) -> list[Run]:
+        """The newest runs by key, window by window backwards from the session's last seq.
+
+        Without gaps (``forget_user`` may leave some) one lookup of ``limit`` keys answers.
+        ``top_level_only`` and ``status`` are checked here on the rows looked up, which
+        costs DuckDB less than a second condition in the statement (that would need a
+        fenced lookup, see ``kern.db.duckdb.lookup``); when they skip runs, the next window
+        back is twice as wide.
+        """
+        if limit <= 0:
+            return []
+        last = self.dialect.last_seq(link, session_id)
+        if last is None:
+            return []
+        high = last if before_seq is None else min(last, before_seq - 1)
+        wanted = None if status is None else RunStatus(status).value
+
+        def keep(row: dict[str, Any]) -> bool:
+            if top_level_only and row["parent_run_id"] is not None:
+                return False
+            return wanted is None or row["status"] == wanted
+
+        newest: list[dict[str, Any]] = []
+        window = limit
+        while high >= 1 and len(newest) < limit:
+            low = max(1, high - window + 1)
+            keys = [seq_key(session_id, seq) for seq in range(high, low - 1, -1)]
+            rows = [row for row in self._runs_by_key.rows(link, keys) if keep(row)]
+            newest.extend(sorted(rows, key=lambda row: row["seq"], reverse=True))
+            high = low - 1
+            window = min(window * 2, MAX_KEYS)
+        return [run_from(row) for row in reversed(newest[:limit])]
+
+    # -- sessions ---------------------------------------------------------------------
+    def delete_session(self, link: Link, session_id: str) -> bool:
+        link.execute(self._drop_counter, {"session_id": session_id})
+        return super().delete_session(link, session_id)
+
+    # -- memories and learnings: the term tables follow every write --------------------
+    def upsert_memory(self, link: Link, memory: Memory) -> Memory:
+        stored = super().upsert_memory(link, memory)
+        self.dialect.memory_terms.index(link, stored)
+        return stored
+
+    def delete_memory(self, link: Link, memory_id: str) -> bool:
+        self.dialect.memory_terms.drop(link, memory_id)
+        return super().delete_memory(link, memory_id)
+
+    def upsert_learning(self, link: Link, learning: Learning) -> Learning:
+        stored = super().upsert_learning(link, learning)
+        self.dialect.learning_terms.index(link, stored)
+        return stored
+
+    def delete_learning(self, link: Link, learning_id: str) -> bool:
+        self.dialect.learning_terms.drop(link, learning_id)
+        return super().delete_learning(link, learning_id)
+
+    # -- users ------------------------------------------------------------------------
+    def forget_user(self, link: Link, user_id: str) -> dict[str, int]:
+        # Before the shared deletes: these find their rows through the user's sessions.
+        self.dialect.memory_terms.forget(link, user_id)
+        self.dialect.learning_terms.forget(link, user_id)
+        link.execute(self._forget_counters, {"user_id": user_id})
+        return super().forget_user(link, user_id)
+
+
+__all__ = ["DuckOps"]
