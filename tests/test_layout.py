@@ -5,7 +5,9 @@ imports both from the editable workspace and from built wheels in a fresh virtua
 from __future__ import annotations
 
 import importlib
+import os
 import shutil
+import socket
 import subprocess
 import sys
 import tomllib
@@ -91,3 +93,73 @@ def test_every_backend_imports_from_wheels_in_a_fresh_venv(wheels, tmp_path):
     result = subprocess.run([str(python), "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["0.1.0", "SqliteDb"]
+
+
+def _venv_with(wheels: list[Path], tmp_path: Path, *requirements: str) -> Path:
+    uv = shutil.which("uv")
+    venv = tmp_path / "venv"
+    subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run(
+        [uv, "pip", "install", "--quiet", "--python", str(python), *requirements], check=True
+    )
+    return python
+
+
+def _wheel(wheels: list[Path], dist: str) -> str:
+    return str(next(w for w in wheels if w.name.startswith(f"{dist}-")))
+
+
+def test_plain_install_names_the_extra_for_other_schemes(wheels, tmp_path):
+    plain = [_wheel(wheels, d) for d in ("kern", "kern_core", "kern_sql", "kern_sqlite")]
+    python = _venv_with(wheels, tmp_path, *plain)
+    code = (
+        "import kern.db\n"
+        "from kern.errors import BackendNotInstalledError\n"
+        "for url in ('postgresql://u@localhost/app', 'duckdb:///x.duckdb'):\n"
+        "    try:\n"
+        "        kern.db.connect(url)\n"
+        "    except BackendNotInstalledError as exc:\n"
+        "        print(exc)\n"
+    )
+    result = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "pip install 'kern[postgres]'" in result.stdout
+    assert "pip install 'kern[duckdb]'" in result.stdout
+
+
+def test_extras_install_and_connect(wheels, tmp_path):
+    from urllib.parse import urlsplit
+
+    pg_url = os.environ.get("KERN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    host = urlsplit(pg_url)
+    try:
+        socket.create_connection((host.hostname, host.port or 5432), timeout=2).close()
+    except OSError:
+        message = f"no Postgres at {pg_url}: set KERN_TEST_POSTGRES_URL"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    root = _wheel(wheels, "kern")
+    needed = [_wheel(wheels, d) for d in ("kern_core", "kern_sql", "kern_sqlite")]
+    needed += [_wheel(wheels, d) for d in ("kern_postgres", "kern_duckdb")]
+    python = _venv_with(wheels, tmp_path, f"{root}[postgres,duckdb]", *needed)
+    schema = f"kern_wheel_{os.getpid()}"
+    code = (
+        "import sys, kern.db\n"
+        "from sqlalchemy import text\n"
+        "pg = kern.db.connect(sys.argv[1], schema=sys.argv[2])\n"
+        "print(type(pg).__name__, pg.list_sessions())\n"
+        "with pg.engine.begin() as conn:\n"
+        "    conn.execute(text(f'DROP SCHEMA {sys.argv[2]} CASCADE'))\n"
+        "pg.close()\n"
+        "duck = kern.db.connect('duckdb:///' + sys.argv[3])\n"
+        "print(type(duck).__name__, duck.list_sessions())\n"
+        "duck.close()\n"
+    )
+    duck_file = str(tmp_path / "kern.duckdb")
+    result = subprocess.run(
+        [str(python), "-c", code, pg_url, schema, duck_file], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["PostgresDb []", "DuckDb []"]
