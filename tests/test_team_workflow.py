@@ -170,3 +170,25 @@ def test_a_workflow_killed_after_step_2_resumes_at_step_3(tmp_path, db_file):
     again = subprocess.run(args, capture_output=True, text=True, check=True)
     assert again.stdout.strip() == "start > 1 > 2 > 3 > 4"
     assert len(log.read_text().splitlines()) == 4
+
+
+def test_a_learning_member_learns_inside_the_team_for_the_teams_user(scripted, model, db_file):
+    db = SqliteDb(db_file=db_file)
+    assistant = Agent(model=model, name="Assistant", agent_id="assistant", learning=True)
+    team = Team(members=[assistant], model=model, db=db, team_id="desk")
+    scripted.script(
+        Reply.tool_calls(ToolCallReply(name="delegate_to_assistant", arguments={"task": "note"})),
+        Reply.text("Noted: Ada prefers tea."),  # the member's answer
+        Reply.tool_calls(  # the member's extraction call, after its run is stored
+            ToolCallReply("save_user_memories", {"memories": [{"content": "Ada prefers tea"}]})
+        ),
+        Reply.text("Your assistant noted it."),  # the leader's answer
+    )
+    output = team.run("Remember that I prefer tea.", session_id="t", user_id="ada")
+
+    stored = db.list_memories("ada")
+    assert [m.content for m in stored] == ["Ada prefers tea"]
+    member_run = db.get_last_runs("t", 10)[0]
+    assert member_run.parent_run_id == output.run_id
+    assert stored[0].source_run_id == member_run.run_id
+    assert db.list_memories("someone-else") == []

@@ -231,9 +231,9 @@ class Agent:
             )
             history = _history(runs)
 
-        here = ParentRun(new_id(), session_id, user_id, state, persist=persist)
-        learning = self.learning if persist else None
         backend = self.db.backend_name if self.db is not None else None
+        here = ParentRun(new_id(), session_id, user_id, state, persist=persist, backend=backend)
+        learning = self.learning if persist else None
         scope = LearningScope(user_id, session_id, self.agent_id, here.run_id, backend)
         recall = (yield from learning.recall(scope, input)) if learning else Recall()
         run = yield from self._respond(
@@ -257,12 +257,27 @@ class Agent:
         ``tags`` are added to the run's metrics (a workflow notes the step's index)."""
         started = time.perf_counter()
         here = ParentRun(
-            new_id(), parent.session_id, parent.user_id, parent.state, persist=parent.persist
+            new_id(),
+            parent.session_id,
+            parent.user_id,
+            parent.state,
+            persist=parent.persist,
+            backend=parent.backend,
         )
-        run = yield from self._respond(input, [], here, parent_run_id=parent.run_id, quiet=True)
+        # A member learns like an agent, in the parent's database and for the parent's user.
+        learning = self.learning if parent.persist else None
+        scope = LearningScope(
+            parent.user_id, parent.session_id, self.agent_id, here.run_id, parent.backend
+        )
+        recall = (yield from learning.recall(scope, input)) if learning else Recall()
+        run = yield from self._respond(
+            input, [], here, parent_run_id=parent.run_id, quiet=True, recall=recall
+        )
         run.metrics.update(tags or {}, duration_s=round(time.perf_counter() - started, 6))
         if parent.persist:
             run = yield DbCall("append_run", (run,))
+        if learning:
+            yield from learning.process(scope, run, self.model)
         return _output(run, parent.state)
 
     def _respond(
@@ -389,6 +404,8 @@ class ParentRun:
     state: dict[str, Any]
     #: Whether the run's component writes to a database (set by teams and workflows).
     persist: bool = False
+    #: That database's backend name, so nested learning picks the backend's own stores.
+    backend: str | None = None
 
 
 def _learning_machine(learning: Any) -> Any:

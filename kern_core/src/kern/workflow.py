@@ -146,7 +146,8 @@ class Workflow:
         if run.status == RunStatus.COMPLETED:
             return self._output(run, done, state, resumed=True)
         input = run.input
-        here = ParentRun(run.run_id, session_id, user_id, state, persist=persist)
+        backend = self.db.backend_name if self.db is not None else None
+        here = ParentRun(run.run_id, session_id, user_id, state, persist=persist, backend=backend)
         previous, outputs, results = input, {}, []
         for index, step in enumerate(self.steps):
             name = _step_name(step, index)
