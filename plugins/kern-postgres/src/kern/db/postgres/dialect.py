@@ -45,11 +45,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from kern.db.postgres import search
 from kern.db.postgres.history import history_plan
-from kern.db.sql.dialect import Scored, SqlDialect
+from kern.db.sql.dialect import SqlDialect
 from kern.db.sql.migrations import Plan
 from kern.db.sql.prepared import Link
 from kern.db.sql.schema import Tables
-from kern.records import LearningStatus
 
 #: The first key of kern's two-int advisory locks ("kern" in ASCII); the second is the
 #: schema's hash.
@@ -100,8 +99,8 @@ class PostgresDialect(SqlDialect):
         self._seq_lock = self.prepare(
             select(func.pg_advisory_xact_lock(func.hashtextextended(session_id, key)))
         )
-        self._memories = search.TextSearch(tables.memories, sql_dialect, self.prepare)
-        self._learnings = search.TextSearch(tables.learnings, sql_dialect, self.prepare)
+        self.memory_search = search.TextSearch(tables.memories, sql_dialect, self.prepare)
+        self.learning_search = search.TextSearch(tables.learnings, sql_dialect, self.prepare)
 
     # -- connections and transactions ----------------------------------------------------
     def prepare_connection(self, pooled: Any) -> Callable[[], None] | None:
@@ -155,31 +154,3 @@ class PostgresDialect(SqlDialect):
             **search.search_plan(tables.memories, tables.learnings, dialect),
             **history_plan(tables, dialect),
         }
-
-    # -- text search ------------------------------------------------------------------
-
-    def search_memories(
-        self,
-        link: Link,
-        *,
-        user_id: str,
-        query: str,
-        agent_id: str | None,
-        limit: int,
-    ) -> list[Scored]:
-        filters = {"user_id": user_id, "agent_id": agent_id}
-        return self._memories.search(link, query, filters, limit)
-
-    def search_learnings(
-        self,
-        link: Link,
-        *,
-        query: str,
-        kind: str | None,
-        namespace: str | None,
-        user_id: str | None,
-        status: LearningStatus | None,
-        limit: int,
-    ) -> list[Scored]:
-        filters = {"kind": kind, "namespace": namespace, "user_id": user_id, "status": status}
-        return self._learnings.search(link, query, filters, limit)

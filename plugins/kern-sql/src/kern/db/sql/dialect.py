@@ -17,7 +17,7 @@ in only what its database does differently:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from sqlalchemy import ClauseElement, Connection, Dialect, Engine, Table, bindparam, func, select
 
@@ -28,6 +28,14 @@ from kern.records import LearningStatus
 
 #: A stored row (column name -> value) with its relevance score, higher is better.
 Scored = tuple[Mapping[str, Any], float]
+
+
+class Searcher(Protocol):
+    """A dialect's ranked text search over one table (SQLite's FTS5, Postgres's tsvector)."""
+
+    def search(
+        self, link: Link, query: str, filters: Mapping[str, Any], limit: int
+    ) -> list[Scored]: ...
 
 
 class SqlDialect:
@@ -112,6 +120,10 @@ class SqlDialect:
         )
 
     # -- text search ------------------------------------------------------------------
+    #: Set by a dialect whose database has text search; the search methods below use them.
+    memory_search: Searcher | None = None
+    learning_search: Searcher | None = None
+
     def search_plan(self) -> Plan:
         """Migrations of the search structures (full-text tables, triggers, indexes)."""
         return {}
@@ -126,7 +138,10 @@ class SqlDialect:
         limit: int,
     ) -> list[Scored]:
         """Memory rows of ``user_id`` ranked for ``query``, best first, at most ``limit``."""
-        raise NotImplementedError(f"{type(self).__name__} has no memory search")
+        if self.memory_search is None:
+            raise NotImplementedError(f"{type(self).__name__} has no memory search")
+        filters = {"user_id": user_id, "agent_id": agent_id}
+        return self.memory_search.search(link, query, filters, limit)
 
     def search_learnings(
         self,
@@ -140,4 +155,7 @@ class SqlDialect:
         limit: int,
     ) -> list[Scored]:
         """Learning rows matching the filters, ranked for ``query`` over their content."""
-        raise NotImplementedError(f"{type(self).__name__} has no learning search")
+        if self.learning_search is None:
+            raise NotImplementedError(f"{type(self).__name__} has no learning search")
+        filters = {"kind": kind, "namespace": namespace, "user_id": user_id, "status": status}
+        return self.learning_search.search(link, query, filters, limit)

@@ -8,13 +8,12 @@ from typing import Any, ClassVar
 from sqlalchemy import Connection, Dialect
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from kern.db.sql.dialect import Scored, SqlDialect
+from kern.db.sql.dialect import SqlDialect
 from kern.db.sql.migrations import Plan
 from kern.db.sql.prepared import Link
 from kern.db.sql.schema import Tables
 from kern.db.sqlite import engine as sqlite_engine
 from kern.db.sqlite.fts import FtsIndex, fts_plan
-from kern.records import LearningStatus
 
 
 class SqliteDialect(SqlDialect):
@@ -27,8 +26,8 @@ class SqliteDialect(SqlDialect):
 
     def __init__(self, tables: Tables, sql_dialect: Dialect) -> None:
         super().__init__(tables, sql_dialect)
-        self._memories = FtsIndex(tables.memories, self.prepare)
-        self._learnings = FtsIndex(tables.learnings, self.prepare)
+        self.memory_search = FtsIndex(tables.memories, self.prepare)
+        self.learning_search = FtsIndex(tables.learnings, self.prepare)
 
     def prepare_connection(self, pooled: Any) -> Callable[[], None] | None:
         return sqlite_engine.prepare_connection(pooled)
@@ -42,29 +41,3 @@ class SqliteDialect(SqlDialect):
 
     def search_plan(self) -> Plan:
         return fts_plan(self.tables)
-
-    def search_memories(
-        self,
-        link: Link,
-        *,
-        user_id: str,
-        query: str,
-        agent_id: str | None,
-        limit: int,
-    ) -> list[Scored]:
-        filters = {"user_id": user_id, "agent_id": agent_id}
-        return self._memories.search(link, query, filters, limit)
-
-    def search_learnings(
-        self,
-        link: Link,
-        *,
-        query: str,
-        kind: str | None,
-        namespace: str | None,
-        user_id: str | None,
-        status: LearningStatus | None,
-        limit: int,
-    ) -> list[Scored]:
-        filters = {"kind": kind, "namespace": namespace, "user_id": user_id, "status": status}
-        return self._learnings.search(link, query, filters, limit)
