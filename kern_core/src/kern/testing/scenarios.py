@@ -45,11 +45,13 @@ print(json.dumps({"team": team_run.run_id, "flow": flow_run.run_id}))
 """
 
 
-def _child(code: str, recipe: Recipe, server: ScriptedServer) -> dict[str, Any]:
+def run_child(code: str, recipe: Recipe, server: ScriptedServer, *args: str) -> dict[str, Any]:
+    """Run ``code`` in a fresh interpreter with ``sys.argv[1:]`` = target, kwargs as JSON,
+    the server's base URL, then ``args``; return the JSON object its last line prints."""
     target, kwargs = recipe
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "KERN_"))}
     result = subprocess.run(
-        [sys.executable, "-c", code, target, json.dumps(kwargs), server.base_url],
+        [sys.executable, "-c", code, target, json.dumps(kwargs), server.base_url, *args],
         capture_output=True,
         text=True,
         env=env,
@@ -67,7 +69,7 @@ def team_and_workflow_across_processes(recipe: Recipe, server: ScriptedServer) -
         Reply.text("X is 42."),
         Reply.text("The team found that X is 42."),
     )
-    ids = _child(_TEAM_AND_WORKFLOW, recipe, server)
+    ids = run_child(_TEAM_AND_WORKFLOW, recipe, server)
 
     target, kwargs = recipe
     db = resolve(target)(**kwargs)
