@@ -754,6 +754,12 @@ class DecisionLogStore(CollectionStore):
 # -- user memory: rows of kern_memories ---------------------------------------------------
 
 
+def merge_newest(ranked: Sequence[Memory], newest: Sequence[Memory]) -> list[Memory]:
+    """``ranked``, then the memories of ``newest`` it does not hold already."""
+    seen = {m.memory_id for m in ranked}
+    return [*ranked, *(m for m in newest if m.memory_id not in seen)]
+
+
 class UserMemoryStore(LearningStore):
     """Unstructured observations about the user, as rows of ``kern_memories``.
 
@@ -790,22 +796,28 @@ class UserMemoryStore(LearningStore):
         return scope.agent_id if self.per_agent else None
 
     def recall(self, scope: LearningScope, query: str) -> Turn:
-        agent_id = self._agent(scope)
-        text = search_query(query)
+        return (
+            yield from self.read_memories(scope.user_id, search_query(query), self._agent(scope))
+        )
+
+    def read_memories(self, user_id: str, text: str, agent_id: str | None) -> Turn:
+        """What recall shows: up to ``limit`` memories ranked for ``text`` (the search
+        query, maybe empty), then up to ``recent`` of the newest not among them.
+
+        Two storage calls here, through the contract; a backend's own store overrides this
+        to read both in one round trip.
+        """
         memories: list[Memory] = []
         if text:
             hits = yield DbCall(
-                "search_memories",
-                (scope.user_id, text),
-                {"agent_id": agent_id, "limit": self.limit},
+                "search_memories", (user_id, text), {"agent_id": agent_id, "limit": self.limit}
             )
             memories = [hit.memory for hit in hits]
         if self.recent:
             newest = yield DbCall(
-                "list_memories", (scope.user_id,), {"agent_id": agent_id, "limit": self.recent}
+                "list_memories", (user_id,), {"agent_id": agent_id, "limit": self.recent}
             )
-            seen = {m.memory_id for m in memories}
-            memories += [m for m in newest if m.memory_id not in seen]
+            memories = merge_newest(memories, newest)
         return memories
 
     def build_context(self, items: Sequence[Any]) -> str:
