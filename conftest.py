@@ -2,4 +2,4 @@
 
 import pytest
 
-pytest.register_assert_rewrite("kern.testing.conformance")
+pytest.register_assert_rewrite("kern.testing.conformance", "kern.testing.learning")

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from kern import plugins
 from kern.agent import Agent
+from kern.db.sql.learning import SqlUserMemoryStore
 from kern.db.sqlite import AsyncSqliteDb, SqliteDb
 from kern.errors import ConfigurationError, SyncAsyncMismatchError
 from kern.hookspecs import hookimpl
@@ -226,46 +227,65 @@ def test_an_unknown_kind_is_a_configuration_error():
         LearningMachine(stores=["user_memory", UserMemoryStore()])
 
 
-class SqliteMemoryStore(UserMemoryStore):
-    """What a backend plugin would register: its own implementation of a kind."""
+class AcmeMemoryStore(UserMemoryStore):
+    """What a backend plugin registers: its own implementation of a kind."""
 
     def build_context(self, items):
-        return "[sqlite-specific memory store]\n" + super().build_context(items)
+        return "[acme-specific memory store]\n" + super().build_context(items)
 
 
-class PostgresMemoryStore(UserMemoryStore):
-    pass
-
-
-class BackendStoresPlugin:
+class AcmeStoresPlugin:
     @hookimpl
     def register_learning_stores(self, register):
-        register(LearningStoreSpec("user_memory", SqliteMemoryStore, backend="sqlite"))
-        register(LearningStoreSpec("user_memory", PostgresMemoryStore, backend="postgres"))
+        register(LearningStoreSpec("user_memory", AcmeMemoryStore, backend="acmedb"))
 
 
-async def test_a_backend_specific_store_is_preferred_on_its_backend(db, scripted, model):
-    with plugins.registered(BackendStoresPlugin()):
-        machine = LearningMachine(user_memory=UserMemoryStore(limit=7), user_profile=False)
-        [on_sqlite] = machine.stores_for("sqlite")
-        [on_postgres] = machine.stores_for("postgres")
-        [elsewhere] = machine.stores_for("duckdb")
-        assert type(on_sqlite) is SqliteMemoryStore and on_sqlite.limit == 7
-        assert type(on_postgres) is PostgresMemoryStore
+def test_a_backend_specific_store_is_preferred_on_its_backend():
+    machine = LearningMachine(user_memory=UserMemoryStore(limit=7), user_profile=False)
+    with plugins.registered(AcmeStoresPlugin()):
+        [on_acme] = machine.stores_for("acmedb")
+        [elsewhere] = machine.stores_for("otherdb")
+        assert type(on_acme) is AcmeMemoryStore and on_acme.limit == 7
         assert type(elsewhere) is UserMemoryStore and elsewhere.limit == 7
-
-        agent = Agent(model=model, db=db, learning=machine, user_id="ada")
-        await call(db, "upsert_memory", Memory(user_id="ada", content="Ada likes tea."))
-        await turn(agent, "tea?")
-        assert "[sqlite-specific memory store]" in system_text(scripted.chat_requests()[0])
 
         # A subclass the user chose explicitly is kept as it is.
         class Mine(UserMemoryStore):
             pass
 
-        assert type(LearningMachine(stores=[Mine()]).stores_for("sqlite")[0]) is Mine
-    [generic] = machine.stores_for("sqlite")  # the plugin is gone: back to the generic store
+        assert type(LearningMachine(stores=[Mine()]).stores_for("acmedb")[0]) is Mine
+    [generic] = machine.stores_for("acmedb")  # the plugin is gone: back to the generic store
     assert type(generic) is UserMemoryStore
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "duckdb"])
+def test_the_sql_backends_register_their_own_memory_store(backend):
+    machine = LearningMachine(user_memory=UserMemoryStore(limit=7, recent=1))
+    profile, memory = machine.stores_for(backend)
+    assert type(profile) is UserProfileStore
+    assert type(memory) is SqlUserMemoryStore
+    assert (memory.limit, memory.recent) == (7, 1)
+
+
+async def test_the_sql_memory_store_recalls_in_one_call(db, scripted, model, monkeypatch):
+    sync_db = getattr(db, "sync_db", db)
+    calls: list[str] = []
+    for name in ("search_memories", "list_memories", "recall_memories"):
+        method = getattr(sync_db, name)
+
+        def counted(*args, _name=name, _method=method, **kwargs):
+            calls.append(_name)
+            return _method(*args, **kwargs)
+
+        monkeypatch.setattr(sync_db, name, counted)
+    for text in ("Ada likes green tea.", "Ada has a dog.", "Ada lives in Oslo."):
+        await call(db, "upsert_memory", Memory(user_id="ada", content=text))
+    machine = LearningMachine(user_memory=UserMemoryStore(mode="agentic", limit=1, recent=1))
+    agent = Agent(model=model, db=db, learning=machine, user_id="ada")
+    await turn(agent, "Which tea do I like?")
+    assert calls == ["recall_memories"]
+    lines = system_text(scripted.chat_requests()[0]).splitlines()
+    assert "- Ada likes green tea." in lines  # the ranked hit
+    assert "- Ada lives in Oslo." in lines  # the newest
 
 
 # -- the curator -------------------------------------------------------------------------

@@ -13,12 +13,15 @@ from typing import Any, ClassVar
 from kern.db.base import AsyncBaseDb, BaseDb
 
 
-def _offloaded(name: str) -> Callable[..., Any]:
+def offloaded(name: str, sync_class: type = BaseDb) -> Callable[..., Any]:
+    """An async method running ``sync_db.<name>`` in a worker thread; subclasses use it
+    for their sync class's methods beyond the contract (documented there)."""
+
     async def method(self: ThreadedAsyncDb, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(getattr(self.sync_db, name), *args, **kwargs)
 
     method.__name__ = method.__qualname__ = name
-    method.__doc__ = getattr(BaseDb, name).__doc__
+    method.__doc__ = getattr(sync_class, name).__doc__
     return method
 
 
@@ -39,6 +42,6 @@ class ThreadedAsyncDb(AsyncBaseDb):
 
 
 for _name in sorted(AsyncBaseDb.__abstractmethods__):
-    setattr(ThreadedAsyncDb, _name, _offloaded(_name))
+    setattr(ThreadedAsyncDb, _name, offloaded(_name))
 ThreadedAsyncDb.__abstractmethods__ = frozenset()
 del _name

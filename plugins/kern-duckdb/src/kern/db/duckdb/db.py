@@ -19,7 +19,7 @@ from kern.db.sql import SqlDb
 from kern.db.sql.migrations import Plan
 from kern.db.sql.prepared import Link
 from kern.db.sql.schema import DEFAULT_PREFIX, check_prefix
-from kern.db.threaded import ThreadedAsyncDb
+from kern.db.threaded import ThreadedAsyncDb, offloaded
 from kern.errors import ConfigurationError
 
 #: Seconds to wait for another process to give the file up before DuckDbLockedError.
@@ -150,6 +150,7 @@ class AsyncDuckDb(ThreadedAsyncDb):
     backend_name = "duckdb"
     sync_class = DuckDb
     sync_db: DuckDb
+    recall_memories = offloaded("recall_memories", DuckDb)
 
     def __init__(
         self,

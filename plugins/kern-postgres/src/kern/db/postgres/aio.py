@@ -31,14 +31,14 @@ from kern.db.sql.schema import DEFAULT_PREFIX
 _LIFECYCLE = frozenset({"create_tables", "close"})
 
 
-def _bridged(name: str) -> Callable[..., Any]:
+def _bridged(name: str, sync_class: type = BaseDb) -> Callable[..., Any]:
     async def method(self: AsyncPostgresDb, *args: Any, **kwargs: Any) -> Any:
         if not self._ready:
             await self.create_tables()
         return await greenlet_spawn(getattr(self.sync_db, name), *args, **kwargs)
 
     method.__name__ = method.__qualname__ = name
-    method.__doc__ = getattr(BaseDb, name).__doc__
+    method.__doc__ = getattr(sync_class, name).__doc__
     return method
 
 
@@ -118,6 +118,8 @@ class AsyncPostgresDb(AsyncBaseDb):
 
 for _name in sorted(AsyncBaseDb.__abstractmethods__ - _LIFECYCLE):
     setattr(AsyncPostgresDb, _name, _bridged(_name))
+# Beyond the contract: what the SQL backends' own memory store reads (kern.db.sql.learning).
+AsyncPostgresDb.recall_memories = _bridged("recall_memories", PostgresSqlDb)  # type: ignore[attr-defined]
 AsyncPostgresDb.__abstractmethods__ = frozenset()
 del _name
 

@@ -292,6 +292,30 @@ class SqlDb(BaseDb):
         with self._read() as link:
             return self._ops.search_memories(link, user_id, query, agent_id=agent_id, limit=limit)
 
+    def recall_memories(
+        self,
+        user_id: str,
+        query: str,
+        *,
+        agent_id: str | None = None,
+        limit: int = 5,
+        recent: int = 3,
+    ) -> tuple[list[ScoredMemory], list[Memory]]:
+        """What a turn's recall reads of a user's memories, on one connection: up to
+        ``limit`` ranked for ``query`` (none if it is empty) and the ``recent`` newest.
+
+        Not part of the contract: the SQL backends' own memory store
+        (``kern.db.sql.learning``) calls it instead of two contract reads.
+        """
+        with self._read() as link:
+            ranked = self._ops.search_memories(
+                link, user_id, query, agent_id=agent_id, limit=limit if query else 0
+            )
+            newest = self._ops.list_memories(
+                link, user_id, agent_id=agent_id, limit=recent, offset=0
+            )
+        return ranked, newest
+
     def delete_memory(self, memory_id: str) -> bool:
         with self._write() as link:
             return self._ops.delete_memory(link, memory_id)

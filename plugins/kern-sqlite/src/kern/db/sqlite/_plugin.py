@@ -1,7 +1,9 @@
 """Registers the SQLite backend with kern (entry point ``kern: sqlite``)."""
 
 from kern.hookspecs import hookimpl
-from kern.plugins import Backend
+from kern.plugins import Backend, LearningStoreSpec
+
+SQL_USER_MEMORY = "kern.db.sql.learning:SqlUserMemoryStore"
 
 
 @hookimpl
@@ -15,3 +17,10 @@ def register_backends(register):
             async_="kern.db.sqlite:AsyncSqliteDb",
         )
     )
+
+
+@hookimpl
+def register_learning_stores(register):
+    """sqlite's own user-memory store: a turn's recall reads in one call (lazy: importing
+    this module imports no driver)."""
+    register(LearningStoreSpec("user_memory", SQL_USER_MEMORY, backend="sqlite"))

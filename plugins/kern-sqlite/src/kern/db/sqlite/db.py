@@ -13,7 +13,7 @@ from kern.db.sql import SqlDb
 from kern.db.sql.schema import DEFAULT_PREFIX
 from kern.db.sqlite import engine as sqlite_engine
 from kern.db.sqlite.dialect import SqliteDialect
-from kern.db.threaded import ThreadedAsyncDb
+from kern.db.threaded import ThreadedAsyncDb, offloaded
 from kern.errors import ConfigurationError
 
 
@@ -79,6 +79,7 @@ class AsyncSqliteDb(ThreadedAsyncDb):
     backend_name = "sqlite"
     sync_class = SqliteDb
     sync_db: SqliteDb
+    recall_memories = offloaded("recall_memories", SqliteDb)
 
     def __init__(
         self,
