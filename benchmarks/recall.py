@@ -26,13 +26,15 @@ file and reused (``--db``)::
     uv run python benchmarks/recall.py --db sqlite:///tmp/recall.db --queries 2000
     uv run python benchmarks/recall.py --db postgresql://user:pw@localhost/bench
 
-Target: under 10 ms median on SQLite for ``search+profile``.
+Target: under 10 ms median for ``search+profile`` on SQLite and Postgres. The machine's
+load average is printed with the figures: on a busy machine they are not comparable.
 """
 
 from __future__ import annotations
 
 import argparse
 import bisect
+import os
 import random
 import statistics
 import tempfile
@@ -197,7 +199,9 @@ def main() -> None:
                 print(f"{name}: storing {len(users) * per_user:,} memories of {len(users):,} users")
                 fill(db, users, per_user, text)
             results[name] = measure(db, users, args.queries, text)
+        load = " ".join(f"{value:.2f}" for value in os.getloadavg())
         print(f"\nbackend {db.backend_name} ({url}), {args.queries} recalls per shape")
+        print(f"load average (1, 5, 15 min) after measuring: {load}")
         print(f"{'shape':<8} {'what':<16} {'median ms':>10} {'p95 ms':>8}")
         for name, figures in results.items():
             for what, times in figures.items():

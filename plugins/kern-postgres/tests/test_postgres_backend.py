@@ -723,7 +723,64 @@ def test_migrations_bring_an_older_database_forward(
     try:
         hits = reopened.search_memories("u", "alps")
         assert [hit.memory.content for hit in hits] == ["likes hiking in the Alps"]
-        assert reopened.schema_versions()["kern_memories_search"] == 1
+        assert reopened.schema_versions()["kern_memories_search"] == 2
+    finally:
+        reopened.close()
+
+
+#: The memories' search column and index as schema version 1 made them (no user key).
+MEMORY_SEARCH_V1 = (
+    "ALTER TABLE {table} ADD COLUMN search_vector tsvector GENERATED ALWAYS AS ("
+    "setweight(to_tsvector('english'::regconfig, content), 'A') || "
+    "setweight(jsonb_to_tsvector('english'::regconfig, topics, '[\"string\"]'), 'B')) STORED",
+    "CREATE INDEX ix_kern_memories_search ON {table} USING gin (search_vector)",
+)
+
+
+def downgrade_search_to_v1(raw: psycopg.Connection, schema: str) -> None:
+    """Put back both search indexes as version 1 left them (and their version numbers)."""
+    table = f'"{schema}".kern_memories'
+    raw.execute(f"ALTER TABLE {table} DROP COLUMN search_vector")
+    for statement in MEMORY_SEARCH_V1:
+        raw.execute(statement.format(table=table))
+    raw.execute(f'ALTER INDEX "{schema}".ix_kern_learnings_search SET (fastupdate = on)')
+    raw.execute(
+        f'UPDATE "{schema}".kern_schema_versions SET version = 1 '
+        "WHERE name IN ('kern_memories_search', 'kern_learnings_search')"
+    )
+
+
+def gin_options(raw: psycopg.Connection, schema: str) -> dict[str, list[str] | None]:
+    rows = raw.execute(
+        "SELECT c.relname, c.reloptions FROM pg_class c JOIN pg_namespace n "
+        "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname LIKE 'ix_%%_search'",
+        (schema,),
+    ).fetchall()
+    return dict(rows)
+
+
+def test_a_version_1_search_gets_the_user_key(
+    pg_database: Any, raw: psycopg.Connection, fresh_schema: str
+) -> None:
+    """Search columns of version 1 (no user key, GIN with fast update) are brought forward
+    the next time kern opens the database: old rows are found, for their own user only."""
+    db = PostgresDb(db_url=pg_database.url, schema=fresh_schema)
+    mine = db.upsert_memory(Memory(user_id="u", content="likes hiking in the Alps"))
+    db.upsert_memory(Memory(user_id="v", content="hiking the Alps twice a year"))
+    learning = db.upsert_learning(Learning(kind="k", content={"fact": "the Alps are high"}))
+    db.close()
+    downgrade_search_to_v1(raw, fresh_schema)
+
+    reopened = PostgresDb(db_url=pg_database.url, schema=fresh_schema)
+    try:
+        assert [hit.memory for hit in reopened.search_memories("u", "alps hiking")] == [mine]
+        assert [hit.learning for hit in reopened.search_learnings("alps")] == [learning]
+        versions = reopened.schema_versions()
+        assert versions["kern_memories_search"] == versions["kern_learnings_search"] == 2
+        assert gin_options(raw, fresh_schema) == {
+            "ix_kern_memories_search": ["fastupdate=off"],
+            "ix_kern_learnings_search": ["fastupdate=off"],
+        }
     finally:
         reopened.close()
 
@@ -780,3 +837,25 @@ def test_the_search_column_follows_every_write(db: PostgresDb) -> None:
     db.forget_user("u")
     assert db.search_memories("u", "new") == []
     assert db.search_learnings("second") == []
+
+
+def test_a_memory_search_examines_only_its_users_matches(
+    db: PostgresDb, raw: psycopg.Connection, fresh_schema: str, examined_rows: Any
+) -> None:
+    """Thousands of other users' rows with the query's word, and thousands of the user's
+    own rows without it, on a table without statistics: the search examines about as many
+    rows as the user has matches (the user key inside the tsvector), not thousands."""
+    db.create_tables()
+    mine = [db.upsert_memory(Memory(user_id="few", content=f"hiking trip {i}")) for i in range(3)]
+    for user, content in (("crowd", "hiking note "), ("few", "filler note ")):
+        raw.execute(
+            f"""INSERT INTO "{fresh_schema}".kern_memories
+            (memory_id, user_id, content, topics, created_at, updated_at)
+            SELECT %(user)s || n, %(user)s, %(content)s || n, '[]', now(), now()
+            FROM generate_series(1, 2000) AS n""",
+            {"user": user, "content": content},
+        )
+    with examined_rows(db.engine) as count:
+        found = db.search_memories("few", "hiking", limit=5)
+    assert sorted(hit.memory.memory_id for hit in found) == sorted(m.memory_id for m in mine)
+    assert 0 < count[0] < 100, count

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, event, text
 
 import kern.db
 from kern.db.sqlite import AsyncSqliteDb, SqliteDb
-from kern.db.sqlite.fts import match_expression
+from kern.db.sqlite.fts import match_expression, user_token_sql
 from kern.errors import ConfigurationError, KernError, SyncAsyncMismatchError
 from kern.records import Learning, Memory, Message, Run, Session
 
@@ -300,7 +300,10 @@ def test_schema_versions_recorded_once(tmp_path: Path) -> None:
         "kern_memories_fts",
         "kern_learnings_fts",
     }
-    assert all(version == 1 for _, version, _ in recorded)
+    # The memories' index is at version 2: keyed by user (kern.db.sqlite.fts).
+    assert {name: version for name, version, _ in recorded if version != 1} == {
+        "kern_memories_fts": 2
+    }
 
     first.create_tables()
     second = SqliteDb(db_file=path)
@@ -331,9 +334,88 @@ def test_migrations_bring_an_older_database_forward(tmp_path: Path) -> None:
         assert [hit.memory.content for hit in reopened.search_memories("u", "alps")] == [
             "likes hiking in the Alps"
         ]
-        assert reopened.schema_versions()["kern_memories_fts"] == 1
+        assert reopened.schema_versions()["kern_memories_fts"] == 2
     finally:
         reopened.close()
+
+
+#: The memories' FTS index as schema version 1 made it (no user key), as shipped.
+MEMORY_FTS_V1 = [
+    "CREATE VIRTUAL TABLE kern_memories_fts USING fts5(content, topics, "
+    "content='kern_memories', content_rowid='rowid', "
+    "tokenize='porter unicode61 remove_diacritics 2')",
+    "CREATE TRIGGER kern_memories_fts_ai AFTER INSERT ON kern_memories BEGIN "
+    "INSERT INTO kern_memories_fts(rowid, content, topics) "
+    "VALUES (new.rowid, new.content, new.topics); END",
+    "CREATE TRIGGER kern_memories_fts_ad AFTER DELETE ON kern_memories BEGIN "
+    "INSERT INTO kern_memories_fts(kern_memories_fts, rowid, content, topics) "
+    "VALUES ('delete', old.rowid, old.content, old.topics); END",
+    "CREATE TRIGGER kern_memories_fts_au AFTER UPDATE OF content, topics ON kern_memories "
+    "BEGIN INSERT INTO kern_memories_fts(kern_memories_fts, rowid, content, topics) "
+    "VALUES ('delete', old.rowid, old.content, old.topics); "
+    "INSERT INTO kern_memories_fts(rowid, content, topics) "
+    "VALUES (new.rowid, new.content, new.topics); END",
+    "INSERT INTO kern_memories_fts(kern_memories_fts) VALUES ('rebuild')",
+]
+
+
+def downgrade_memory_index_to_v1(path: str) -> None:
+    """Put back the version 1 index (and version number), as an older kern left it."""
+    conn = raw(path)
+    for trigger in ("ai", "ad", "au"):
+        conn.execute(f"DROP TRIGGER kern_memories_fts_{trigger}")
+    conn.execute("DROP TABLE kern_memories_fts")
+    conn.execute("DROP VIEW kern_memories_fts_source")
+    for statement in MEMORY_FTS_V1:
+        conn.execute(statement)
+    conn.execute("UPDATE kern_schema_versions SET version = 1 WHERE name = 'kern_memories_fts'")
+    conn.close()
+
+
+def test_a_version_1_memory_index_is_rebuilt_keyed_by_user(tmp_path: Path) -> None:
+    """A database whose memory index has no user key (version 1) is re-indexed on open:
+    old rows are found, for their own user only, and later writes keep the index exact."""
+    path = str(tmp_path / "kern.db")
+    db = SqliteDb(db_file=path)
+    mine = db.upsert_memory(Memory(user_id="u", content="likes hiking in the Alps"))
+    db.upsert_memory(Memory(user_id="v", content="hiking the Alps twice a year"))
+    db.close()
+    downgrade_memory_index_to_v1(path)
+    assert raw(path).execute(
+        "SELECT count(*) FROM kern_memories_fts WHERE kern_memories_fts MATCH 'alps'"
+    ).fetchone() == (2,)
+
+    reopened = SqliteDb(db_file=path)
+    try:
+        assert [hit.memory for hit in reopened.search_memories("u", "alps hiking")] == [mine]
+        assert reopened.schema_versions()["kern_memories_fts"] == 2
+        moved = reopened.upsert_memory(mine.model_copy(update={"user_id": "w"}))
+        assert reopened.search_memories("u", "alps") == []
+        assert [hit.memory.memory_id for hit in reopened.search_memories("w", "alps")] == [
+            moved.memory_id
+        ]
+        fts_integrity(path)
+    finally:
+        reopened.close()
+
+
+def test_memory_index_holds_one_user_token_per_row(db: SqliteDb) -> None:
+    """Each indexed memory carries its user's token, so FTS5 can match one user's rows
+    without reading anyone else's (the search relies on it to be fast, not to be right)."""
+    users = ["u", "ü-ser", 'q"uote', ""]
+    for user in users:
+        db.upsert_memory(Memory(user_id=user, content="shared words about kiwis"))
+    conn = raw(db.db_file)
+    for user in users:
+        (token,) = conn.execute(f"SELECT {user_token_sql('?')}", (user,)).fetchone()
+        rows = conn.execute(
+            "SELECT m.user_id FROM kern_memories_fts f JOIN kern_memories m ON m.rowid = f.rowid "
+            "WHERE kern_memories_fts MATCH ?",
+            (f'user_key:"{token}" AND {{content topics}}:"kiwis"',),
+        ).fetchall()
+        assert rows == [(user,)]
+        assert [hit.memory.user_id for hit in db.search_memories(user, "kiwis")] == [user]
+    conn.close()
 
 
 def test_data_survives_reopening_the_file(tmp_path: Path) -> None:

@@ -99,7 +99,9 @@ class PostgresDialect(SqlDialect):
         self._seq_lock = self.prepare(
             select(func.pg_advisory_xact_lock(func.hashtextextended(session_id, key)))
         )
-        self.memory_search = search.TextSearch(tables.memories, sql_dialect, self.prepare)
+        self.memory_search = search.TextSearch(
+            tables.memories, sql_dialect, self.prepare, keyed=True
+        )
         self.learning_search = search.TextSearch(tables.learnings, sql_dialect, self.prepare)
 
     # -- connections and transactions ----------------------------------------------------

@@ -23,4 +23,3 @@ class SqlUserMemoryStore(UserMemoryStore):
             {"agent_id": agent_id, "limit": self.limit, "recent": self.recent},
         )
         return merge_newest([hit.memory for hit in ranked], newest)
-

@@ -13,7 +13,7 @@ from kern.db.sql.migrations import Plan
 from kern.db.sql.prepared import Link
 from kern.db.sql.schema import Tables
 from kern.db.sqlite import engine as sqlite_engine
-from kern.db.sqlite.fts import FtsIndex, fts_plan
+from kern.db.sqlite.fts import MEMORY_COLUMNS, FtsIndex, fts_plan
 
 
 class SqliteDialect(SqlDialect):
@@ -26,7 +26,7 @@ class SqliteDialect(SqlDialect):
 
     def __init__(self, tables: Tables, sql_dialect: Dialect) -> None:
         super().__init__(tables, sql_dialect)
-        self.memory_search = FtsIndex(tables.memories, self.prepare)
+        self.memory_search = FtsIndex(tables.memories, self.prepare, key_columns=MEMORY_COLUMNS)
         self.learning_search = FtsIndex(tables.learnings, self.prepare)
 
     def prepare_connection(self, pooled: Any) -> Callable[[], None] | None:

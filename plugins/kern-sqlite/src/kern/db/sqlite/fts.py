@@ -1,12 +1,23 @@
 """Ranked text search on SQLite with FTS5.
 
-Each searchable table gets an external-content FTS5 table (``kern_memories_fts`` over
-``content`` and ``topics``, ``kern_learnings_fts`` over the JSON ``content``) that stores
-only the index, not a second copy of the text. Triggers on the base table keep it in step
-with every insert, update and delete, whoever writes (``forget_user`` included); upserts use
-``ON CONFLICT DO UPDATE``, which fires them (``INSERT OR REPLACE`` would not). Results are
-ranked with ``bm25`` and joined back to the base table by rowid, where the ``user_id`` and
-other filters apply, so another user's rows are never returned.
+Each searchable table gets an external-content FTS5 table that stores only the index, not
+a second copy of the text: ``kern_learnings_fts`` over the JSON ``content``, and
+``kern_memories_fts`` over ``content`` and ``topics`` plus a ``user_key`` column (below),
+read from the view ``kern_memories_fts_source``. Triggers on the base table keep the index
+in step with every insert, update and delete, whoever writes (``forget_user`` included);
+upserts use ``ON CONFLICT DO UPDATE``, which fires them (``INSERT OR REPLACE`` would not).
+Results are ranked with ``bm25`` and joined back to the base table by rowid, where the
+``user_id`` and other filters apply, so another user's rows are never returned.
+
+Why a user key: a memory search is always for one user, but the words of a query match
+rows of every user, and FTS5 would read and rank them all before the join drops them.
+Each memory's index entry therefore holds one token naming its user (``k<hex of
+user_id>0``: only letters and digits, so it is one token, and the final digit keeps the
+porter stemmer off it), and the search asks for ``user_key:"<token>" AND {content
+topics}:(<words>)``: FTS5 then reads only that user's postings. The token is computed in
+SQL (``hex()``) by the triggers and by the query alike, so both always agree; the
+``user_id`` filter of the join stays, so correctness never rests on the token. bm25 gives
+the key column weight 0, so scores are those of the words alone.
 
 User text never reaches FTS5's query syntax: it is cut into word tokens, each quoted as a
 string, joined with ``OR`` (bm25 ranks the rows that match more and rarer words first).
@@ -15,16 +26,19 @@ string, joined with ``OR`` (bm25 ranks the rows that match more and rarer words 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
     Select,
+    String,
     Table,
     bindparam,
     column,
     func,
+    literal,
     literal_column,
     select,
     table,
@@ -39,6 +53,8 @@ from kern.db.sql.search import query_terms
 #: Porter stemming over Unicode words, accents folded: "prefers" finds "preferred", "cafe"
 #: finds "café".
 TOKENIZE = "porter unicode61 remove_diacritics 2"
+#: The FTS column that holds each row's user token.
+USER_KEY = "user_key"
 
 
 def match_expression(text: str) -> str | None:
@@ -49,30 +65,95 @@ def match_expression(text: str) -> str | None:
     return " OR ".join(f'"{term}"' for term in terms)  # \w+ tokens hold no quote to escape
 
 
+def user_token_sql(user_id: str) -> str:
+    """The SQL that computes the user token from ``user_id`` (SQL too: a column, a ``?``)."""
+    return f"'k' || hex({user_id}) || '0'"
+
+
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def fts_ddl(base: str, columns: Sequence[str]) -> list[str]:
-    """The FTS table over ``columns`` of ``base``, its three triggers, and a first fill."""
-    fts = f"{base}_fts"
-    cols = ", ".join(columns)
-    new = ", ".join(f"new.{c}" for c in columns)
-    old = ", ".join(f"old.{c}" for c in columns)
-    add = f"INSERT INTO {_q(fts)}(rowid, {cols}) VALUES (new.rowid, {new});"
-    remove = f"INSERT INTO {_q(fts)}({_q(fts)}, rowid, {cols}) VALUES ('delete', old.rowid, {old});"
+@dataclass(frozen=True)
+class FtsSpec:
+    """One FTS table: its base table, its columns, and where their values come from.
+
+    ``source`` is the content table FTS5 reads (the base table, or a view over it),
+    ``values`` the SQL of each FTS column over a trigger's row (``{row}`` is ``new`` or
+    ``old``) and ``watched`` the base columns whose update changes the index.
+    """
+
+    base: str
+    columns: tuple[str, ...]
+    source: str
+    values: tuple[str, ...]
+    watched: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.base}_fts"
+
+    def row(self, alias: str) -> str:
+        return ", ".join(value.format(row=alias) for value in self.values)
+
+
+def plain_spec(base: str, columns: Sequence[str]) -> FtsSpec:
+    """An index of ``columns``, read straight from ``base``."""
+    values = tuple(f"{{row}}.{c}" for c in columns)
+    return FtsSpec(base, tuple(columns), base, values, tuple(columns))
+
+
+def keyed_spec(base: str, columns: Sequence[str]) -> FtsSpec:
+    """An index of ``columns`` after the ``user_key`` column, read from a view over ``base``."""
+    values = (user_token_sql("{row}.user_id"), *(f"{{row}}.{c}" for c in columns))
+    watched = ("user_id", *columns)
+    return FtsSpec(base, (USER_KEY, *columns), f"{base}_fts_source", values, watched)
+
+
+def source_view_ddl(spec: FtsSpec) -> list[str]:
+    """The view a keyed index reads its columns from (for 'rebuild' and 'integrity-check')."""
+    if spec.source == spec.base:
+        return []
+    columns = ", ".join(
+        f"{value.format(row=_q(spec.base))} AS {name}"
+        for name, value in zip(spec.columns, spec.values, strict=True)
+    )
     return [
+        f"CREATE VIEW IF NOT EXISTS {_q(spec.source)} AS SELECT rowid AS rowid, {columns} "
+        f"FROM {_q(spec.base)}"
+    ]
+
+
+def fts_ddl(spec: FtsSpec) -> list[str]:
+    """The FTS table of ``spec``, its source view if any, three triggers, and a first fill."""
+    fts, base = spec.name, spec.base
+    cols = ", ".join(spec.columns)
+    add = f"INSERT INTO {_q(fts)}(rowid, {cols}) VALUES (new.rowid, {spec.row('new')});"
+    remove = (
+        f"INSERT INTO {_q(fts)}({_q(fts)}, rowid, {cols}) "
+        f"VALUES ('delete', old.rowid, {spec.row('old')});"
+    )
+    watched = ", ".join(spec.watched)
+    return [
+        *source_view_ddl(spec),
         f"CREATE VIRTUAL TABLE IF NOT EXISTS {_q(fts)} USING fts5({cols}, "
-        f"content='{base}', content_rowid='rowid', tokenize='{TOKENIZE}')",
+        f"content='{spec.source}', content_rowid='rowid', tokenize='{TOKENIZE}')",
         f"CREATE TRIGGER IF NOT EXISTS {_q(fts + '_ai')} AFTER INSERT ON {_q(base)} "
         f"BEGIN {add} END",
         f"CREATE TRIGGER IF NOT EXISTS {_q(fts + '_ad')} AFTER DELETE ON {_q(base)} "
         f"BEGIN {remove} END",
-        f"CREATE TRIGGER IF NOT EXISTS {_q(fts + '_au')} AFTER UPDATE OF {cols} ON {_q(base)} "
-        f"BEGIN {remove} {add} END",
+        f"CREATE TRIGGER IF NOT EXISTS {_q(fts + '_au')} AFTER UPDATE OF {watched} "
+        f"ON {_q(base)} BEGIN {remove} {add} END",
         # Index rows written before the FTS table existed (a no-op on a new database).
         f"INSERT INTO {_q(fts)}({_q(fts)}) VALUES ('rebuild')",
     ]
+
+
+def drop_ddl(spec: FtsSpec) -> list[str]:
+    """Remove the FTS table of ``spec`` and its triggers (its shadow tables go with it)."""
+    fts = spec.name
+    triggers = [f"DROP TRIGGER IF EXISTS {_q(fts + suffix)}" for suffix in ("_ai", "_ad", "_au")]
+    return [*triggers, f"DROP TABLE IF EXISTS {_q(fts)}"]
 
 
 def _run(statements: list[str]) -> Callable[[Connection], None]:
@@ -83,37 +164,80 @@ def _run(statements: list[str]) -> Callable[[Connection], None]:
     return apply
 
 
+MEMORY_COLUMNS = ("content", "topics")
+LEARNING_COLUMNS = ("content",)
+
+
 def fts_plan(tables: Tables) -> Plan:
-    """Migrations of the two FTS tables, versioned under their own names."""
-    plan: Plan = {}
-    for base, columns in (
-        (tables.memories, ("content", "topics")),
-        (tables.learnings, ("content",)),
-    ):
-        ddl = fts_ddl(base.name, columns)
-        plan[f"{base.name}_fts"] = [Migration(1, f"FTS5 index of {base.name}", _run(ddl))]
-    return plan
+    """Migrations of the two FTS tables, versioned under their own names.
+
+    Version 2 of the memories' index rebuilds it with the user key (see the module
+    docstring): a database of version 1 is re-indexed once, under the migration lock.
+    """
+    memories, learnings = tables.memories.name, tables.learnings.name
+    old, keyed = plain_spec(memories, MEMORY_COLUMNS), keyed_spec(memories, MEMORY_COLUMNS)
+    return {
+        old.name: [
+            Migration(1, f"FTS5 index of {memories}", _run(fts_ddl(old))),
+            Migration(
+                2, f"FTS5 index of {memories} keyed by user", _run(drop_ddl(old) + fts_ddl(keyed))
+            ),
+        ],
+        f"{learnings}_fts": [
+            Migration(
+                1,
+                f"FTS5 index of {learnings}",
+                _run(fts_ddl(plain_spec(learnings, LEARNING_COLUMNS))),
+            )
+        ],
+    }
 
 
 class FtsIndex:
-    """Ranked queries over one base table through its FTS table."""
+    """Ranked queries over one base table through its FTS table.
 
-    def __init__(self, base: Table, prepare: Callable[[Select[Any]], Prepared]) -> None:
+    With ``key_columns`` (the FTS columns after the user key, for a keyed index) and a
+    ``user_id`` filter, the match is narrowed to that user's postings inside FTS5.
+    """
+
+    def __init__(
+        self,
+        base: Table,
+        prepare: Callable[[Select[Any]], Prepared],
+        *,
+        key_columns: Sequence[str] = (),
+    ) -> None:
         self.base = base
         self._prepare = prepare
+        self._key_columns = tuple(key_columns)
         name = f"{base.name}_fts"
         fts = table(name, column("rowid"))
         self._fts_ref = literal_column(_q(name))
-        self._rank = func.bm25(self._fts_ref)
+        # A keyed index weighs its key column 0: the user token adds nothing to a score.
+        weights = [literal_column(w) for w in ("0.0", *("1.0" for _ in key_columns))]
+        self._rank = func.bm25(self._fts_ref, *(weights if key_columns else ()))
         rowid = literal_column(f"{_q(base.name)}.rowid")
         self._from = fts.join(base, rowid == fts.c.rowid)
         self._cache: dict[tuple[str, ...], Prepared] = {}
+
+    def _match(self, filters: tuple[str, ...]) -> ColumnElement[Any]:
+        """The MATCH operand: the words, behind the user key when there is one to use."""
+        words: ColumnElement[Any] = bindparam("match", type_=String)
+        if not self._key_columns:
+            return words
+        columns = " ".join(self._key_columns)
+        words = literal(f"{{{columns}}}:(", String) + words + literal(")", String)
+        if "user_id" not in filters:
+            return words
+        token = func.hex(bindparam("user_id", type_=String))
+        key = literal(f'{USER_KEY}:"k', String) + token + literal('0" AND ', String)
+        return key + words
 
     def statement(self, filters: tuple[str, ...]) -> Prepared:
         """The ranked query with ``base.<name> = :<name>`` for each name in ``filters``."""
         prepared = self._cache.get(filters)
         if prepared is None:
-            where: list[ColumnElement[bool]] = [self._fts_ref.op("MATCH")(bindparam("match"))]
+            where: list[ColumnElement[bool]] = [self._fts_ref.op("MATCH")(self._match(filters))]
             where += [self.base.c[name] == bindparam(name) for name in filters]
             stmt = (
                 select(*self.base.c, (-self._rank).label("_score"))
