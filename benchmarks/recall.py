@@ -8,11 +8,14 @@ it, per call, at two shapes of data:
 - ``spread``: 100,000 memories over 1,000 users (100 each), a profile per user;
 - ``single``: 10,000 memories of one user.
 
-Two figures per shape, medians and p95 in milliseconds:
+Figures per shape, medians and p95 in milliseconds:
 
 - ``search+profile``: the two storage calls alone (``search_memories`` + the profile get);
 - ``recall``: the default machine's whole ``recall()`` as a turn runs it (the two calls,
-  the newest-memories read, building the prompt text).
+  the newest-memories read, building the prompt text), with the memory store the backend
+  resolves to (its own, where its plugin registers one);
+- ``recall, generic``: the same with kern's generic memory store, when the backend has its
+  own (what the backend's store saves).
 
 Memories and queries are drawn from a synthetic vocabulary with a Zipf-Mandelbrot
 distribution, p(rank) ~ 1 / (rank + offset) ** s: with the defaults (30,000 words, s=1,
@@ -44,7 +47,7 @@ from pathlib import Path
 
 from kern.db import connect
 from kern.effects import drive, last
-from kern.learn import LearningMachine
+from kern.learn import LearningMachine, UserMemoryStore, UserProfileStore
 from kern.learn.scope import LearningScope
 from kern.learn.text import search_query
 from kern.records import Learning, LearningStatus, Memory
@@ -145,6 +148,11 @@ def timed(step: Callable[[int], object], count: int) -> list[float]:
     return times
 
 
+class GenericMemoryStore(UserMemoryStore):
+    """kern's generic memory store, kept as it is on every backend (a subclass the user
+    chose is never swapped for the backend's own): two contract reads per recall."""
+
+
 def measure(db, users: list[str], queries: int, text: Text) -> dict[str, list[float]]:
     rng = random.Random(11)
     asked = [(rng.choice(users), text.sentence(rng.randint(3, 7))) for _ in range(queries)]
@@ -156,15 +164,23 @@ def measure(db, users: list[str], queries: int, text: Text) -> dict[str, list[fl
         db.search_memories(user, search_query(question), limit=5)
         db.query_learnings(kind="user_profile", user_id=user, status=LearningStatus.ACTIVE, limit=1)
 
-    def recall(n: int) -> None:
-        user, question = asked[n]
-        scope = LearningScope(user, "bench-session", None, f"run-{n}", backend)
-        last(drive(machine.recall(scope, question), db=db))
+    def recall_with(chosen: LearningMachine) -> Callable[[int], None]:
+        def recall(n: int) -> None:
+            user, question = asked[n]
+            scope = LearningScope(user, "bench-session", None, f"run-{n}", backend)
+            last(drive(chosen.recall(scope, question), db=db))
 
+        return recall
+
+    steps = {"search+profile": storage_calls, "recall": recall_with(machine)}
+    if type(machine.stores_for(backend)[1]) is not UserMemoryStore:
+        # The backend registers its own memory store: also time the generic one.
+        generic = LearningMachine(stores=[UserProfileStore(), GenericMemoryStore()])
+        steps["recall, generic"] = recall_with(generic)
     warm = min(50, queries)
-    timed(storage_calls, warm)
-    timed(recall, warm)
-    return {"search+profile": timed(storage_calls, queries), "recall": timed(recall, queries)}
+    for step in steps.values():
+        timed(step, warm)
+    return {what: timed(step, queries) for what, step in steps.items()}
 
 
 def main() -> None:
