@@ -37,7 +37,6 @@ from kern.learn.text import cosine
 from kern.plugins import LearningStoreSpec
 from kern.records import Learning, LearningStatus, Memory, utcnow
 from kern.testing.learning import (
-    NotesPlugin,
     NotesStore,
     call,
     curate,
@@ -204,20 +203,16 @@ async def test_custom_profile_schema(db, scripted, model):
 # -- plugins: third-party stores, backend-specific implementations ------------------------
 
 
-@pytest.mark.parametrize(
-    "configured", [NotesStore.kind, NotesStore, NotesStore()], ids=["kind", "class", "instance"]
-)
-async def test_a_third_party_store_registered_through_the_hook(db, scripted, model, configured):
-    with plugins.registered(NotesPlugin()):
-        assert plugins.registry().learning_stores[(NotesStore.kind, None)].store is NotesStore
-        machine = LearningMachine(stores=[configured, "user_memory"])
-        agent = Agent(model=model, db=db, learning=machine, user_id="ada")
-        first = await turn(agent, "first question")
-        [note] = await call(db, "query_learnings", kind=NotesStore.kind)
-        assert note.content == {"text": "asked: first question"}
-        assert note.source_run_id == first.run_id
-        await turn(agent, "second question")
-        assert "- asked: first question" in system_text(scripted.chat_requests()[-2])
+@pytest.mark.parametrize("configured", [NotesStore, NotesStore()], ids=["class", "instance"])
+def test_a_store_is_used_by_class_or_instance_without_a_plugin(configured):
+    # Registered by kind through the hook: kern.testing.learning, on every backend.
+    assert (NotesStore.kind, None) not in plugins.registry().learning_stores
+    machine = LearningMachine(stores=[configured, "user_memory"])
+    assert [type(store) for store in machine.stores_for("sqlite")] == [
+        NotesStore,
+        SqlUserMemoryStore,
+    ]
+    assert machine.kinds == [NotesStore.kind, "user_memory"]
 
 
 def test_an_unknown_kind_is_a_configuration_error():
