@@ -629,6 +629,25 @@ def test_migrations_bring_an_older_database_forward(tmp_path: Path) -> None:
         reopened.close()
 
 
+def test_tables_are_written_without_rle(tmp_path: Path) -> None:
+    """kern reads rows one by one through indexes, and DuckDB fetches a row of an RLE
+    segment by walking its runs: kern's database is written without RLE. (Postings of long
+    documents repeat ``doc_len`` in long runs, which DuckDB would otherwise store as RLE.)"""
+    path = str(tmp_path / "kern.duckdb")
+    db = DuckDb(db_file=path)
+    words = [f"w{n}" for n in range(120)]
+    for i in range(60):
+        db.upsert_memory(Memory(user_id="u", content=" ".join(words[: 40 + i % 50])))
+    db.close()  # checkpoints: the segments get their compression
+    with raw(path) as conn:
+        stored = conn.execute(
+            "SELECT column_name, compression FROM pragma_storage_info('kern_memory_terms') "
+            "WHERE segment_type <> 'VALIDITY'"
+        ).fetchall()
+    assert "doc_len" in {column for column, _ in stored}
+    assert all(compression != "RLE" for _, compression in stored), stored
+
+
 # -- search -------------------------------------------------------------------------------
 def test_odd_query_text_never_raises(db: DuckDb) -> None:
     db.upsert_memory(Memory(user_id="u", content='what\'s "up" AND (x) near col value'))
