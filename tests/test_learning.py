@@ -17,7 +17,6 @@ from pydantic import Field
 
 from kern import plugins
 from kern.agent import Agent
-from kern.db.sql.learning import SqlUserMemoryStore
 from kern.db.sqlite import AsyncSqliteDb, SqliteDb
 from kern.errors import ConfigurationError, SyncAsyncMismatchError
 from kern.hookspecs import hookimpl
@@ -27,6 +26,7 @@ from kern.learn import (
     LearningMachine,
     LearningMode,
     LearningStore,
+    OneCallUserMemoryStore,
     OpenAIEmbedder,
     SessionContextStore,
     UserMemoryStore,
@@ -210,7 +210,7 @@ def test_a_store_is_used_by_class_or_instance_without_a_plugin(configured):
     machine = LearningMachine(stores=[configured, "user_memory"])
     assert [type(store) for store in machine.stores_for("sqlite")] == [
         NotesStore,
-        SqlUserMemoryStore,
+        OneCallUserMemoryStore,
     ]
     assert machine.kinds == [NotesStore.kind, "user_memory"]
 
@@ -252,16 +252,16 @@ def test_a_backend_specific_store_is_preferred_on_its_backend():
     assert type(generic) is UserMemoryStore
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres", "duckdb"])
-def test_the_sql_backends_register_their_own_memory_store(backend):
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "duckdb", "redis"])
+def test_backends_register_their_own_memory_store(backend):
     machine = LearningMachine(user_memory=UserMemoryStore(limit=7, recent=1))
     profile, memory = machine.stores_for(backend)
     assert type(profile) is UserProfileStore
-    assert type(memory) is SqlUserMemoryStore
+    assert type(memory) is OneCallUserMemoryStore
     assert (memory.limit, memory.recent) == (7, 1)
 
 
-async def test_the_sql_memory_store_recalls_in_one_call(db, scripted, model, monkeypatch):
+async def test_the_one_call_memory_store_recalls_in_one_call(db, scripted, model, monkeypatch):
     sync_db = getattr(db, "sync_db", db)
     calls: list[str] = []
     for name in ("search_memories", "list_memories", "recall_memories"):

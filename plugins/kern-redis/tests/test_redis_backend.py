@@ -553,3 +553,59 @@ def test_two_processes_two_turns_history_carried(
     db.close()
     assert [run.seq for run in runs] == [1, 2]
     assert session is not None and session.user_id == "ada"
+
+
+def _count_round_trips(runner: Any) -> list[int]:
+    """Counts the steps ``runner`` sends (each one round trip on a single server)."""
+    sent: list[int] = []
+    execute = runner.execute
+
+    def counted(step: Any) -> Any:
+        sent.append(len(step))
+        return execute(step)
+
+    runner.execute = counted
+    return sent
+
+
+@pytest.mark.parametrize("agent_id", [None, "helper"])
+def test_recall_pipelines_the_search_and_the_newest_memories(
+    redis_space: Space, agent_id: str | None
+) -> None:
+    """The backend's own memory store reads recall's memories in the round trips of the
+    longer of its two reads, and gets what the two contract reads get."""
+    url, prefix = redis_space("redis_url")
+    db = RedisDb(db_url=url, key_prefix=prefix)
+    try:
+        for n in range(12):
+            text = f"Ada visited city number {n}." if n % 3 else f"Ada drinks tea, cup {n}."
+            db.upsert_memory(Memory(user_id="ada", agent_id=agent_id, content=text))
+        db.upsert_memory(Memory(user_id="bob", content="Bob drinks tea."))
+        search = db.search_memories("ada", "tea", agent_id=agent_id, limit=2)
+        newest = db.list_memories("ada", agent_id=agent_id, limit=3)
+
+        sent = _count_round_trips(db._runner)
+        ranked, recent = db.recall_memories("ada", "tea", agent_id=agent_id, limit=2, recent=3)
+        assert (ranked, recent) == (search, newest)
+        together = len(sent)
+        db.search_memories("ada", "tea", agent_id=agent_id, limit=2)
+        db.list_memories("ada", agent_id=agent_id, limit=3)
+        apart = len(sent) - together
+        assert together == 2 and apart == 4, sent
+
+        assert db.recall_memories("ada", "", agent_id=agent_id, limit=2, recent=3) == ([], newest)
+    finally:
+        db.close()
+
+
+async def test_async_recall_pipelines_too(redis_space: Space) -> None:
+    url, prefix = redis_space("redis_url")
+    db = AsyncRedisDb(db_url=url, key_prefix=prefix)
+    try:
+        for text in ("Ada drinks tea.", "Ada has a dog.", "Ada lives in Oslo."):
+            await db.upsert_memory(Memory(user_id="ada", content=text))
+        ranked, recent = await db.recall_memories("ada", "tea", limit=1, recent=2)
+        assert [hit.memory.content for hit in ranked] == ["Ada drinks tea."]
+        assert [m.content for m in recent] == ["Ada lives in Oslo.", "Ada has a dog."]
+    finally:
+        await db.close()

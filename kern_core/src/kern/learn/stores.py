@@ -936,6 +936,25 @@ class UserMemoryStore(LearningStore):
         ]
 
 
+class OneCallUserMemoryStore(UserMemoryStore):
+    """``UserMemoryStore`` for backends that read recall's memories in one call.
+
+    Such a backend's Db has ``recall_memories(user_id, query, *, agent_id, limit, recent)``
+    returning ``(ranked ScoredMemory list, newest Memory list)`` (the SQL backends: one
+    connection; Redis: the commands of both reads pipelined together), and its plugin
+    registers this class for ``user_memory`` on that backend through
+    ``register_learning_stores``. The generic store makes two contract calls instead.
+    """
+
+    def read_memories(self, user_id: str, text: str, agent_id: str | None) -> Turn:
+        ranked, newest = yield DbCall(
+            "recall_memories",
+            (user_id, text),
+            {"agent_id": agent_id, "limit": self.limit, "recent": self.recent},
+        )
+        return merge_newest([hit.memory for hit in ranked], newest)
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json", exclude_none=True)

@@ -3,7 +3,7 @@
 from kern.hookspecs import hookimpl
 from kern.plugins import Backend, LearningStoreSpec
 
-SQL_USER_MEMORY = "kern.db.sql.learning:SqlUserMemoryStore"
+ONE_CALL_MEMORY = "kern.learn.stores:OneCallUserMemoryStore"
 
 
 @hookimpl
@@ -21,6 +21,6 @@ def register_backends(register):
 
 @hookimpl
 def register_learning_stores(register):
-    """duckdb's own user-memory store: a turn's recall reads in one call (lazy: importing
-    this module imports no driver)."""
-    register(LearningStoreSpec("user_memory", SQL_USER_MEMORY, backend="duckdb"))
+    """duckdb's own user-memory store: a turn's recall reads its memories on one
+    connection (lazy: importing this module imports no driver)."""
+    register(LearningStoreSpec("user_memory", ONE_CALL_MEMORY, backend="duckdb"))

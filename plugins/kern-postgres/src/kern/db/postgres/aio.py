@@ -118,7 +118,7 @@ class AsyncPostgresDb(AsyncBaseDb):
 
 for _name in sorted(AsyncBaseDb.__abstractmethods__ - _LIFECYCLE):
     setattr(AsyncPostgresDb, _name, _bridged(_name))
-# Beyond the contract: what the SQL backends' own memory store reads (kern.db.sql.learning).
+# Beyond the contract: what the backend's own memory store reads (OneCallUserMemoryStore).
 AsyncPostgresDb.recall_memories = _bridged("recall_memories", PostgresSqlDb)  # type: ignore[attr-defined]
 AsyncPostgresDb.__abstractmethods__ = frozenset()
 del _name

@@ -1,7 +1,9 @@
 """Registers the redis backend with kern (entry point ``kern: redis``)."""
 
 from kern.hookspecs import hookimpl
-from kern.plugins import Backend
+from kern.plugins import Backend, LearningStoreSpec
+
+ONE_CALL_MEMORY = "kern.learn.stores:OneCallUserMemoryStore"
 
 
 @hookimpl
@@ -15,3 +17,10 @@ def register_backends(register):
             async_="kern.db.redis:AsyncRedisDb",
         )
     )
+
+
+@hookimpl
+def register_learning_stores(register):
+    """redis's own user-memory store: a turn's recall pipelines its two reads together
+    (lazy: importing this module imports no driver)."""
+    register(LearningStoreSpec("user_memory", ONE_CALL_MEMORY, backend="redis"))

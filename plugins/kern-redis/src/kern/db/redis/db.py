@@ -308,6 +308,25 @@ class RedisDb(_RedisCommon, BaseDb):
             )
         )
 
+    def recall_memories(
+        self,
+        user_id: str,
+        query: str,
+        *,
+        agent_id: str | None = None,
+        limit: int = 5,
+        recent: int = 3,
+    ) -> tuple[list[ScoredMemory], list[Memory]]:
+        """What a turn's recall reads of a user's memories: up to ``limit`` ranked for
+        ``query`` (none if it is empty) and the ``recent`` newest, their commands pipelined
+        together. Beyond the contract: for ``kern.learn.stores.OneCallUserMemoryStore``."""
+        return self._run(
+            memories.recall_memories(
+                self.ctx, self._memories, user_id, query,
+                agent_id=agent_id, limit=limit, recent=recent,
+            )
+        )  # fmt: skip
+
     def delete_memory(self, memory_id: str) -> bool:
         return self._run(docs.delete(self.ctx, self._memories, memory_id))
 
@@ -514,6 +533,23 @@ class AsyncRedisDb(_RedisCommon, AsyncBaseDb):
                 self.ctx, self._memories, user_id, query, agent_id=agent_id, limit=limit
             )
         )
+
+    async def recall_memories(
+        self,
+        user_id: str,
+        query: str,
+        *,
+        agent_id: str | None = None,
+        limit: int = 5,
+        recent: int = 3,
+    ) -> tuple[list[ScoredMemory], list[Memory]]:
+        """See ``RedisDb.recall_memories``."""
+        return await self._run(
+            memories.recall_memories(
+                self.ctx, self._memories, user_id, query,
+                agent_id=agent_id, limit=limit, recent=recent,
+            )
+        )  # fmt: skip
 
     async def delete_memory(self, memory_id: str) -> bool:
         return await self._run(docs.delete(self.ctx, self._memories, memory_id))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from kern.db.redis import codec, docs
 from kern.db.redis.docs import DocSpec
 from kern.db.redis.indexes import Ctx, walk
-from kern.db.redis.plans import Plan
+from kern.db.redis.plans import Plan, together
 from kern.db.redis.text import document_terms
 from kern.records import Memory, ScoredMemory
 
@@ -68,3 +68,21 @@ def search_memories(
         limit=limit,
     )
     return [ScoredMemory(memory=memory, score=score) for memory, score in hits]
+
+
+def recall_memories(
+    ctx: Ctx,
+    s: DocSpec[Memory],
+    user_id: str,
+    query: str,
+    *,
+    agent_id: str | None,
+    limit: int,
+    recent: int,
+) -> Plan[tuple[list[ScoredMemory], list[Memory]]]:
+    """A turn's recall: the search and the newest memories, their steps pipelined together."""
+    ranked, newest = yield from together(
+        search_memories(ctx, s, user_id, query, agent_id=agent_id, limit=limit if query else 0),
+        list_memories(ctx, s, user_id, agent_id=agent_id, limit=recent, offset=0),
+    )
+    return ranked, newest

@@ -56,6 +56,32 @@ Step = Sequence[Cmd | Lua]
 Plan = Generator[Step, list[Any], T]
 
 
+def together(*plans: Plan[Any]) -> Plan[tuple[Any, ...]]:
+    """Run ``plans`` side by side: each round sends the next step of every unfinished plan
+    as one step (one pipeline), so a read of several plans costs the round trips of the
+    longest, not their sum. Their results, in order."""
+    results: list[Any] = [None] * len(plans)
+    pending: dict[int, Step] = {}
+
+    def advance(index: int, replies: list[Any] | None) -> None:
+        try:
+            pending[index] = plans[index].send(replies)  # type: ignore[arg-type]
+        except StopIteration as done:
+            results[index] = done.value
+
+    for index in range(len(plans)):
+        advance(index, None)
+    while pending:
+        rounds = list(pending.items())
+        pending.clear()
+        replies = yield [call for _, step in rounds for call in step]
+        start = 0
+        for index, step in rounds:
+            advance(index, list(replies[start : start + len(step)]))
+            start += len(step)
+    return tuple(results)
+
+
 class _Runner:
     def __init__(self, client: Any, *, cluster: bool, limit: int) -> None:
         self.client = client

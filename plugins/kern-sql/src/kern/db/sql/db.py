@@ -304,8 +304,9 @@ class SqlDb(BaseDb):
         """What a turn's recall reads of a user's memories, on one connection: up to
         ``limit`` ranked for ``query`` (none if it is empty) and the ``recent`` newest.
 
-        Not part of the contract: the SQL backends' own memory store
-        (``kern.db.sql.learning``) calls it instead of two contract reads.
+        Not part of the contract: the memory store the SQL plugins register for their
+        backends (``kern.learn.stores.OneCallUserMemoryStore``) calls it instead of two
+        contract reads.
         """
         with self._read() as link:
             ranked = self._ops.search_memories(
