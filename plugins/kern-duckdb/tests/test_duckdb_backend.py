@@ -27,6 +27,7 @@ from kern.db.duckdb.search import LearningTerms, MemoryTerms
 from kern.errors import ConfigurationError, KernError, SyncAsyncMismatchError
 from kern.models.openai import OpenAIChat
 from kern.records import Learning, LearningStatus, Memory, Message, Run, RunStatus, Session
+from kern.testing.files import FileBackendScenarios
 from kern.testing.scripted_server import ScriptedServer
 
 ODD_QUERIES = ('what\'s "up" AND (x', '"', "*", "NEAR(", "a OR", "col:value", "^x", "(((", "")
@@ -80,45 +81,12 @@ def finish(process: subprocess.Popen[str]) -> str:
 
 
 # -- where the database lives ------------------------------------------------------------
-def test_db_file_creates_parent_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    db = DuckDb(db_file="tmp/agent_storage.duckdb")
-    try:
-        db.append_run(turn("s", 0))
-        path = tmp_path / "tmp" / "agent_storage.duckdb"
-        assert path.is_file()
-        assert db.db_file == str(path)
-        assert repr(db) == f"DuckDb(db_file={str(path)!r})"
-    finally:
-        db.close()
+class TestDuckDbFile(FileBackendScenarios):
+    """Parent folders, paths fixed at construction, URL forms (kern.testing.files)."""
 
-
-def test_db_file_is_fixed_at_construction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    db = DuckDb(db_file="a.duckdb")
-    (tmp_path / "elsewhere").mkdir()
-    monkeypatch.chdir(tmp_path / "elsewhere")
-    try:
-        db.append_run(turn("s", 0))
-    finally:
-        db.close()
-    assert (tmp_path / "a.duckdb").is_file()
-    assert not (tmp_path / "elsewhere" / "a.duckdb").exists()
-
-
-@pytest.mark.parametrize("form", ["relative", "absolute"])
-def test_db_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str) -> None:
-    monkeypatch.chdir(tmp_path)
-    url = "duckdb:///data/rel.duckdb" if form == "relative" else f"duckdb:///{tmp_path}/abs/x.db"
-    expected = tmp_path / ("data/rel.duckdb" if form == "relative" else "abs/x.db")
-    db = DuckDb(db_url=url)
-    try:
-        db.upsert_session(Session(session_id="s"), expected_version=None)
-    finally:
-        db.close()
-    assert db.db_file == str(expected)
-    with raw(expected) as conn:
-        assert conn.execute("SELECT session_id FROM kern_sessions").fetchall() == [("s",)]
+    db_class = "kern.db.duckdb:DuckDb"
+    scheme = "duckdb"
+    suffix = ".duckdb"
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from kern.db.sqlite import AsyncSqliteDb, SqliteDb
 from kern.db.sqlite.fts import match_expression, user_token_sql
 from kern.errors import ConfigurationError, KernError, SyncAsyncMismatchError
 from kern.records import Learning, Memory, Message, Run, Session
+from kern.testing.files import FileBackendScenarios
 
 ODD_QUERIES = ('what\'s "up" AND (x', '"', "*", "NEAR(", "a OR", "col:value", "^x", "(((", "")
 
@@ -46,46 +47,12 @@ def turn(session_id: str, i: int, **fields: Any) -> Run:
 
 
 # -- where the database lives ------------------------------------------------------------
-def test_db_file_creates_parent_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The product docs' ``SqliteDb(db_file="tmp/agent_storage.db")`` works in a fresh folder."""
-    monkeypatch.chdir(tmp_path)
-    db = SqliteDb(db_file="tmp/agent_storage.db")
-    try:
-        db.append_run(turn("s", 0))
-        path = tmp_path / "tmp" / "agent_storage.db"
-        assert path.is_file()
-        assert db.db_file == str(path)
-        assert repr(db) == f"SqliteDb(db_file={str(path)!r})"
-    finally:
-        db.close()
+class TestSqliteFile(FileBackendScenarios):
+    """Parent folders, paths fixed at construction, URL forms (kern.testing.files)."""
 
-
-def test_db_file_is_fixed_at_construction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A relative path means the working directory of construction, not of each use."""
-    monkeypatch.chdir(tmp_path)
-    db = SqliteDb(db_file="a.db")
-    (tmp_path / "elsewhere").mkdir()
-    monkeypatch.chdir(tmp_path / "elsewhere")
-    try:
-        db.append_run(turn("s", 0))
-    finally:
-        db.close()
-    assert (tmp_path / "a.db").is_file()
-    assert not (tmp_path / "elsewhere" / "a.db").exists()
-
-
-@pytest.mark.parametrize("form", ["relative", "absolute"])
-def test_db_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str) -> None:
-    monkeypatch.chdir(tmp_path)
-    url = "sqlite:///data/rel.db" if form == "relative" else f"sqlite:///{tmp_path}/abs/x.db"
-    expected = tmp_path / ("data/rel.db" if form == "relative" else "abs/x.db")
-    db = SqliteDb(db_url=url)
-    try:
-        db.upsert_session(Session(session_id="s"), expected_version=None)
-    finally:
-        db.close()
-    assert db.db_file == str(expected)
-    assert raw(expected).execute("SELECT session_id FROM kern_sessions").fetchall() == [("s",)]
+    db_class = "kern.db.sqlite:SqliteDb"
+    scheme = "sqlite"
+    suffix = ".db"
 
 
 @pytest.mark.parametrize(
