@@ -1,14 +1,19 @@
 """``MongoDb`` (pymongo's ``MongoClient``) and ``AsyncMongoDb`` (pymongo's ``AsyncMongoClient``).
 
 Both run the same operations (``kern.db.mongo.ops``) through their own driver
-(``kern.db.mongo.calls``): the async twin is natively async, not a thread pool.
+(``kern.db.mongo.calls``): the async twin is natively async, not a thread pool. Most
+contract methods are nothing but "run ``ops.<same name>`` with the call's arguments":
+those are listed once, in ``ONE_OP_METHODS``, and added to both classes by
+``_with_one_op_methods``; each class writes out only the methods that do more.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
+import inspect
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from pymongo import AsyncMongoClient, MongoClient
@@ -18,17 +23,7 @@ from kern.db.mongo import config, ops
 from kern.db.mongo.calls import Op, arun, run
 from kern.db.mongo.locks import AsyncKeyedLocks, KeyedLocks
 from kern.errors import KernError
-from kern.records import (
-    Learning,
-    LearningStatus,
-    Memory,
-    Run,
-    RunStatus,
-    ScoredLearning,
-    ScoredMemory,
-    Session,
-    SessionType,
-)
+from kern.records import Run
 
 T = TypeVar("T")
 
@@ -85,6 +80,71 @@ class _Target:
         )
 
 
+#: Contract methods that only run the ``ops`` function of the same name, with the call's
+#: arguments, through the class's ``_do``.
+ONE_OP_METHODS = (
+    "forget_user",
+    "get_session",
+    "upsert_session",
+    "list_sessions",
+    "delete_session",
+    "get_run",
+    "get_last_runs",
+    "update_run",
+    "upsert_memory",
+    "get_memory",
+    "list_memories",
+    "search_memories",
+    "delete_memory",
+    "upsert_learning",
+    "get_learning",
+    "query_learnings",
+    "search_learnings",
+    "delete_learning",
+)
+
+
+def _one_op_method(name: str, *, is_async: bool) -> Callable[..., Any]:
+    """The method ``name`` of ``ONE_OP_METHODS``, for ``MongoDb`` or (``is_async``) for
+    ``AsyncMongoDb``, showing the contract's (``BaseDb.<name>``) signature and docstring."""
+    contract = getattr(BaseDb, name)
+    signature = inspect.signature(contract)
+    operation = getattr(ops, name)
+
+    def op_for(db: _Target, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Op[Any]:
+        # The contract's signature checks the call and gives the defaults (``ops`` has none).
+        call = signature.bind(db, *args, **kwargs)
+        call.apply_defaults()
+        del call.arguments["self"]
+        return operation(**call.arguments)
+
+    if is_async:
+
+        async def method(self: AsyncMongoDb, *args: Any, **kwargs: Any) -> Any:
+            return await self._do(op_for(self, args, kwargs))
+
+    else:
+
+        def method(self: MongoDb, *args: Any, **kwargs: Any) -> Any:
+            return self._do(op_for(self, args, kwargs))
+
+    method.__name__ = name
+    method.__doc__ = contract.__doc__
+    method.__signature__ = signature  # type: ignore[attr-defined]
+    return method
+
+
+def _with_one_op_methods(cls: type[T]) -> type[T]:
+    """Class decorator: adds the ``ONE_OP_METHODS`` to ``MongoDb`` or ``AsyncMongoDb``."""
+    for name in ONE_OP_METHODS:
+        method = _one_op_method(name, is_async=issubclass(cls, AsyncBaseDb))
+        method.__qualname__ = f"{cls.__name__}.{name}"
+        setattr(cls, name, method)
+    abc.update_abstractmethods(cls)
+    return cls
+
+
+@_with_one_op_methods
 class MongoDb(_Target, BaseDb):
     """kern's storage in a MongoDB database, through pymongo's ``MongoClient``.
 
@@ -93,7 +153,7 @@ class MongoDb(_Target, BaseDb):
     leaves open). The database is ``database=`` if given, else the one the URL names, else
     ``"kern"``; collections are ``<collection_prefix>sessions``, ``…runs`` and so on.
     Collections and indexes are created on first use. The object is safe to share between
-    threads.
+    threads. The contract methods not written here are ``ONE_OP_METHODS``.
     """
 
     def __init__(
@@ -113,16 +173,12 @@ class MongoDb(_Target, BaseDb):
             self.create_tables()
         return run(op, self.collections)
 
-    # -- lifecycle ------------------------------------------------------------------------
     def create_tables(self) -> None:
         self._check_open()
         with self._ready_lock:
             if not self._ready:
                 run(ops.create_tables(), self.collections)
                 self._ready = True
-
-    def forget_user(self, user_id: str) -> dict[str, int]:
-        return self._do(ops.forget_user(user_id))
 
     def close(self) -> None:
         if self._closed:
@@ -132,152 +188,12 @@ class MongoDb(_Target, BaseDb):
         if self._owns_client:
             self.client.close()
 
-    # -- sessions -------------------------------------------------------------------------
-    def get_session(self, session_id: str) -> Session | None:
-        return self._do(ops.get_session(session_id))
-
-    def upsert_session(self, session: Session, *, expected_version: int | None) -> Session:
-        return self._do(ops.upsert_session(session, expected_version))
-
-    def list_sessions(
-        self,
-        *,
-        user_id: str | None = None,
-        component_id: str | None = None,
-        session_type: SessionType | None = None,
-        limit: int = 20,
-        offset: int = 0,
-    ) -> list[Session]:
-        return self._do(
-            ops.list_sessions(
-                user_id=user_id,
-                component_id=component_id,
-                session_type=session_type,
-                limit=limit,
-                offset=offset,
-            )
-        )
-
-    def delete_session(self, session_id: str) -> bool:
-        return self._do(ops.delete_session(session_id))
-
-    # -- runs -----------------------------------------------------------------------------
     def append_run(self, run: Run) -> Run:
         with self._append_locks.hold(run.session_id):
             return self._do(ops.append_run(run))
 
-    def get_run(self, run_id: str) -> Run | None:
-        return self._do(ops.get_run(run_id))
 
-    def get_last_runs(
-        self,
-        session_id: str,
-        limit: int,
-        *,
-        before_seq: int | None = None,
-        top_level_only: bool = False,
-        status: RunStatus | None = None,
-    ) -> list[Run]:
-        return self._do(
-            ops.get_last_runs(
-                session_id,
-                limit,
-                before_seq=before_seq,
-                top_level_only=top_level_only,
-                status=status,
-            )
-        )
-
-    def update_run(
-        self,
-        run_id: str,
-        *,
-        status: RunStatus,
-        output: object = None,
-        messages: Sequence[object] | None = None,
-        metrics: dict[str, object] | None = None,
-    ) -> Run:
-        return self._do(
-            ops.update_run(run_id, status=status, output=output, messages=messages, metrics=metrics)
-        )
-
-    # -- memories -------------------------------------------------------------------------
-    def upsert_memory(self, memory: Memory) -> Memory:
-        return self._do(ops.upsert_memory(memory))
-
-    def get_memory(self, memory_id: str) -> Memory | None:
-        return self._do(ops.get_memory(memory_id))
-
-    def list_memories(
-        self,
-        user_id: str,
-        *,
-        agent_id: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[Memory]:
-        return self._do(ops.list_memories(user_id, agent_id=agent_id, limit=limit, offset=offset))
-
-    def search_memories(
-        self, user_id: str, query: str, *, agent_id: str | None = None, limit: int = 5
-    ) -> list[ScoredMemory]:
-        return self._do(ops.search_memories(user_id, query, agent_id=agent_id, limit=limit))
-
-    def delete_memory(self, memory_id: str) -> bool:
-        return self._do(ops.delete_memory(memory_id))
-
-    # -- learnings ------------------------------------------------------------------------
-    def upsert_learning(self, learning: Learning) -> Learning:
-        return self._do(ops.upsert_learning(learning))
-
-    def get_learning(self, learning_id: str) -> Learning | None:
-        return self._do(ops.get_learning(learning_id))
-
-    def query_learnings(
-        self,
-        *,
-        kind: str | None = None,
-        namespace: str | None = None,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        entity_id: str | None = None,
-        status: LearningStatus | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[Learning]:
-        return self._do(
-            ops.query_learnings(
-                kind=kind,
-                namespace=namespace,
-                user_id=user_id,
-                session_id=session_id,
-                entity_id=entity_id,
-                status=status,
-                limit=limit,
-                offset=offset,
-            )
-        )
-
-    def search_learnings(
-        self,
-        query: str,
-        *,
-        kind: str | None = None,
-        namespace: str | None = None,
-        user_id: str | None = None,
-        status: LearningStatus | None = LearningStatus.ACTIVE,
-        limit: int = 5,
-    ) -> list[ScoredLearning]:
-        return self._do(
-            ops.search_learnings(
-                query, kind=kind, namespace=namespace, user_id=user_id, status=status, limit=limit
-            )
-        )
-
-    def delete_learning(self, learning_id: str) -> bool:
-        return self._do(ops.delete_learning(learning_id))
-
-
+@_with_one_op_methods
 class AsyncMongoDb(_Target, AsyncBaseDb):
     """The async twin of ``MongoDb``, on pymongo's own ``AsyncMongoClient`` (not Motor).
 
@@ -302,16 +218,12 @@ class AsyncMongoDb(_Target, AsyncBaseDb):
             await self.create_tables()
         return await arun(op, self.collections)
 
-    # -- lifecycle ------------------------------------------------------------------------
     async def create_tables(self) -> None:
         self._check_open()
         async with self._ready_lock:
             if not self._ready:
                 await arun(ops.create_tables(), self.collections)
                 self._ready = True
-
-    async def forget_user(self, user_id: str) -> dict[str, int]:
-        return await self._do(ops.forget_user(user_id))
 
     async def close(self) -> None:
         if self._closed:
@@ -321,152 +233,9 @@ class AsyncMongoDb(_Target, AsyncBaseDb):
         if self._owns_client:
             await self.client.close()
 
-    # -- sessions -------------------------------------------------------------------------
-    async def get_session(self, session_id: str) -> Session | None:
-        return await self._do(ops.get_session(session_id))
-
-    async def upsert_session(self, session: Session, *, expected_version: int | None) -> Session:
-        return await self._do(ops.upsert_session(session, expected_version))
-
-    async def list_sessions(
-        self,
-        *,
-        user_id: str | None = None,
-        component_id: str | None = None,
-        session_type: SessionType | None = None,
-        limit: int = 20,
-        offset: int = 0,
-    ) -> list[Session]:
-        return await self._do(
-            ops.list_sessions(
-                user_id=user_id,
-                component_id=component_id,
-                session_type=session_type,
-                limit=limit,
-                offset=offset,
-            )
-        )
-
-    async def delete_session(self, session_id: str) -> bool:
-        return await self._do(ops.delete_session(session_id))
-
-    # -- runs -----------------------------------------------------------------------------
     async def append_run(self, run: Run) -> Run:
         async with self._append_locks.hold(run.session_id):
             return await self._do(ops.append_run(run))
-
-    async def get_run(self, run_id: str) -> Run | None:
-        return await self._do(ops.get_run(run_id))
-
-    async def get_last_runs(
-        self,
-        session_id: str,
-        limit: int,
-        *,
-        before_seq: int | None = None,
-        top_level_only: bool = False,
-        status: RunStatus | None = None,
-    ) -> list[Run]:
-        return await self._do(
-            ops.get_last_runs(
-                session_id,
-                limit,
-                before_seq=before_seq,
-                top_level_only=top_level_only,
-                status=status,
-            )
-        )
-
-    async def update_run(
-        self,
-        run_id: str,
-        *,
-        status: RunStatus,
-        output: object = None,
-        messages: Sequence[object] | None = None,
-        metrics: dict[str, object] | None = None,
-    ) -> Run:
-        return await self._do(
-            ops.update_run(run_id, status=status, output=output, messages=messages, metrics=metrics)
-        )
-
-    # -- memories -------------------------------------------------------------------------
-    async def upsert_memory(self, memory: Memory) -> Memory:
-        return await self._do(ops.upsert_memory(memory))
-
-    async def get_memory(self, memory_id: str) -> Memory | None:
-        return await self._do(ops.get_memory(memory_id))
-
-    async def list_memories(
-        self,
-        user_id: str,
-        *,
-        agent_id: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[Memory]:
-        return await self._do(
-            ops.list_memories(user_id, agent_id=agent_id, limit=limit, offset=offset)
-        )
-
-    async def search_memories(
-        self, user_id: str, query: str, *, agent_id: str | None = None, limit: int = 5
-    ) -> list[ScoredMemory]:
-        return await self._do(ops.search_memories(user_id, query, agent_id=agent_id, limit=limit))
-
-    async def delete_memory(self, memory_id: str) -> bool:
-        return await self._do(ops.delete_memory(memory_id))
-
-    # -- learnings ------------------------------------------------------------------------
-    async def upsert_learning(self, learning: Learning) -> Learning:
-        return await self._do(ops.upsert_learning(learning))
-
-    async def get_learning(self, learning_id: str) -> Learning | None:
-        return await self._do(ops.get_learning(learning_id))
-
-    async def query_learnings(
-        self,
-        *,
-        kind: str | None = None,
-        namespace: str | None = None,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        entity_id: str | None = None,
-        status: LearningStatus | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[Learning]:
-        return await self._do(
-            ops.query_learnings(
-                kind=kind,
-                namespace=namespace,
-                user_id=user_id,
-                session_id=session_id,
-                entity_id=entity_id,
-                status=status,
-                limit=limit,
-                offset=offset,
-            )
-        )
-
-    async def search_learnings(
-        self,
-        query: str,
-        *,
-        kind: str | None = None,
-        namespace: str | None = None,
-        user_id: str | None = None,
-        status: LearningStatus | None = LearningStatus.ACTIVE,
-        limit: int = 5,
-    ) -> list[ScoredLearning]:
-        return await self._do(
-            ops.search_learnings(
-                query, kind=kind, namespace=namespace, user_id=user_id, status=status, limit=limit
-            )
-        )
-
-    async def delete_learning(self, learning_id: str) -> bool:
-        return await self._do(ops.delete_learning(learning_id))
 
 
 __all__ = ["AsyncMongoDb", "MongoDb"]
