@@ -4,15 +4,23 @@ Both classes hand the same plans (``kern.db.redis.sessions``, ``runs``, ``memori
 ``learnings``, ``forget``) to a runner: blocking for ``RedisDb``, awaited for
 ``AsyncRedisDb``. The key layout is described in ``kern.db.redis.keys`` and
 docs/backends/redis.md.
+
+Each operation is written once, as ``_RedisCommon._plan_<name>``: it takes the arguments of
+the public method ``<name>`` and returns the plan. ``@_runs_plans`` gives each class that
+public method, running the plan blocking or awaited. To add an operation, write its
+``_plan_<name>``; both classes get ``<name>``. Construction is shared too; each class
+writes only what differs: running a plan (``_run``), ``create_tables`` and ``close``.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
+import inspect
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, TypeVar, get_args
 
 from kern.db.base import AsyncBaseDb, BaseDb
 from kern.db.redis import docs, forget, learnings, memories, runs, schema, sessions
@@ -34,6 +42,7 @@ from kern.records import (
 )
 
 T = TypeVar("T")
+C = TypeVar("C", bound=type)
 #: Seconds between checks while another process migrates the schema.
 _MIGRATION_POLL = 0.05
 
@@ -63,20 +72,22 @@ class _RedisCommon:
     """Construction and the plans, shared by the sync and async classes."""
 
     backend_name = "redis"
+    is_async: ClassVar[bool]
     connection: Connection
+    _runner: Any  # SyncRunner or AsyncRunner
+    _ready_lock: Any  # threading.Lock or asyncio.Lock
 
-    def _setup(
+    def __init__(
         self,
-        db_url: str | None,
-        client: Any,
-        key_prefix: str,
-        session_ttl: int | None,
-        cluster: bool | None,
-        max_connections: int,
+        db_url: str | None = None,
         *,
-        want_async: bool,
+        client: Any = None,
+        key_prefix: str = DEFAULT_PREFIX,
+        session_ttl: int | None = None,
+        cluster: bool | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
-        cls = type(self).__name__
+        want_async = self.is_async  # from BaseDb or AsyncBaseDb
         keys = Keys(key_prefix)
         ttl = _check_ttl(session_ttl)
         self.max_connections = _positive("max_connections", max_connections)
@@ -85,12 +96,20 @@ class _RedisCommon:
             client,
             cluster=cluster,
             want_async=want_async,
-            cls=cls,
+            cls=type(self).__name__,
             max_connections=self.max_connections,
         )
         self.ctx = Ctx(keys, ttl, self.connection.cluster)
         self._memories = memories.spec(self.ctx)
         self._learnings = learnings.spec(self.ctx)
+        runner = AsyncRunner if want_async else SyncRunner
+        self._runner = runner(
+            self.connection.client, cluster=self.connection.cluster, limit=self.max_connections
+        )
+        # create_tables() runs once. In the async class the lock also keeps concurrent first
+        # commands on a fresh asyncio RedisCluster from racing inside redis-py while it
+        # connects (seen with redis-py 8.1).
+        self._ready_lock = asyncio.Lock() if want_async else threading.Lock()
         self._ready = False
         self._closed = False
 
@@ -121,23 +140,142 @@ class _RedisCommon:
     def _closed_error(self) -> KernError:
         return KernError(f"{self!r} is closed: create a new one to keep using the database.")
 
-    # -- the plans, by contract method ---------------------------------------------------
-    def _plan_forget(self, user_id: str) -> Plan[dict[str, int]]:
+    # -- the plans, one per public method (see the module docstring) ---------------------
+    # A docstring here is the public method's; without one it is the contract's (BaseDb).
+    def _plan_schema_versions(self) -> Plan[dict[str, int]]:
+        """The recorded version of each logical table's key layout."""
+        return schema.read_versions(self.ctx)
+
+    def _plan_forget_user(self, user_id: str) -> Plan[dict[str, int]]:
         return forget.forget_user(self.ctx, self._memories, self._learnings, user_id)
 
-    def _plan_list_sessions(self, **kw: Any) -> Plan[list[Session]]:
-        return sessions.list_sessions(self.ctx, **kw)
+    # -- sessions -----------------------------------------------------------------------
+    def _plan_get_session(self, session_id: str) -> Plan[Session | None]:
+        return sessions.get_session(self.ctx, session_id)
+
+    def _plan_upsert_session(
+        self, session: Session, *, expected_version: int | None
+    ) -> Plan[Session]:
+        return sessions.upsert_session(self.ctx, session, expected_version)
+
+    def _plan_list_sessions(
+        self,
+        *,
+        user_id: str | None = None,
+        component_id: str | None = None,
+        session_type: SessionType | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> Plan[list[Session]]:
+        return sessions.list_sessions(
+            self.ctx,
+            user_id=user_id,
+            component_id=component_id,
+            session_type=session_type,
+            limit=limit,
+            offset=offset,
+        )
+
+    def _plan_delete_session(self, session_id: str) -> Plan[bool]:
+        return sessions.delete_session(self.ctx, session_id)
+
+    # -- runs ---------------------------------------------------------------------------
+    def _plan_append_run(self, run: Run) -> Plan[Run]:
+        return runs.append_run(self.ctx, run)
+
+    def _plan_get_run(self, run_id: str) -> Plan[Run | None]:
+        return runs.get_run(self.ctx, run_id)
+
+    def _plan_get_last_runs(
+        self,
+        session_id: str,
+        limit: int,
+        *,
+        before_seq: int | None = None,
+        top_level_only: bool = False,
+        status: RunStatus | None = None,
+    ) -> Plan[list[Run]]:
+        return runs.get_last_runs(
+            self.ctx,
+            session_id,
+            limit,
+            before_seq=before_seq,
+            top_level_only=top_level_only,
+            status=status,
+        )
+
+    def _plan_update_run(
+        self,
+        run_id: str,
+        *,
+        status: RunStatus,
+        output: object = None,
+        messages: Sequence[object] | None = None,
+        metrics: dict[str, object] | None = None,
+    ) -> Plan[Run]:
+        return runs.update_run(
+            self.ctx, run_id, status=status, output=output, messages=messages, metrics=metrics
+        )
+
+    # -- memories -----------------------------------------------------------------------
+    def _plan_upsert_memory(self, memory: Memory) -> Plan[Memory]:
+        return docs.upsert(self.ctx, self._memories, memory)
+
+    def _plan_get_memory(self, memory_id: str) -> Plan[Memory | None]:
+        return docs.get(self.ctx, self._memories, memory_id)
+
+    def _plan_list_memories(
+        self, user_id: str, *, agent_id: str | None = None, limit: int = 100, offset: int = 0
+    ) -> Plan[list[Memory]]:
+        return memories.list_memories(
+            self.ctx, self._memories, user_id, agent_id=agent_id, limit=limit, offset=offset
+        )
+
+    def _plan_search_memories(
+        self, user_id: str, query: str, *, agent_id: str | None = None, limit: int = 5
+    ) -> Plan[list[ScoredMemory]]:
+        return memories.search_memories(
+            self.ctx, self._memories, user_id, query, agent_id=agent_id, limit=limit
+        )
+
+    def _plan_recall_memories(
+        self,
+        user_id: str,
+        query: str,
+        *,
+        agent_id: str | None = None,
+        limit: int = 5,
+        recent: int = 3,
+    ) -> Plan[tuple[list[ScoredMemory], list[Memory]]]:
+        """What a turn's recall reads of a user's memories: up to ``limit`` ranked for
+        ``query`` (none if it is empty) and the ``recent`` newest, their commands pipelined
+        together. Beyond the contract: for ``kern.learn.stores.OneCallUserMemoryStore``."""
+        return memories.recall_memories(
+            self.ctx, self._memories, user_id, query,
+            agent_id=agent_id, limit=limit, recent=recent,
+        )  # fmt: skip
+
+    def _plan_delete_memory(self, memory_id: str) -> Plan[bool]:
+        return docs.delete(self.ctx, self._memories, memory_id)
+
+    # -- learnings ----------------------------------------------------------------------
+    def _plan_upsert_learning(self, learning: Learning) -> Plan[Learning]:
+        return docs.upsert(self.ctx, self._learnings, learning)
+
+    def _plan_get_learning(self, learning_id: str) -> Plan[Learning | None]:
+        return docs.get(self.ctx, self._learnings, learning_id)
 
     def _plan_query_learnings(
         self,
-        kind: str | None,
-        namespace: str | None,
-        user_id: str | None,
-        session_id: str | None,
-        entity_id: str | None,
-        status: LearningStatus | None,
-        limit: int,
-        offset: int,
+        *,
+        kind: str | None = None,
+        namespace: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        entity_id: str | None = None,
+        status: LearningStatus | None = None,
+        limit: int = 100,
+        offset: int = 0,
     ) -> Plan[list[Learning]]:
         filters = {
             "kind": kind,
@@ -150,7 +288,72 @@ class _RedisCommon:
             self.ctx, self._learnings, filters=filters, status=status, limit=limit, offset=offset
         )
 
+    def _plan_search_learnings(
+        self,
+        query: str,
+        *,
+        kind: str | None = None,
+        namespace: str | None = None,
+        user_id: str | None = None,
+        status: LearningStatus | None = LearningStatus.ACTIVE,
+        limit: int = 5,
+    ) -> Plan[list[ScoredLearning]]:
+        return learnings.search_learnings(
+            self.ctx,
+            self._learnings,
+            query,
+            kind=kind,
+            namespace=namespace,
+            user_id=user_id,
+            status=status,
+            limit=limit,
+        )
 
+    def _plan_delete_learning(self, learning_id: str) -> Plan[bool]:
+        return docs.delete(self.ctx, self._learnings, learning_id)
+
+
+#: The public methods made from ``_plan_<name>``, in the order written above.
+_PLANNED = tuple(
+    name.removeprefix("_plan_") for name in vars(_RedisCommon) if name.startswith("_plan_")
+)
+
+
+def _plan_runner(name: str, *, is_async: bool) -> Callable[..., Any]:
+    """The public method ``name``: runs the plan ``_plan_<name>`` builds from its arguments,
+    blocking or awaited. It shows the builder's parameters, the plan's result type, and the
+    builder's docstring (else the contract's)."""
+    build = getattr(_RedisCommon, f"_plan_{name}")
+    method: Callable[..., Any]
+    if is_async:
+
+        async def method(self: AsyncRedisDb, *args: Any, **kwargs: Any) -> Any:
+            return await self._run(build(self, *args, **kwargs))
+
+    else:
+
+        def method(self: RedisDb, *args: Any, **kwargs: Any) -> Any:
+            return self._run(build(self, *args, **kwargs))
+
+    signature = inspect.signature(build, eval_str=True)
+    result = get_args(signature.return_annotation)[-1]  # Plan[X] is Generator[..., ..., X]
+    method.__signature__ = signature.replace(return_annotation=result)  # type: ignore[attr-defined]
+    method.__name__ = name
+    method.__doc__ = build.__doc__ or getattr(BaseDb, name).__doc__
+    return method
+
+
+def _runs_plans(cls: C) -> C:
+    """Class decorator: gives ``cls`` each ``_PLANNED`` method, awaited if ``cls.is_async``."""
+    for name in _PLANNED:
+        method = _plan_runner(name, is_async=cls.is_async)
+        method.__qualname__ = f"{cls.__qualname__}.{name}"
+        setattr(cls, name, method)
+    abc.update_abstractmethods(cls)
+    return cls
+
+
+@_runs_plans
 class RedisDb(_RedisCommon, BaseDb):
     """kern's storage in Redis (redis-py), standalone or Redis Cluster.
 
@@ -161,32 +364,15 @@ class RedisDb(_RedisCommon, BaseDb):
     ``session_ttl`` (seconds) makes sessions expire that long after their last write.
     ``max_connections`` bounds the calls on the wire at once (and the pool of a client
     built from ``db_url``): more threads than that wait for a free one.
-    """
 
-    def __init__(
-        self,
-        db_url: str | None = None,
-        *,
-        client: Any = None,
-        key_prefix: str = DEFAULT_PREFIX,
-        session_ttl: int | None = None,
-        cluster: bool | None = None,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
-    ) -> None:
-        self._setup(
-            db_url, client, key_prefix, session_ttl, cluster, max_connections, want_async=False
-        )
-        self._runner = SyncRunner(
-            self.connection.client, cluster=self.connection.cluster, limit=self.max_connections
-        )
-        self._ready_lock = threading.Lock()
+    Beyond the contract: ``schema_versions()`` and ``recall_memories(...)``.
+    """
 
     def _run(self, plan: Plan[T]) -> T:
         if not self._ready:
             self.create_tables()
         return self._runner.run(plan)
 
-    # -- lifecycle ----------------------------------------------------------------------
     def create_tables(self) -> None:
         if self._closed:
             raise self._closed_error()
@@ -197,13 +383,6 @@ class RedisDb(_RedisCommon, BaseDb):
                 else:
                     time.sleep(_MIGRATION_POLL)  # another process is migrating
 
-    def schema_versions(self) -> dict[str, int]:
-        """The recorded version of each logical table's key layout."""
-        return self._run(schema.read_versions(self.ctx))
-
-    def forget_user(self, user_id: str) -> dict[str, int]:
-        return self._run(self._plan_forget(user_id))
-
     def close(self) -> None:
         if self._closed:
             return
@@ -212,208 +391,19 @@ class RedisDb(_RedisCommon, BaseDb):
         if self.connection.owned:
             self.connection.client.close()
 
-    # -- sessions -----------------------------------------------------------------------
-    def get_session(self, session_id: str) -> Session | None:
-        return self._run(sessions.get_session(self.ctx, session_id))
 
-    def upsert_session(self, session: Session, *, expected_version: int | None) -> Session:
-        return self._run(sessions.upsert_session(self.ctx, session, expected_version))
-
-    def list_sessions(
-        self,
-        *,
-        user_id: str | None = None,
-        component_id: str | None = None,
-        session_type: SessionType | None = None,
-        limit: int = 20,
-        offset: int = 0,
-    ) -> list[Session]:
-        return self._run(
-            self._plan_list_sessions(
-                user_id=user_id,
-                component_id=component_id,
-                session_type=session_type,
-                limit=limit,
-                offset=offset,
-            )
-        )
-
-    def delete_session(self, session_id: str) -> bool:
-        return self._run(sessions.delete_session(self.ctx, session_id))
-
-    # -- runs ---------------------------------------------------------------------------
-    def append_run(self, run: Run) -> Run:
-        return self._run(runs.append_run(self.ctx, run))
-
-    def get_run(self, run_id: str) -> Run | None:
-        return self._run(runs.get_run(self.ctx, run_id))
-
-    def get_last_runs(
-        self,
-        session_id: str,
-        limit: int,
-        *,
-        before_seq: int | None = None,
-        top_level_only: bool = False,
-        status: RunStatus | None = None,
-    ) -> list[Run]:
-        return self._run(
-            runs.get_last_runs(
-                self.ctx,
-                session_id,
-                limit,
-                before_seq=before_seq,
-                top_level_only=top_level_only,
-                status=status,
-            )
-        )
-
-    def update_run(
-        self,
-        run_id: str,
-        *,
-        status: RunStatus,
-        output: object = None,
-        messages: Sequence[object] | None = None,
-        metrics: dict[str, object] | None = None,
-    ) -> Run:
-        return self._run(
-            runs.update_run(
-                self.ctx, run_id, status=status, output=output, messages=messages, metrics=metrics
-            )
-        )
-
-    # -- memories -----------------------------------------------------------------------
-    def upsert_memory(self, memory: Memory) -> Memory:
-        return self._run(docs.upsert(self.ctx, self._memories, memory))
-
-    def get_memory(self, memory_id: str) -> Memory | None:
-        return self._run(docs.get(self.ctx, self._memories, memory_id))
-
-    def list_memories(
-        self, user_id: str, *, agent_id: str | None = None, limit: int = 100, offset: int = 0
-    ) -> list[Memory]:
-        return self._run(
-            memories.list_memories(
-                self.ctx, self._memories, user_id, agent_id=agent_id, limit=limit, offset=offset
-            )
-        )
-
-    def search_memories(
-        self, user_id: str, query: str, *, agent_id: str | None = None, limit: int = 5
-    ) -> list[ScoredMemory]:
-        return self._run(
-            memories.search_memories(
-                self.ctx, self._memories, user_id, query, agent_id=agent_id, limit=limit
-            )
-        )
-
-    def recall_memories(
-        self,
-        user_id: str,
-        query: str,
-        *,
-        agent_id: str | None = None,
-        limit: int = 5,
-        recent: int = 3,
-    ) -> tuple[list[ScoredMemory], list[Memory]]:
-        """What a turn's recall reads of a user's memories: up to ``limit`` ranked for
-        ``query`` (none if it is empty) and the ``recent`` newest, their commands pipelined
-        together. Beyond the contract: for ``kern.learn.stores.OneCallUserMemoryStore``."""
-        return self._run(
-            memories.recall_memories(
-                self.ctx, self._memories, user_id, query,
-                agent_id=agent_id, limit=limit, recent=recent,
-            )
-        )  # fmt: skip
-
-    def delete_memory(self, memory_id: str) -> bool:
-        return self._run(docs.delete(self.ctx, self._memories, memory_id))
-
-    # -- learnings ----------------------------------------------------------------------
-    def upsert_learning(self, learning: Learning) -> Learning:
-        return self._run(docs.upsert(self.ctx, self._learnings, learning))
-
-    def get_learning(self, learning_id: str) -> Learning | None:
-        return self._run(docs.get(self.ctx, self._learnings, learning_id))
-
-    def query_learnings(
-        self,
-        *,
-        kind: str | None = None,
-        namespace: str | None = None,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        entity_id: str | None = None,
-        status: LearningStatus | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[Learning]:
-        return self._run(
-            self._plan_query_learnings(
-                kind, namespace, user_id, session_id, entity_id, status, limit, offset
-            )
-        )
-
-    def search_learnings(
-        self,
-        query: str,
-        *,
-        kind: str | None = None,
-        namespace: str | None = None,
-        user_id: str | None = None,
-        status: LearningStatus | None = LearningStatus.ACTIVE,
-        limit: int = 5,
-    ) -> list[ScoredLearning]:
-        return self._run(
-            learnings.search_learnings(
-                self.ctx,
-                self._learnings,
-                query,
-                kind=kind,
-                namespace=namespace,
-                user_id=user_id,
-                status=status,
-                limit=limit,
-            )
-        )
-
-    def delete_learning(self, learning_id: str) -> bool:
-        return self._run(docs.delete(self.ctx, self._learnings, learning_id))
-
-
+@_runs_plans
 class AsyncRedisDb(_RedisCommon, AsyncBaseDb):
     """The async twin of ``RedisDb`` on ``redis.asyncio``: same arguments and behaviour.
 
     ``client`` is a ``redis.asyncio.Redis`` or ``redis.asyncio.cluster.RedisCluster``.
     """
 
-    def __init__(
-        self,
-        db_url: str | None = None,
-        *,
-        client: Any = None,
-        key_prefix: str = DEFAULT_PREFIX,
-        session_ttl: int | None = None,
-        cluster: bool | None = None,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
-    ) -> None:
-        self._setup(
-            db_url, client, key_prefix, session_ttl, cluster, max_connections, want_async=True
-        )
-        self._runner = AsyncRunner(
-            self.connection.client, cluster=self.connection.cluster, limit=self.max_connections
-        )
-        # First use runs once: concurrent first commands on a fresh asyncio RedisCluster
-        # race inside redis-py while it connects (seen with redis-py 8.1).
-        self._ready_lock = asyncio.Lock()
-
     async def _run(self, plan: Plan[T]) -> T:
         if not self._ready:
             await self.create_tables()
         return await self._runner.run(plan)
 
-    # -- lifecycle ----------------------------------------------------------------------
     async def create_tables(self) -> None:
         if self._closed:
             raise self._closed_error()
@@ -424,12 +414,6 @@ class AsyncRedisDb(_RedisCommon, AsyncBaseDb):
                 else:
                     await asyncio.sleep(_MIGRATION_POLL)
 
-    async def schema_versions(self) -> dict[str, int]:
-        return await self._run(schema.read_versions(self.ctx))
-
-    async def forget_user(self, user_id: str) -> dict[str, int]:
-        return await self._run(self._plan_forget(user_id))
-
     async def close(self) -> None:
         if self._closed:
             return
@@ -437,173 +421,6 @@ class AsyncRedisDb(_RedisCommon, AsyncBaseDb):
         self._ready = False
         if self.connection.owned:
             await self.connection.client.aclose()
-
-    # -- sessions -----------------------------------------------------------------------
-    async def get_session(self, session_id: str) -> Session | None:
-        return await self._run(sessions.get_session(self.ctx, session_id))
-
-    async def upsert_session(self, session: Session, *, expected_version: int | None) -> Session:
-        return await self._run(sessions.upsert_session(self.ctx, session, expected_version))
-
-    async def list_sessions(
-        self,
-        *,
-        user_id: str | None = None,
-        component_id: str | None = None,
-        session_type: SessionType | None = None,
-        limit: int = 20,
-        offset: int = 0,
-    ) -> list[Session]:
-        return await self._run(
-            self._plan_list_sessions(
-                user_id=user_id,
-                component_id=component_id,
-                session_type=session_type,
-                limit=limit,
-                offset=offset,
-            )
-        )
-
-    async def delete_session(self, session_id: str) -> bool:
-        return await self._run(sessions.delete_session(self.ctx, session_id))
-
-    # -- runs ---------------------------------------------------------------------------
-    async def append_run(self, run: Run) -> Run:
-        return await self._run(runs.append_run(self.ctx, run))
-
-    async def get_run(self, run_id: str) -> Run | None:
-        return await self._run(runs.get_run(self.ctx, run_id))
-
-    async def get_last_runs(
-        self,
-        session_id: str,
-        limit: int,
-        *,
-        before_seq: int | None = None,
-        top_level_only: bool = False,
-        status: RunStatus | None = None,
-    ) -> list[Run]:
-        return await self._run(
-            runs.get_last_runs(
-                self.ctx,
-                session_id,
-                limit,
-                before_seq=before_seq,
-                top_level_only=top_level_only,
-                status=status,
-            )
-        )
-
-    async def update_run(
-        self,
-        run_id: str,
-        *,
-        status: RunStatus,
-        output: object = None,
-        messages: Sequence[object] | None = None,
-        metrics: dict[str, object] | None = None,
-    ) -> Run:
-        return await self._run(
-            runs.update_run(
-                self.ctx, run_id, status=status, output=output, messages=messages, metrics=metrics
-            )
-        )
-
-    # -- memories -----------------------------------------------------------------------
-    async def upsert_memory(self, memory: Memory) -> Memory:
-        return await self._run(docs.upsert(self.ctx, self._memories, memory))
-
-    async def get_memory(self, memory_id: str) -> Memory | None:
-        return await self._run(docs.get(self.ctx, self._memories, memory_id))
-
-    async def list_memories(
-        self, user_id: str, *, agent_id: str | None = None, limit: int = 100, offset: int = 0
-    ) -> list[Memory]:
-        return await self._run(
-            memories.list_memories(
-                self.ctx, self._memories, user_id, agent_id=agent_id, limit=limit, offset=offset
-            )
-        )
-
-    async def search_memories(
-        self, user_id: str, query: str, *, agent_id: str | None = None, limit: int = 5
-    ) -> list[ScoredMemory]:
-        return await self._run(
-            memories.search_memories(
-                self.ctx, self._memories, user_id, query, agent_id=agent_id, limit=limit
-            )
-        )
-
-    async def recall_memories(
-        self,
-        user_id: str,
-        query: str,
-        *,
-        agent_id: str | None = None,
-        limit: int = 5,
-        recent: int = 3,
-    ) -> tuple[list[ScoredMemory], list[Memory]]:
-        """See ``RedisDb.recall_memories``."""
-        return await self._run(
-            memories.recall_memories(
-                self.ctx, self._memories, user_id, query,
-                agent_id=agent_id, limit=limit, recent=recent,
-            )
-        )  # fmt: skip
-
-    async def delete_memory(self, memory_id: str) -> bool:
-        return await self._run(docs.delete(self.ctx, self._memories, memory_id))
-
-    # -- learnings ----------------------------------------------------------------------
-    async def upsert_learning(self, learning: Learning) -> Learning:
-        return await self._run(docs.upsert(self.ctx, self._learnings, learning))
-
-    async def get_learning(self, learning_id: str) -> Learning | None:
-        return await self._run(docs.get(self.ctx, self._learnings, learning_id))
-
-    async def query_learnings(
-        self,
-        *,
-        kind: str | None = None,
-        namespace: str | None = None,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        entity_id: str | None = None,
-        status: LearningStatus | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[Learning]:
-        return await self._run(
-            self._plan_query_learnings(
-                kind, namespace, user_id, session_id, entity_id, status, limit, offset
-            )
-        )
-
-    async def search_learnings(
-        self,
-        query: str,
-        *,
-        kind: str | None = None,
-        namespace: str | None = None,
-        user_id: str | None = None,
-        status: LearningStatus | None = LearningStatus.ACTIVE,
-        limit: int = 5,
-    ) -> list[ScoredLearning]:
-        return await self._run(
-            learnings.search_learnings(
-                self.ctx,
-                self._learnings,
-                query,
-                kind=kind,
-                namespace=namespace,
-                user_id=user_id,
-                status=status,
-                limit=limit,
-            )
-        )
-
-    async def delete_learning(self, learning_id: str) -> bool:
-        return await self._run(docs.delete(self.ctx, self._learnings, learning_id))
 
 
 __all__ = ["AsyncRedisDb", "RedisDb"]
