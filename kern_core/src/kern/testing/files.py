@@ -75,9 +75,7 @@ class FileBackendScenarios:
         assert not (tmp_path / "elsewhere" / f"a{self.suffix}").exists()
 
     @pytest.mark.parametrize("form", ["relative", "absolute"])
-    def test_db_url_forms(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
-    ) -> None:
+    def test_db_url_forms(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str) -> None:
         monkeypatch.chdir(tmp_path)
         if form == "relative":
             url, expected = f"{self.scheme}:///data/rel{self.suffix}", "data/rel"
