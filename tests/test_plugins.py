@@ -152,3 +152,15 @@ def test_environment_allow_and_deny_lists(monkeypatch):
     assert "sqlite" in _loaded_plugins({**base, "KERN_LOAD_PLUGINS": "sqlite,other"})
     # Built-ins are not entry points: they always load.
     assert "kern.models.openai._plugin" in _loaded_plugins({**base, "KERN_LOAD_PLUGINS": ""})
+
+
+def test_kern_plugins_lists_learning_stores_and_backends_own_implementations():
+    done = subprocess.run(
+        [sys.executable, "-m", "kern.cli", "plugins"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    listed = " ".join(done.stdout.split())  # rich wraps long lines
+    assert "learning stores: decision_log, entity_memory, learned_knowledge, session_context, " in (
+        listed
+    )
+    assert "user_memory (own: duckdb, postgres, redis, sqlite), user_profile" in listed

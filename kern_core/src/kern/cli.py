@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 
 from rich.console import Console
 from rich.table import Table
@@ -20,8 +21,21 @@ def _plugins(_: argparse.Namespace) -> int:
     console = Console()
     console.print(table)
     console.print("model providers: " + ", ".join(sorted(reg.models)), markup=False)
+    console.print("learning stores: " + learning_stores_line(reg.learning_stores), markup=False)
     console.print("plugins loaded: " + ", ".join(plugin_names()), markup=False)
     return 0
+
+
+def learning_stores_line(stores: Mapping[tuple[str, str | None], object]) -> str:
+    """Each kind, with the backends that register their own implementation of it."""
+    own: dict[str, list[str]] = {kind: [] for kind, _ in stores}
+    for kind, backend in stores:
+        if backend is not None:
+            own[kind].append(backend)
+    return ", ".join(
+        f"{kind} (own: {', '.join(sorted(own[kind]))})" if own[kind] else kind
+        for kind in sorted(own)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kern", description="kern: memory for AI agents")
     commands = parser.add_subparsers(dest="command", required=True)
     demo.build_parser(commands.add_parser("demo", help="two turns, two processes, one SQLite file"))
-    commands.add_parser("plugins", help="list installed backends and model providers")
+    commands.add_parser("plugins", help="list installed backends, model providers, learning stores")
     commands.add_parser("version", help="print kern's version")
     args = parser.parse_args(argv)
     if args.command == "demo":
