@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -87,31 +86,6 @@ class TestDuckDbFile(FileBackendScenarios):
     db_class = "kern.db.duckdb:DuckDb"
     scheme = "duckdb"
     suffix = ".duckdb"
-
-
-@pytest.mark.parametrize(
-    "kwargs",
-    [{"db_url": "duckdb:///:memory:"}, {"db_url": "duckdb://"}, {"db_file": ":memory:"}],
-)
-def test_memory_database_is_private_and_shared_across_threads(kwargs: dict[str, str]) -> None:
-    db, other = DuckDb(**kwargs), DuckDb(**kwargs)
-    try:
-        assert db.db_file == ":memory:"
-        db.upsert_session(Session(session_id="s"), expected_version=None)
-
-        def work(i: int) -> tuple[int | None, bool]:
-            stored = db.append_run(turn("s", i))
-            return stored.seq, db.get_session("s") is not None
-
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            results = list(pool.map(work, range(40)))
-        assert sorted(seq for seq, _ in results) == list(range(1, 41))
-        assert all(seen for _, seen in results)
-        assert [r.seq for r in db.get_last_runs("s", 3)] == [38, 39, 40]
-        assert other.get_session("s") is None  # each :memory: object is its own database
-    finally:
-        db.close()
-        other.close()
 
 
 def test_exactly_one_location() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -53,30 +52,6 @@ class TestSqliteFile(FileBackendScenarios):
     db_class = "kern.db.sqlite:SqliteDb"
     scheme = "sqlite"
     suffix = ".db"
-
-
-@pytest.mark.parametrize(
-    "kwargs",
-    [{"db_url": "sqlite:///:memory:"}, {"db_url": "sqlite://"}, {"db_file": ":memory:"}],
-)
-def test_memory_database_is_shared_across_threads(kwargs: dict[str, str]) -> None:
-    """One in-memory database, used from many threads at once: every thread sees it."""
-    db = SqliteDb(**kwargs)
-    try:
-        assert db.db_file == ":memory:"
-        db.upsert_session(Session(session_id="s"), expected_version=None)
-
-        def work(i: int) -> tuple[int | None, bool]:
-            stored = db.append_run(turn("s", i))
-            return stored.seq, db.get_session("s") is not None
-
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            results = list(pool.map(work, range(80)))
-        assert sorted(seq for seq, _ in results) == list(range(1, 81))
-        assert all(seen for _, seen in results)
-        assert [r.seq for r in db.get_last_runs("s", 3)] == [78, 79, 80]
-    finally:
-        db.close()
 
 
 def test_exactly_one_location() -> None:

@@ -2,8 +2,10 @@
 
 What their users rely on, whichever engine is underneath: ``db_file="tmp/agents.db"`` works
 in a fresh folder (missing parent folders are made), a relative path means the working
-directory at construction (not at each use), and ``db_url`` takes the relative
-(``scheme:///rel/path``) and absolute (``scheme:////abs/path``) forms.
+directory at construction (not at each use), ``db_url`` takes the relative
+(``scheme:///rel/path``) and absolute (``scheme:////abs/path``) forms, and the in-memory
+forms (``scheme:///:memory:``, ``scheme://``, ``db_file=":memory:"``) give each db object a
+private database that all threads using that object share.
 
 A plugin subclasses ``FileBackendScenarios`` under a name pytest collects and sets::
 
@@ -15,13 +17,14 @@ A plugin subclasses ``FileBackendScenarios`` under a name pytest collects and se
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
 from kern.plugins import resolve
-from kern.records import Session
+from kern.records import Message, Run, Session
 
 __all__ = ["FileBackendScenarios"]
 
@@ -89,3 +92,30 @@ class FileBackendScenarios:
             db.close()
         assert db.db_file == str(path)
         assert self._holds_session(path, "s")
+
+    @pytest.mark.parametrize("form", ["url", "bare url", "db_file"])
+    def test_memory_database_is_private_and_shared_across_threads(self, form: str) -> None:
+        kwargs = {
+            "url": {"db_url": f"{self.scheme}:///:memory:"},
+            "bare url": {"db_url": f"{self.scheme}://"},
+            "db_file": {"db_file": ":memory:"},
+        }[form]
+        db, other = self._open(**kwargs), self._open(**kwargs)
+        try:
+            assert db.db_file == ":memory:"
+            db.upsert_session(Session(session_id="s"), expected_version=None)
+
+            def work(i: int) -> tuple[int | None, bool]:
+                question = Message(role="user", content=f"q{i}")
+                run = Run(session_id="s", input=question.content, messages=[question])
+                return db.append_run(run).seq, db.get_session("s") is not None
+
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                results = list(pool.map(work, range(80)))
+            assert sorted(seq for seq, _ in results) == list(range(1, 81))
+            assert all(seen for _, seen in results)
+            assert [r.seq for r in db.get_last_runs("s", 3)] == [78, 79, 80]
+            assert other.get_session("s") is None  # each :memory: object is its own database
+        finally:
+            db.close()
+            other.close()
