@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ClassVar, cast
 
-from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from kern.db.duckdb import engine as duck_engine
@@ -19,7 +18,7 @@ from kern.db.sql import SqlDb
 from kern.db.sql.migrations import Plan
 from kern.db.sql.prepared import Link
 from kern.db.sql.schema import DEFAULT_PREFIX, check_prefix
-from kern.db.threaded import ThreadedAsyncDb, offloaded
+from kern.db.sql.threaded import ThreadedSqlFileDb
 from kern.errors import ConfigurationError
 
 #: Seconds to wait for another process to give the file up before DuckDbLockedError.
@@ -140,7 +139,7 @@ class DuckDb(SqlDb):
             self._leave()
 
 
-class AsyncDuckDb(ThreadedAsyncDb):
+class AsyncDuckDb(ThreadedSqlFileDb):
     """The async twin of ``DuckDb``: same arguments, each call runs in a worker thread.
 
     DuckDB has no async driver; its calls run off the event loop, which is all an async
@@ -150,7 +149,6 @@ class AsyncDuckDb(ThreadedAsyncDb):
     backend_name = "duckdb"
     sync_class = DuckDb
     sync_db: DuckDb
-    recall_memories = offloaded("recall_memories", DuckDb)
 
     def __init__(
         self,
@@ -173,19 +171,6 @@ class AsyncDuckDb(ThreadedAsyncDb):
         )
 
     @property
-    def engine(self) -> Engine:
-        """The sync SQLAlchemy engine the worker threads use."""
-        return self.sync_db.engine
-
-    @property
-    def table_prefix(self) -> str:
-        return self.sync_db.table_prefix
-
-    @property
-    def db_file(self) -> str:
-        return self.sync_db.db_file
-
-    @property
     def lock_timeout(self) -> float:
         return self.sync_db.lock_timeout
 
@@ -196,9 +181,6 @@ class AsyncDuckDb(ThreadedAsyncDb):
     @property
     def holds_file(self) -> bool:
         return self.sync_db.holds_file
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(db_file={self.db_file!r})"
 
 
 __all__ = ["AsyncDuckDb", "DuckDb"]

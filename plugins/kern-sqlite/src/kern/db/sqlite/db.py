@@ -11,9 +11,9 @@ from sqlalchemy.engine import URL
 
 from kern.db.sql import SqlDb
 from kern.db.sql.schema import DEFAULT_PREFIX
+from kern.db.sql.threaded import ThreadedSqlFileDb
 from kern.db.sqlite import engine as sqlite_engine
 from kern.db.sqlite.dialect import SqliteDialect
-from kern.db.threaded import ThreadedAsyncDb, offloaded
 from kern.errors import ConfigurationError
 
 
@@ -69,7 +69,7 @@ class SqliteDb(SqlDb):
         return f"{type(self).__name__}(db_file={self.db_file!r})"
 
 
-class AsyncSqliteDb(ThreadedAsyncDb):
+class AsyncSqliteDb(ThreadedSqlFileDb):
     """The async twin of ``SqliteDb``: same arguments, each call runs in a worker thread.
 
     Also accepts ``sqlite+aiosqlite://`` URLs (the SQLAlchemy async spelling); the calls
@@ -79,7 +79,6 @@ class AsyncSqliteDb(ThreadedAsyncDb):
     backend_name = "sqlite"
     sync_class = SqliteDb
     sync_db: SqliteDb
-    recall_memories = offloaded("recall_memories", SqliteDb)
 
     def __init__(
         self,
@@ -94,22 +93,6 @@ class AsyncSqliteDb(ThreadedAsyncDb):
         if db_url is not None:
             db_url = sqlite_engine.sync_url(db_url)
         super().__init__(db_file, db_url, table_prefix=table_prefix, engine=engine)
-
-    @property
-    def engine(self) -> Engine:
-        """The sync SQLAlchemy engine the worker threads use."""
-        return self.sync_db.engine
-
-    @property
-    def table_prefix(self) -> str:
-        return self.sync_db.table_prefix
-
-    @property
-    def db_file(self) -> str:
-        return self.sync_db.db_file
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(db_file={self.db_file!r})"
 
 
 __all__ = ["AsyncSqliteDb", "SqliteDb"]

@@ -1,0 +1,39 @@
+"""The async twin of an embedded, file-backed ``SqlDb`` (SQLite, DuckDB).
+
+Each call runs the sync db's method in a worker thread (``ThreadedAsyncDb``); this adds what
+such twins share beyond the contract: the sync db's engine, file and table prefix, and
+``recall_memories`` (what ``kern.learn.stores.OneCallUserMemoryStore`` reads).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from sqlalchemy import Engine
+
+from kern.db.sql.db import SqlDb
+from kern.db.threaded import ThreadedAsyncDb, offloaded
+
+
+class ThreadedSqlFileDb(ThreadedAsyncDb):
+    """Base of ``AsyncSqliteDb`` and ``AsyncDuckDb``: subclasses set ``sync_class``."""
+
+    sync_class: ClassVar[type[SqlDb]]
+    sync_db: SqlDb
+    recall_memories = offloaded("recall_memories", SqlDb)
+
+    @property
+    def engine(self) -> Engine:
+        """The sync SQLAlchemy engine the worker threads use."""
+        return self.sync_db.engine
+
+    @property
+    def table_prefix(self) -> str:
+        return self.sync_db.table_prefix
+
+    @property
+    def db_file(self) -> str:
+        return self.sync_db.db_file  # type: ignore[attr-defined,no-any-return]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(db_file={self.db_file!r})"
