@@ -325,7 +325,46 @@ class DocumentStore(LearningStore):
         return [_dump(update)]
 
 
-class UserProfileStore(DocumentStore):
+class SingleDocumentStore(DocumentStore):
+    """A ``DocumentStore`` updated through one tool whose arguments are a partial
+    ``schema_base`` (every field optional): the user profile, the session context."""
+
+    schema_base: ClassVar[type[BaseModel]]
+    #: The update tool: its name, what it does, the extraction line, the agentic reply.
+    tool_name: ClassVar[str]
+    tool_description: ClassVar[str]
+    tool_instructions: ClassVar[str]
+    tool_reply: ClassVar[str]
+
+    @property
+    def update_model(self) -> type[BaseModel]:
+        base = self.schema_base
+        return partial_model(self.schema or base, f"{base.__name__}Update")
+
+    def extraction(self) -> Extraction:
+        return Extraction(
+            spec=ToolSpec(
+                name=self.tool_name,
+                description=self.tool_description,
+                parameters=tool_parameters(self.update_model),
+            ),
+            arguments=self.update_model,
+            instructions=self.instructions or f"{self.tool_name}: {self.tool_instructions}",
+        )
+
+    def get_tools(self, scope: LearningScope) -> list[Tool]:
+        def update(**fields: Any) -> Turn:
+            content = {k: _jsonable(v) for k, v in fields.items() if v is not None}
+            if not content:
+                return "Nothing to update."
+            yield from self.save(scope, content)
+            return self.tool_reply
+
+        spec = self.extraction().spec
+        return [model_tool(spec.name, spec.description, self.update_model, update)]
+
+
+class UserProfileStore(SingleDocumentStore):
     """Structured facts about the user (name, role, preferences...), one profile per user.
 
     ``schema=`` takes a ``UserProfile`` subclass with custom fields.
@@ -336,16 +375,19 @@ class UserProfileStore(DocumentStore):
     per_user = True
     row_namespace = USER
     schema_base = UserProfile
+    tool_name = "update_user_profile"
+    tool_description = (
+        "Record facts about the user in their profile. Send only the fields the conversation "
+        "told you."
+    )
+    tool_instructions = "lasting facts about the user (name, role, preferences...)."
+    tool_reply = "Profile updated."
 
     def key(self, scope: LearningScope, content: dict[str, Any]) -> dict[str, Any]:
         return {"user_id": scope.user_id}
 
     def key_of(self, learning: Learning) -> dict[str, Any]:
         return {"user_id": learning.user_id}
-
-    @property
-    def update_model(self) -> type[BaseModel]:
-        return partial_model(self.schema or UserProfile, "UserProfileUpdate")
 
     def recall(self, scope: LearningScope, query: str) -> Turn:
         profile = yield from self.current({"user_id": scope.user_id})
@@ -357,38 +399,18 @@ class UserProfileStore(DocumentStore):
         lines = _lines(items[0].content)
         return "\n".join([f"{self.title}:", *lines]) if lines else ""
 
-    def extraction(self) -> Extraction:
-        return Extraction(
-            spec=ToolSpec(
-                name="update_user_profile",
-                description="Record facts about the user in their profile. Send only the "
-                "fields the conversation told you.",
-                parameters=tool_parameters(self.update_model),
-            ),
-            arguments=self.update_model,
-            instructions=self.instructions
-            or "update_user_profile: lasting facts about the user (name, role, preferences...).",
-        )
 
-    def get_tools(self, scope: LearningScope) -> list[Tool]:
-        def update(**fields: Any) -> Turn:
-            content = {k: _jsonable(v) for k, v in fields.items() if v is not None}
-            if not content:
-                return "Nothing to update."
-            yield from self.save(scope, content)
-            return "Profile updated."
-
-        spec = self.extraction().spec
-        return [model_tool(spec.name, spec.description, self.update_model, update)]
-
-
-class SessionContextStore(DocumentStore):
+class SessionContextStore(SingleDocumentStore):
     """The current session's goal, plan and progress (one document per session)."""
 
     kind = "session_context"
     title = "Current session"
     row_namespace = "session"
     schema_base = SessionContext
+    tool_name = "update_session_context"
+    tool_description = "Record this session's goal, plan and progress (only what changed)."
+    tool_instructions = "the session's goal, current plan and progress."
+    tool_reply = "Session context updated."
     replace_lists = frozenset({"plan"})
 
     def key(self, scope: LearningScope, content: dict[str, Any]) -> dict[str, Any]:
@@ -400,10 +422,6 @@ class SessionContextStore(DocumentStore):
     def current(self, filters: dict[str, Any]) -> Turn:
         # The session alone identifies the document (user_id is stored, not filtered on).
         return (yield from super().current({"session_id": filters["session_id"]}))
-
-    @property
-    def update_model(self) -> type[BaseModel]:
-        return partial_model(self.schema or SessionContext, "SessionContextUpdate")
 
     def recall(self, scope: LearningScope, query: str) -> Turn:
         context = yield from self.current({"session_id": scope.session_id})
@@ -424,29 +442,6 @@ class SessionContextStore(DocumentStore):
                 lines += [f"  {i}. {step}" for i, step in enumerate(steps, 1)]
         lines += _lines(content, skip=("goal", "summary", "plan", "progress"))
         return "\n".join(lines) if len(lines) > 1 else ""
-
-    def extraction(self) -> Extraction:
-        return Extraction(
-            spec=ToolSpec(
-                name="update_session_context",
-                description="Record this session's goal, plan and progress (only what changed).",
-                parameters=tool_parameters(self.update_model),
-            ),
-            arguments=self.update_model,
-            instructions=self.instructions
-            or "update_session_context: the session's goal, current plan and progress.",
-        )
-
-    def get_tools(self, scope: LearningScope) -> list[Tool]:
-        def update(**fields: Any) -> Turn:
-            content = {k: _jsonable(v) for k, v in fields.items() if v is not None}
-            if not content:
-                return "Nothing to update."
-            yield from self.save(scope, content)
-            return "Session context updated."
-
-        spec = self.extraction().spec
-        return [model_tool(spec.name, spec.description, self.update_model, update)]
 
 
 class EntityMemoryStore(DocumentStore):
