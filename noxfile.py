@@ -1,7 +1,7 @@
 """Sessions beyond the test suite: benchmarks, lint, and installing the built wheels.
 
 Sessions run inside the uv workspace environment (``uv run``), so they measure and test
-exactly what ``uv sync --all-packages`` installs.
+exactly what ``uv run`` installs (the root project with its ``dev`` group: every workspace member).
 """
 
 from __future__ import annotations

@@ -111,7 +111,7 @@ def _wheel(wheels: list[Path], dist: str) -> str:
 
 
 def test_plain_install_names_the_extra_for_other_schemes(wheels, tmp_path):
-    plain = [_wheel(wheels, d) for d in ("kern", "kern_core", "kern_sql", "kern_sqlite")]
+    plain = [_wheel(wheels, d) for d in ("kern_memory", "kern_core", "kern_sql", "kern_sqlite")]
     python = _venv_with(wheels, tmp_path, *plain)
     code = (
         "import kern.db\n"
@@ -124,8 +124,8 @@ def test_plain_install_names_the_extra_for_other_schemes(wheels, tmp_path):
     )
     result = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert "pip install 'kern[postgres]'" in result.stdout
-    assert "pip install 'kern[duckdb]'" in result.stdout
+    assert "pip install 'kern-memory[postgres]'" in result.stdout
+    assert "pip install 'kern-memory[duckdb]'" in result.stdout
 
 
 def test_extras_install_and_connect(wheels, tmp_path):
@@ -140,7 +140,7 @@ def test_extras_install_and_connect(wheels, tmp_path):
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-    root = _wheel(wheels, "kern")
+    root = _wheel(wheels, "kern_memory")
     needed = [_wheel(wheels, d) for d in ("kern_core", "kern_sql", "kern_sqlite")]
     needed += [_wheel(wheels, d) for d in ("kern_postgres", "kern_duckdb")]
     python = _venv_with(wheels, tmp_path, f"{root}[postgres,duckdb]", *needed)

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+#: The distribution a user installs (``kern`` itself is another project's name on PyPI);
+#: the extras keep the backend names: ``kern-memory[postgres]``.
+DISTRIBUTION = "kern-memory"
+
+
+def install_command(extra: str) -> str:
+    """The pip command that installs the extra for one backend, for error messages."""
+    return f"pip install '{DISTRIBUTION}[{extra}]'"
+
 
 class KernError(Exception):
     """Base class for every error kern raises on purpose."""

@@ -15,7 +15,7 @@ import pytest
 
 from kern.testing.scripted_server import ScriptedServer
 
-HOW_TO_INSTALL = "uv sync --all-packages (in this repository) or pip install 'kern[duckdb]'"
+HOW_TO_INSTALL = "uv sync (in this repository) or pip install 'kern-memory[duckdb]'"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -101,7 +101,7 @@ def test_exactly_one_location() -> None:
 def test_other_backend_url_names_the_right_class() -> None:
     with pytest.raises(ConfigurationError, match="PostgresDb") as error:
         DuckDb(db_url="postgresql://kern:s3cret@localhost:5432/app")
-    assert "kern[postgres]" in str(error.value)
+    assert "kern-memory[postgres]" in str(error.value)
     assert "s3cret" not in str(error.value)
     with pytest.raises(ConfigurationError, match="SqliteDb"):
         DuckDb(db_url="sqlite:///x.db")

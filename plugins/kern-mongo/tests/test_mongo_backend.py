@@ -179,7 +179,7 @@ def test_exactly_one_of_url_or_client() -> None:
 def test_other_backend_url_names_the_right_class() -> None:
     with pytest.raises(ConfigurationError, match="PostgresDb") as error:
         MongoDb(db_url="postgresql://kern:s3cret@localhost:5432/app")
-    assert "kern[postgres]" in str(error.value) and "s3cret" not in str(error.value)
+    assert "kern-memory[postgres]" in str(error.value) and "s3cret" not in str(error.value)
     with pytest.raises(ConfigurationError, match="SqliteDb"):
         AsyncMongoDb(db_url="sqlite:///agent.db")
     with pytest.raises(ConfigurationError, match="RedisDb"):

@@ -182,7 +182,7 @@ def test_other_drivers_name_psycopg() -> None:
 def test_other_backends_name_the_right_class() -> None:
     with pytest.raises(ConfigurationError, match="SqliteDb") as error:
         PostgresDb(db_url="sqlite:///tmp/agent.db")
-    assert "kern[sqlite]" in str(error.value)
+    assert "kern-memory[sqlite]" in str(error.value)
     with pytest.raises(ConfigurationError, match="MongoDb"):
         AsyncPostgresDb(db_url="mongodb://localhost:27017/app")
     with pytest.raises(ConfigurationError, match="could not read"):

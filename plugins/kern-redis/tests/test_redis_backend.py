@@ -108,7 +108,7 @@ def test_urls_are_parsed_without_connecting_and_passwords_stay_hidden() -> None:
 def test_other_backend_urls_name_the_right_class() -> None:
     with pytest.raises(ConfigurationError, match="PostgresDb") as error:
         RedisDb(db_url="postgresql://kern:s3cret@localhost:5432/app")
-    assert "kern[postgres]" in str(error.value) and "s3cret" not in str(error.value)
+    assert "kern-memory[postgres]" in str(error.value) and "s3cret" not in str(error.value)
     with pytest.raises(ConfigurationError, match="MongoDb"):
         AsyncRedisDb(db_url="mongodb://localhost:27017")
     with pytest.raises(ConfigurationError, match="SqliteDb"):

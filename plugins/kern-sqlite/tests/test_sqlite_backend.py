@@ -108,7 +108,7 @@ def test_real_async_engine_is_refused(tmp_path: Path) -> None:
 def test_other_backend_url_names_the_right_class() -> None:
     with pytest.raises(ConfigurationError, match="PostgresDb") as error:
         SqliteDb(db_url="postgresql://kern:s3cret@localhost:5432/app")
-    assert "kern[postgres]" in str(error.value)
+    assert "kern-memory[postgres]" in str(error.value)
     assert "s3cret" not in str(error.value)
     with pytest.raises(ConfigurationError, match="DuckDb"):
         SqliteDb(db_url="duckdb:///x.duckdb")

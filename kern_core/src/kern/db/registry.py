@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kern.db.base import AsyncBaseDb, BaseDb
-from kern.errors import BackendNotInstalledError, ConfigurationError
+from kern.errors import BackendNotInstalledError, ConfigurationError, install_command
 from kern.plugins import registry
 
 #: Schemes of kern's first-party backends and the extra that installs each.
@@ -105,7 +105,7 @@ def _unknown_scheme(scheme: str) -> ConfigurationError:
     if extra is not None:
         return BackendNotInstalledError(
             f"URL scheme {scheme!r} needs the kern-{extra} plugin, which is not installed: "
-            f"pip install 'kern[{extra}]'"
+            f"{install_command(extra)}"
         )
     installed = ", ".join(sorted(registry().schemes)) or "none"
     return ConfigurationError(

@@ -25,7 +25,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import NullPool
 
 import duckdb
-from kern.errors import ConfigurationError, SyncAsyncMismatchError
+from kern.errors import ConfigurationError, SyncAsyncMismatchError, install_command
 
 MEMORY = ":memory:"
 SCHEME = "duckdb"
@@ -110,7 +110,7 @@ def wrong_backend(cls: str, drivername: str) -> ConfigurationError:
     else:
         name, other_cls, module, extra = other
         hint = (
-            f"for {name} use {other_cls} from {module} (pip install 'kern[{extra}]'), or "
+            f"for {name} use {other_cls} from {module} ({install_command(extra)}), or "
             "kern.db.connect(url), which picks the backend from the URL"
         )
     return ConfigurationError(

@@ -15,7 +15,7 @@ from pymongo import AsyncMongoClient, MongoClient
 from pymongo.errors import ConfigurationError as PyMongoConfigurationError
 from pymongo.errors import InvalidURI
 
-from kern.errors import ConfigurationError, SyncAsyncMismatchError
+from kern.errors import ConfigurationError, SyncAsyncMismatchError, install_command
 
 SCHEMES = ("mongodb", "mongodb+srv")
 DEFAULT_DATABASE = "kern"
@@ -59,7 +59,7 @@ def check_url(db_url: object, *, cls: str) -> str:
     else:
         name, other_cls, module, extra = other
         hint = (
-            f"for {name} use {other_cls} from {module} (pip install 'kern[{extra}]'), or "
+            f"for {name} use {other_cls} from {module} ({install_command(extra)}), or "
             "kern.db.connect(url), which picks the backend from the URL"
         )
     # The URL itself is not echoed: it may hold a password.

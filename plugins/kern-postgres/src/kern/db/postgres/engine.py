@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from kern.errors import ConfigurationError, SyncAsyncMismatchError
+from kern.errors import ConfigurationError, SyncAsyncMismatchError, install_command
 
 SYNC_DRIVER = "psycopg"
 ASYNC_DRIVER = "psycopg_async"
@@ -174,7 +174,7 @@ def _check_dialect(engine: Engine, cls: str) -> None:
 def _other_driver(cls: str, drivername: str, scheme: str) -> ConfigurationError:
     return ConfigurationError(
         f"{cls} runs on psycopg 3, not on the driver of {drivername}://: use a "
-        f"{scheme}://user:pass@host:5432/db URL (psycopg is installed with kern[postgres])."
+        f"{scheme}://user:pass@host:5432/db URL (psycopg is installed with kern-memory[postgres])."
     )
 
 
@@ -186,7 +186,7 @@ def wrong_backend(cls: str, drivername: str) -> ConfigurationError:
     else:
         name, other_cls, module, extra = other
         hint = (
-            f"for {name} use {other_cls} from {module} (pip install 'kern[{extra}]'), or "
+            f"for {name} use {other_cls} from {module} ({install_command(extra)}), or "
             "kern.db.connect(url), which picks the backend from the URL"
         )
     return ConfigurationError(

@@ -16,7 +16,7 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
-from kern.errors import ConfigurationError, SyncAsyncMismatchError
+from kern.errors import ConfigurationError, SyncAsyncMismatchError, install_command
 
 SCHEMES = ("redis", "rediss", "unix")
 _TRUE = {"1", "true", "yes", "on"}
@@ -62,7 +62,7 @@ def _split_url(db_url: str, cls: str) -> tuple[str, bool]:
             name, module, extra = other
             raise ConfigurationError(
                 f"{cls} needs a redis:// or rediss:// URL; {scheme}:// is a URL for "
-                f"{name} (from {module} import {name}; pip install 'kern[{extra}]'), or "
+                f"{name} (from {module} import {name}; {install_command(extra)}), or "
                 "use kern.db.connect(url), which picks the class from the URL."
             )
         raise ConfigurationError(

@@ -27,7 +27,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
-from kern.errors import ConfigurationError, SyncAsyncMismatchError
+from kern.errors import ConfigurationError, SyncAsyncMismatchError, install_command
 
 #: Seconds a writer waits for the lock before SQLite reports "database is locked".
 BUSY_TIMEOUT_S = 30.0
@@ -142,7 +142,7 @@ def wrong_backend(cls: str, drivername: str) -> ConfigurationError:
     else:
         name, other_cls, module, extra = other
         hint = (
-            f"for {name} use {other_cls} from {module} (pip install 'kern[{extra}]'), or "
+            f"for {name} use {other_cls} from {module} ({install_command(extra)}), or "
             "kern.db.connect(url), which picks the backend from the URL"
         )
     return ConfigurationError(
