@@ -45,7 +45,7 @@ def test_connect_picks_the_class_by_scheme(tmp_path):
     ],
 )
 def test_a_first_party_scheme_without_its_plugin_names_the_extra(url, extra, sqlite_only):
-    with pytest.raises(BackendNotInstalledError, match=rf"pip install 'kern\[{extra}\]'"):
+    with pytest.raises(BackendNotInstalledError, match=rf"pip install 'kern-memory\[{extra}\]'"):
         connect(url)
 
 

@@ -22,6 +22,7 @@ from kern.errors import (
     SessionNotFoundError,
     SyncAsyncMismatchError,
 )
+from kern.ids import check_id, check_input
 from kern.learn.scope import LearningScope, Recall
 from kern.models import default_model, get_model
 from kern.models.base import Model, ModelResponse
@@ -213,6 +214,9 @@ class Agent:
         started = time.perf_counter()
         session_id = session_id or self.session_id
         user_id = user_id or self.user_id
+        check_id("session_id", session_id)
+        check_id("user_id", user_id, optional=True)
+        check_input(input)
         persist = self.db is not None
 
         session: Session | None = None

@@ -67,5 +67,27 @@ class UnserializableError(KernError, TypeError):
     """A value (session state, metadata, tool result) cannot be stored as JSON."""
 
 
+class InvalidIdError(KernError, ValueError):
+    """An id given to the storage contract is not a usable id (see ``kern.ids``).
+
+    Raised before any backend or driver sees the value, so nothing was read or written.
+    """
+
+    def __init__(self, argument: str, rule: str, value: object) -> None:
+        self.argument = argument
+        self.rule = rule
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        super().__init__(
+            f"{argument} must be {rule}; got {type(value).__name__} {shown}. Ids are "
+            "non-empty strings of at most 255 characters without NUL or lone surrogates "
+            "(pass str(your_key)); nothing was read or written."
+        )
+
+
+class InvalidTextError(KernError, ValueError):
+    """Text to be stored holds a character no backend can keep faithfully (NUL, lone
+    surrogate). Refused on every backend alike, before anything is written."""
+
+
 class ModelProviderError(KernError):
     """The model provider could not be reached or refused the request."""

@@ -344,7 +344,7 @@ def test_a_version_1_memory_index_is_rebuilt_keyed_by_user(tmp_path: Path) -> No
 def test_memory_index_holds_one_user_token_per_row(db: SqliteDb) -> None:
     """Each indexed memory carries its user's token, so FTS5 can match one user's rows
     without reading anyone else's (the search relies on it to be fast, not to be right)."""
-    users = ["u", "ü-ser", 'q"uote', ""]
+    users = ["u", "ü-ser", 'q"uote']  # "" is not an id: refused at the door (kern.ids)
     for user in users:
         db.upsert_memory(Memory(user_id=user, content="shared words about kiwis"))
     conn = raw(db.db_file)

@@ -13,6 +13,13 @@ Rules every implementation keeps (DESIGN.md section 3):
 - ``upsert_session`` is compare-and-set on ``version``: a stale writer gets
   ``VersionConflictError`` and nothing is overwritten.
 - Every read path is indexed, and ``forget_user`` removes every row holding the user's data.
+
+Ids and stored text are checked at the door (``kern.db.door``), before a backend runs:
+implementations receive only ids that are non-empty strings of at most 255 characters with no
+NUL or lone surrogate, a user id wherever the operation is per user, and text without NUL or
+lone surrogates. ``None`` for an optional filter (``query_learnings(user_id=None)``) means
+"any"; the per-user operations (``list_memories``, ``search_memories``, ``forget_user``)
+never take ``None``.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import abc
 from collections.abc import Sequence
 from typing import ClassVar
 
+from kern.db.door import ContractMeta, guard_contract
 from kern.records import (
     Learning,
     LearningStatus,
@@ -46,7 +54,7 @@ class _DbInfo:
     backend_name: ClassVar[str] = ""
 
 
-class BaseDb(_DbInfo, abc.ABC):
+class BaseDb(_DbInfo, metaclass=ContractMeta):
     """A synchronous kern database."""
 
     is_async = False
@@ -230,7 +238,7 @@ class BaseDb(_DbInfo, abc.ABC):
     def delete_learning(self, learning_id: str) -> bool: ...
 
 
-class AsyncBaseDb(_DbInfo, abc.ABC):
+class AsyncBaseDb(_DbInfo, metaclass=ContractMeta):
     """The async twin of ``BaseDb``: same methods and meaning, as coroutines."""
 
     is_async = True
@@ -342,3 +350,6 @@ class AsyncBaseDb(_DbInfo, abc.ABC):
     ) -> list[ScoredLearning]: ...
     @abc.abstractmethod
     async def delete_learning(self, learning_id: str) -> bool: ...
+
+
+guard_contract(BaseDb)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from kern.effects import Call, DbCall, Turn
 from kern.errors import ConfigurationError
+from kern.ids import check_id
 from kern.learn.text import cosine, normalise, prefix_length, token_set
 from kern.records import LearningStatus, utcnow
 
@@ -212,6 +213,7 @@ class Curator:
     # -- helpers -----------------------------------------------------------------------
     def _groups(self, user_id: str | None, kinds: Sequence[str], namespace: str | None) -> Turn:
         """The items to curate, grouped by (kind, namespace, user)."""
+        check_id("user_id", user_id, optional=True)
         if isinstance(kinds, str):
             kinds = [kinds]
         groups: dict[tuple[str, str | None, str | None], list[_Item]] = defaultdict(list)

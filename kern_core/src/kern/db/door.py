@@ -1,0 +1,225 @@
+"""The storage contract's door: every id and every stored text is checked here, once.
+
+``ContractMeta`` is the metaclass of ``BaseDb`` and ``AsyncBaseDb``. Whenever a class of
+either family gets a contract method (written in its body, inherited from a mixin, or
+assigned after the class was made), the method is wrapped in a guard that checks its
+arguments with ``kern.ids`` before the backend runs. So every backend, ours and third-party,
+gets the same checks without writing them: a bad id raises ``InvalidIdError`` and bad text
+``InvalidTextError``, and no driver ever sees either.
+
+Which argument is an id, and whether ``None`` is allowed, is read from the contract's own
+signatures: a parameter named like an id (``session_id``, ``user_id``, ``kind``...) whose
+default is ``None`` is an optional filter; one without a default is required.
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from kern.ids import check_id, check_text
+from kern.records import Learning, Memory, Message, Run, Session
+
+#: Contract parameters that carry an id.
+ID_PARAMETERS = frozenset(
+    {
+        "session_id",
+        "user_id",
+        "run_id",
+        "memory_id",
+        "learning_id",
+        "agent_id",
+        "component_id",
+        "entity_id",
+        "kind",
+        "namespace",
+    }
+)
+
+#: Contract parameters that carry text to store or search with.
+TEXT_PARAMETERS = frozenset({"query", "output", "messages", "metrics"})
+
+Check = Callable[[str, Any], None]
+
+
+def _ids(*required: str, optional: Iterable[str] = ()) -> list[tuple[str, bool]]:
+    return [(name, False) for name in required] + [(name, True) for name in optional]
+
+
+#: For each record type: its id fields (name, optional) and its text fields.
+RECORD_FIELDS: dict[type, tuple[list[tuple[str, bool]], tuple[str, ...]]] = {
+    Session: (
+        _ids("session_id", optional=("component_id", "user_id")),
+        ("name", "state", "summary", "metadata"),
+    ),
+    Run: (
+        _ids("run_id", "session_id", optional=("parent_run_id", "component_id", "user_id")),
+        ("input", "output", "metrics"),
+    ),
+    Memory: (
+        _ids("memory_id", "user_id", optional=("agent_id", "source_run_id")),
+        ("content", "topics"),
+    ),
+    Learning: (
+        _ids(
+            "learning_id",
+            "kind",
+            "namespace",
+            optional=("user_id", "session_id", "entity_id", "source_run_id"),
+        ),
+        ("content",),
+    ),
+}
+
+
+def check_messages(field: str, messages: Any) -> None:
+    """The text of chat messages (content, tool calls), for ``Run.messages`` and ``update_run``."""
+    if not isinstance(messages, list | tuple):
+        return
+    for index, message in enumerate(messages):
+        if not isinstance(message, Message):
+            check_text(f"{field}[{index}]", message)
+            continue
+        where = f"{field}[{index}]"
+        check_text(f"{where}.content", message.content)
+        check_text(f"{where}.name", message.name)
+        check_text(f"{where}.tool_call_id", message.tool_call_id)
+        for call in message.tool_calls or ():
+            check_text(f"{where}.tool_calls", [call.id, call.name, call.arguments])
+
+
+def check_record(argument: str, record: Any) -> None:
+    """Ids and text of a record passed to the contract (``upsert_session(session)``...)."""
+    fields = RECORD_FIELDS.get(type(record))
+    if fields is None:
+        return  # not a kern record: the backend's own validation speaks
+    id_fields, text_fields = fields
+    for name, optional in id_fields:
+        check_id(f"{argument}.{name}", getattr(record, name), optional=optional)
+    for name in text_fields:
+        check_text(f"{argument}.{name}", getattr(record, name))
+    if isinstance(record, Run):
+        check_messages(f"{argument}.messages", record.messages)
+
+
+def check_query(argument: str, value: Any) -> None:
+    if not isinstance(value, str):
+        from kern.errors import InvalidTextError
+
+        raise InvalidTextError(
+            f"{argument} must be a string, got {type(value).__name__}: pass the search text."
+        )
+    check_text(argument, value)
+
+
+def _check_for(parameter: inspect.Parameter) -> Check | None:
+    name = parameter.name
+    if name in ID_PARAMETERS:
+        optional = parameter.default is None
+        return functools.partial(_check_id, optional=optional)
+    if name in ("session", "run", "memory", "learning"):
+        return check_record
+    if name == "query":
+        return check_query
+    if name == "messages":
+        return check_messages
+    if name in TEXT_PARAMETERS:
+        return check_text
+    return None
+
+
+def _check_id(argument: str, value: Any, *, optional: bool) -> None:
+    check_id(argument, value, optional=optional)
+
+
+def arguments_check(method: str, contract: Callable[..., Any]) -> Callable[..., None] | None:
+    """A function checking ``(args, kwargs)`` of a call to ``method``, or None if it takes
+    nothing to check. Positions and names come from the contract's signature."""
+    steps: list[tuple[str, int | None, Check]] = []
+    parameters = list(inspect.signature(contract).parameters.values())[1:]  # without self
+    for position, parameter in enumerate(parameters):
+        check = _check_for(parameter)
+        if check is None:
+            continue
+        positional = parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+        steps.append((parameter.name, position if positional else None, check))
+    if not steps:
+        return None
+
+    def check_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        for name, position, check in steps:
+            if position is not None and position < len(args):
+                value = args[position]
+            elif name in kwargs:
+                value = kwargs[name]
+            else:
+                continue  # left to its default
+            check(f"{method}(): {name}", value)
+
+    return check_arguments
+
+
+def _recall_memories(self: Any, user_id: str, query: str, *, agent_id: str | None = None) -> None:
+    """The signature of ``recall_memories``, which SQL and Redis backends add."""
+
+
+def _guard(method: Callable[..., Any], check: Callable[..., None], is_async: bool) -> Any:
+    if is_async:
+
+        @functools.wraps(method)
+        async def guarded_async(self: Any, *args: Any, **kwargs: Any) -> Any:
+            check(args, kwargs)
+            return await method(self, *args, **kwargs)
+
+        guarded: Any = guarded_async
+    else:
+
+        @functools.wraps(method)
+        def guarded_sync(self: Any, *args: Any, **kwargs: Any) -> Any:
+            check(args, kwargs)
+            return method(self, *args, **kwargs)
+
+        guarded = guarded_sync
+    guarded.__kern_checked__ = True
+    return guarded
+
+
+class ContractMeta(abc.ABCMeta):
+    """Wraps each contract method of a Db class in its argument check (see the module doc)."""
+
+    #: Method name -> its argument check; filled by ``guard_contract`` from ``BaseDb``.
+    checks: dict[str, Callable[..., None]] = {}
+
+    def __init__(cls, name: str, bases: tuple[type, ...], namespace: dict[str, Any]) -> None:
+        super().__init__(name, bases, namespace)
+        for method_name in ContractMeta.checks:
+            method = getattr(cls, method_name, None)
+            if method is not None:
+                type.__setattr__(cls, method_name, cls._guarded(method_name, method))
+
+    def __setattr__(cls, name: str, value: Any) -> None:
+        if name in ContractMeta.checks:
+            value = cls._guarded(name, value)
+        super().__setattr__(name, value)
+
+    def _guarded(cls, name: str, method: Any) -> Any:
+        if (
+            not inspect.isfunction(method)
+            or getattr(method, "__kern_checked__", False)
+            or getattr(method, "__isabstractmethod__", False)
+        ):
+            return method
+        return _guard(method, ContractMeta.checks[name], bool(getattr(cls, "is_async", False)))
+
+
+def guard_contract(contract: type) -> None:
+    """Read the argument checks from ``contract`` (``BaseDb``); called once, in db.base."""
+    names = [name for name in contract.__abstractmethods__] + ["recall_memories"]
+    for name in sorted(names):
+        signature_of = getattr(contract, name, None) or _recall_memories
+        check = arguments_check(name, signature_of)
+        if check is not None:
+            ContractMeta.checks[name] = check
