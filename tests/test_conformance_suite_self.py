@@ -25,10 +25,11 @@ from kern.testing.conformance import (  # noqa: E402
     build_db,
 )
 
-SCENARIOS = sorted(
+SCENARIOS = sorted(  # written on _Scenarios or a topic mixin it inherits (kern.testing.isolation)
     name
-    for name, value in vars(conformance._Scenarios).items()
-    if name.startswith("test_") and inspect.iscoroutinefunction(value)
+    for name in dir(conformance._Scenarios)
+    if name.startswith("test_")
+    and inspect.iscoroutinefunction(getattr(conformance._Scenarios, name))
 )
 
 

@@ -3,6 +3,9 @@
 The read counter is DuckDB's own profiler: the rows that the table scans of each statement
 read (``rows_scanned`` of every ``TABLE_SCAN`` operator, an index lookup counting the rows it
 fetched), summed over the statements the measured read issues. See ``rows_scanned``.
+
+The raw scan (``duckdb_rows``) reads every row of every table of the db's prefix (the term
+tables of text search and the run counters included) with plain SQL.
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ from typing import Any
 
 import pytest
 
-pytest.register_assert_rewrite("kern.testing.conformance")
+pytest.register_assert_rewrite("kern.testing.conformance", "kern.testing.isolation")
 
-from sqlalchemy import event  # noqa: E402
+from sqlalchemy import event, text  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 
 from kern.testing.conformance import AsyncBackendConformance, BackendConformance  # noqa: E402
@@ -78,6 +81,25 @@ def rows_scanned(engine: Engine) -> Iterator[list[int]]:
     assert not pending, "a profiled statement was not counted"
 
 
+def duckdb_rows(engine: Engine, prefix: str) -> list[str]:
+    """``<table>: <column values>`` for every row of every base table named ``<prefix>...``."""
+    rows: list[str] = []
+    with engine.connect() as conn:
+        tables = conn.execute(
+            text(
+                "SELECT table_schema, table_name FROM information_schema.tables "
+                "WHERE table_type = 'BASE TABLE' ORDER BY table_schema, table_name"
+            )
+        ).all()
+        for schema, name in tables:
+            if not name.startswith(prefix):
+                continue
+            quoted = ".".join('"' + part.replace('"', '""') + '"' for part in (schema, name))
+            for row in conn.exec_driver_sql(f"SELECT * FROM {quoted}"):
+                rows.append(f"{name}: " + " | ".join(str(value) for value in row))
+    return rows
+
+
 class TestDuckDbConformance(BackendConformance):
     def db_factory(self, tmp_path: Path) -> tuple[str, dict[str, Any]]:
         return "kern.db.duckdb:DuckDb", {"db_file": str(tmp_path / "kern.duckdb")}
@@ -86,6 +108,9 @@ class TestDuckDbConformance(BackendConformance):
         with rows_scanned(db.engine) as count:
             fn()
         return count[0]
+
+    def raw_scan(self, db: Any) -> list[str]:
+        return duckdb_rows(db.engine, db.table_prefix)
 
 
 class TestAsyncDuckDbConformance(AsyncBackendConformance):
@@ -96,3 +121,6 @@ class TestAsyncDuckDbConformance(AsyncBackendConformance):
         with rows_scanned(db.engine) as count:
             await fn()
         return count[0]
+
+    def raw_scan(self, db: Any) -> list[str]:
+        return duckdb_rows(db.engine, db.table_prefix)

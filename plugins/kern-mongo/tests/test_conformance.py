@@ -4,6 +4,9 @@ Each test gets a database nobody has used (see conftest.py). The read measure is
 level: a ``pymongo.monitoring.CommandListener`` counts the commands a read sends and the
 documents the server returns, plus the keys and documents the server reports examining in
 ``explain`` for each ``find`` (MongoDB reports them; nx-27017 reports zero).
+
+The raw scan reads every document of every collection of the db's database whose name
+starts with its collection prefix, with a plain pymongo client (``mongo.client``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 
 import pytest
 
-pytest.register_assert_rewrite("kern.testing.conformance")
+pytest.register_assert_rewrite("kern.testing.conformance", "kern.testing.isolation")
 
 from kern.db.mongo.testing import examined, shared_counter  # noqa: E402
 from kern.testing.conformance import AsyncBackendConformance, BackendConformance  # noqa: E402
@@ -37,6 +40,15 @@ class _OnMongo:
     def _target(self, mongo: Any, mongo_kwargs: dict[str, str]) -> None:
         self.mongo = mongo
         self.kwargs = mongo_kwargs
+
+    def raw_scan(self, db: Any) -> list[str]:
+        """``<collection>: <document>`` for every document of the db's collections."""
+        database = self.mongo.client[db.database_name]
+        documents: list[str] = []
+        for name in sorted(database.list_collection_names()):
+            if name.startswith(db.collection_prefix):
+                documents += [f"{name}: {doc!r}" for doc in database[name].find()]
+        return documents
 
 
 class TestMongoConformance(_OnMongo, BackendConformance):

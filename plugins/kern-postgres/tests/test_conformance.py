@@ -6,6 +6,10 @@ through SQLAlchemy's ``before_cursor_execute`` event) is also run under
 ``EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)`` on the same connection, and the rows each plan
 node produced or filtered away are summed: the rows the server examined (the
 ``examined_rows`` fixture of conftest.py).
+
+The raw scan reads every row of every table of the test's schema whose name starts with the
+db's table prefix, as Postgres's own text form of the row (``t::text``: the generated
+``tsvector`` search columns included), on a plain psycopg connection.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from psycopg import sql
 
-pytest.register_assert_rewrite("kern.testing.conformance")
+pytest.register_assert_rewrite("kern.testing.conformance", "kern.testing.isolation")
 
 from kern.testing.conformance import AsyncBackendConformance, BackendConformance  # noqa: E402
 
@@ -37,6 +42,24 @@ class _OnTheTestServer:
     def db_factory(self, tmp_path: Path) -> tuple[str, dict[str, Any]]:
         url = self.database.async_url if "Async" in self.db_class else self.database.url
         return self.db_class, {"db_url": url, "schema": self.schema}
+
+    def raw_scan(self, db: Any) -> list[str]:
+        """``<table>: <row as text>`` for every row of the db's tables, read with psycopg."""
+        rows: list[str] = []
+        with self.database.connect() as conn:
+            tables = conn.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = %s AND table_type = 'BASE TABLE' ORDER BY table_name",
+                (db.schema,),
+            ).fetchall()
+            for (name,) in tables:
+                if not name.startswith(db.table_prefix):
+                    continue
+                query = sql.SQL("SELECT t::text FROM {}.{} AS t").format(
+                    sql.Identifier(db.schema), sql.Identifier(name)
+                )
+                rows += [f"{name}: {text}" for (text,) in conn.execute(query)]
+        return rows
 
 
 class TestPostgresConformance(_OnTheTestServer, BackendConformance):
