@@ -20,6 +20,7 @@ from kern.effects import Call, DbCall, ModelCall, Turn, adrive, alast, drive, la
 from kern.errors import (
     ConfigurationError,
     SessionNotFoundError,
+    StorageUnavailableError,
     SyncAsyncMismatchError,
 )
 from kern.ids import check_id, check_input
@@ -29,7 +30,7 @@ from kern.models.base import Model, ModelResponse
 from kern.printing import aprint_stream, print_run, print_stream
 from kern.records import Message, Run, RunStatus, Session, SessionType, new_id
 from kern.run import RunEvent, RunOutput
-from kern.sessions import checked_state, load_or_create, save_state
+from kern.sessions import SHARED_KEY, check_owner, checked_state, commit, read_owned
 from kern.tools import Tool, argument_error_text, as_tool, result_text
 
 #: How many model calls one turn may make before the agent stops following tool calls.
@@ -64,6 +65,7 @@ class Agent:
         add_session_state_to_context: bool = False,
         markdown: bool = False,
         learning: Any = None,
+        shared_session: bool = False,
     ) -> None:
         if db is not None and not isinstance(db, BaseDb | AsyncBaseDb):
             raise ConfigurationError(
@@ -78,13 +80,20 @@ class Agent:
         self.agent_id = agent_id or name
         self.instructions = [instructions] if isinstance(instructions, str) else instructions
         self.tools = [as_tool(tool) for tool in tools]
+        #: The session used when a call names none: the one given here, else one made up
+        #: for this agent's ``user_id``. Other users get sessions of their own (a session
+        #: belongs to its user), see ``default_session_id``.
         self.session_id = session_id or new_id()
+        self._session_given = session_id is not None
+        self._user_sessions: dict[str, str] = {}
         self.user_id = user_id
         self.session_state = checked_state(session_state or {})
         self.add_history_to_context = add_history_to_context
         self.num_history_runs = num_history_runs
         self.add_session_state_to_context = add_session_state_to_context
         self.markdown = markdown
+        #: Sessions this agent creates may be used by any user, not only their creator's.
+        self.shared_session = shared_session
         #: The learning machine (``learning=True`` or a ``LearningMachine``), or None.
         self.learning = _learning_machine(learning)
 
@@ -104,10 +113,18 @@ class Agent:
         user_id: str | None = None,
         session_state: dict[str, Any] | None = None,
         stream: bool = False,
+        run_id: str | None = None,
     ) -> RunOutput | Iterator[RunEvent]:
-        """Answer ``input`` in the session; with ``stream=True``, an iterator of events."""
+        """Answer ``input`` in the session; with ``stream=True``, an iterator of events.
+
+        The turn is stored in one atomic write after the answer: its run, the session (if
+        new) and the state it left. ``run_id`` names the run; a turn that failed with
+        ``StorageUnavailableError`` may have been stored or not, so retry it with
+        ``run_id=error.run_id``: if it was stored, its stored output is returned and
+        nothing is asked or stored again; if not, it runs now.
+        """
         self._require_sync_db("run", "arun")
-        turn = self._turn(input, session_id, user_id, session_state)
+        turn = self._turn(input, session_id, user_id, session_state, run_id)
         events = drive(turn, db=self.db, stream=stream)
         return _events(events) if stream else last(events)
 
@@ -119,9 +136,10 @@ class Agent:
         user_id: str | None = None,
         session_state: dict[str, Any] | None = None,
         stream: bool = False,
+        run_id: str | None = None,
     ) -> RunOutput | AsyncIterator[RunEvent]:
         """``run`` for async code. A sync db is used from a worker thread, never the loop."""
-        turn = self._turn(input, session_id, user_id, session_state)
+        turn = self._turn(input, session_id, user_id, session_state, run_id)
         events = adrive(turn, db=self.db, stream=stream)
         return _aevents(events) if stream else await alast(events)
 
@@ -154,8 +172,9 @@ class Agent:
 
     # -- reading back --------------------------------------------------------------
     def get_session(self, session_id: str | None = None) -> Session | None:
+        """The stored session; refused if the agent's ``user_id`` is not its owner's."""
         self._require_sync_db("get_session", "aget_session")
-        return self._require_db().get_session(session_id or self.session_id)
+        return last(drive(self._read_session(session_id), db=self._require_db()))
 
     async def aget_session(self, session_id: str | None = None) -> Session | None:
         return await alast(adrive(self._read_session(session_id), db=self._require_db()))
@@ -177,11 +196,28 @@ class Agent:
         reader = self._read_history(session_id, last_n_runs)
         return await alast(adrive(reader, db=self._require_db()))
 
+    def default_session_id(self, user_id: str | None = None) -> str:
+        """The session a turn uses when it names none: ``session_id`` given to the agent, or
+        else one per user, made up on first use (the agent's own ``user_id`` gets
+        ``self.session_id``), so several users of one agent never share a conversation."""
+        if self._session_given or user_id is None or user_id == self.user_id:
+            return self.session_id
+        return self._user_sessions.setdefault(user_id, new_id())
+
     def _read_session(self, session_id: str | None) -> Turn:
-        return (yield DbCall("get_session", (session_id or self.session_id,)))
+        session = yield DbCall("get_session", (session_id or self.session_id,))
+        return self._owned(session)
+
+    def _owned(self, session: Session | None) -> Session | None:
+        """Reads through an agent that names a user are its sessions only (or shared ones)."""
+        if session is not None and self.user_id is not None:
+            check_owner(session, self.user_id)
+        return session
 
     def _read_history(self, session_id: str | None, last_n_runs: int | None) -> Turn:
         sid = session_id or self.session_id
+        if self.user_id is not None:
+            self._owned((yield DbCall("get_session", (sid,))))
         if last_n_runs is not None:
             runs = yield DbCall("get_last_runs", (sid, last_n_runs), {"top_level_only": True})
             return _history(runs)
@@ -208,26 +244,45 @@ class Agent:
         session_id: str | None,
         user_id: str | None,
         state_override: dict[str, Any] | None,
+        run_id: str | None = None,
     ) -> Turn:
-        """A top-level turn: the session is read (or created), the run appended, the state
-        written back if it changed."""
+        """A top-level turn: the session is read (refused if another user's), the model
+        answers, then the run and the state it left are committed together."""
         started = time.perf_counter()
-        session_id = session_id or self.session_id
         user_id = user_id or self.user_id
+        session_id = session_id or self.default_session_id(user_id)
         check_id("session_id", session_id)
         check_id("user_id", user_id, optional=True)
+        check_id("run_id", run_id, optional=True)
         check_input(input)
+        if state_override:
+            state_override = checked_state(state_override)
         persist = self.db is not None
 
+        # Nothing is written before the model answers: the session (created if new), the
+        # run and the state it leaves are stored at the end, in one atomic write.
         session: Session | None = None
+        stored = False
         if persist:
-            session = yield from load_or_create(self._new_session(session_id, user_id))
+            if run_id is not None:
+                done = yield DbCall("get_run", (run_id,))
+                if done is not None:  # a retry of a turn that was stored: answer from it
+                    if done.session_id != session_id:
+                        raise ConfigurationError(
+                            f"run {run_id!r} is stored in another session, not {session_id!r}: "
+                            "retry a turn with the session_id it was run with, or pass a new "
+                            "run_id"
+                        )
+                    return (yield from self._stored_output(done, user_id))
+            session = yield from read_owned(session_id, user_id)
+            stored = session is not None
+            session = session or self._new_session(session_id, user_id)
         state = copy.deepcopy(session.state if session else self.session_state)
         if state_override:
-            state.update(checked_state(state_override))
+            state.update(state_override)
 
         history: list[Message] = []
-        if persist and self.add_history_to_context and self.num_history_runs:
+        if stored and self.add_history_to_context and self.num_history_runs:
             runs = yield DbCall(
                 "get_last_runs",
                 (session_id, self.num_history_runs),
@@ -236,7 +291,9 @@ class Agent:
             history = _history(runs)
 
         backend = self.db.backend_name if self.db is not None else None
-        here = ParentRun(new_id(), session_id, user_id, state, persist=persist, backend=backend)
+        here = ParentRun(
+            run_id or new_id(), session_id, user_id, state, persist=persist, backend=backend
+        )
         learning = self.learning if persist else None
         scope = LearningScope(user_id, session_id, self.agent_id, here.run_id, backend)
         recall = (yield from learning.recall(scope, input)) if learning else Recall()
@@ -247,10 +304,19 @@ class Agent:
         run.metrics["duration_s"] = round(time.perf_counter() - started, 6)
         if persist:
             assert session is not None
-            yield from save_state(session, state)
-            run = yield DbCall("append_run", (run,))
+            try:
+                run, _ = yield from commit(session, stored, state, run)
+            except StorageUnavailableError as exc:
+                exc.run_id = run.run_id  # the caller retries with it: stored at most once
+                raise
         if learning:
             yield from learning.process(scope, run, self.model)
+        return _output(run, state)
+
+    def _stored_output(self, run: Run, user_id: str | None) -> Turn:
+        """The output of a turn that is already stored (a retry with its ``run_id``)."""
+        session = yield from read_owned(run.session_id, user_id)
+        state = session.state if session is not None else dict(self.session_state)
         return _output(run, state)
 
     def _member_turn(
@@ -341,6 +407,7 @@ class Agent:
             user_id=user_id,
             name=self.name,
             state=copy.deepcopy(self.session_state),
+            metadata={SHARED_KEY: True} if self.shared_session else {},
         )
 
     def _run_tools(self, here: ParentRun) -> list[Tool]:

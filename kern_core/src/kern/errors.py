@@ -89,5 +89,28 @@ class InvalidTextError(KernError, ValueError):
     surrogate). Refused on every backend alike, before anything is written."""
 
 
+class StorageUnavailableError(KernError, ConnectionError):
+    """The database could not be reached or dropped the connection mid-operation.
+
+    The driver's exception is chained (``__cause__``). Whether a write that failed this way
+    was stored is unknown: retry the same turn with the same ``run_id`` (see ``run_id``), which
+    kern stores at most once.
+    """
+
+    def __init__(self, message: str, *, run_id: str | None = None) -> None:
+        super().__init__(message)
+        #: The run this error interrupted, when it came from a turn: pass it back as
+        #: ``agent.run(..., run_id=...)`` to retry without storing the turn twice.
+        self.run_id = run_id
+
+
+class SessionOwnershipError(KernError, PermissionError):
+    """A session created for one user was used with another user's id.
+
+    Sessions belong to the user they were created for. Use a session id of that user, or
+    create the session shared (``Agent(shared_session=True)``) when several users take part.
+    """
+
+
 class ModelProviderError(KernError):
     """The model provider could not be reached or refused the request."""

@@ -7,8 +7,58 @@ from typing import Any
 from pydantic import ValidationError
 
 from kern.effects import DbCall, Turn
-from kern.errors import UnserializableError, VersionConflictError
-from kern.records import Session
+from kern.errors import SessionOwnershipError, UnserializableError, VersionConflictError
+from kern.ids import check_text
+from kern.records import Run, Session
+
+#: The metadata key that marks a session shared by several users (``shared_session=True``).
+SHARED_KEY = "kern.shared"
+
+
+def check_owner(session: Session, user_id: str | None) -> Session:
+    """``session`` if ``user_id`` may use it: its owner, or anyone when it has no owner or
+    was created shared. Otherwise ``SessionOwnershipError`` (the owner is not named)."""
+    if session.user_id is None or session.user_id == user_id:
+        return session
+    if session.metadata.get(SHARED_KEY) is True:
+        return session
+    who = "no user_id" if user_id is None else f"user_id {user_id!r}"
+    raise SessionOwnershipError(
+        f"session {session.session_id!r} belongs to another user and cannot be used with "
+        f"{who}. Use a session id of this user, pass the owner's user_id, or create the "
+        "session shared (Agent(shared_session=True)) when several users take part; nothing "
+        "was read or written."
+    )
+
+
+def read_owned(session_id: str, user_id: str | None) -> Turn:
+    """The stored session (or None), refused if it belongs to another user."""
+    stored = yield DbCall("get_session", (session_id,))
+    return None if stored is None else check_owner(stored, user_id)
+
+
+def commit(session: Session, stored: bool, state: dict[str, Any], run: Run) -> Turn:
+    """Store a turn's run and the state it left, in one atomic write; ``(run, session)``.
+
+    ``stored`` says whether ``session`` was read from the database (else it is created
+    now, with the run). An unchanged state of a stored session is a plain ``append_run``,
+    so concurrent turns that change no state never conflict. When another turn created the
+    same new session first, this turn is stored on top of it if that one left the state
+    as this turn found it; otherwise ``VersionConflictError``, and nothing is stored.
+    """
+    if stored and state == session.state:
+        return (yield DbCall("append_run", (run,))), session
+    expected = session.version if stored else None
+    try:
+        changed = session.model_copy(update={"state": state})
+        return (yield DbCall("commit_turn", (run, changed), {"expected_version": expected}))
+    except VersionConflictError:
+        if stored:
+            raise
+        current = yield from read_owned(session.session_id, run.user_id)
+        if current is None or current.state != session.state:
+            raise
+        return (yield from commit(current, True, state, run))
 
 
 def load_or_create(new: Session) -> Turn:
@@ -37,9 +87,13 @@ def save_state(session: Session, state: dict[str, Any]) -> Turn:
 
 
 def checked_state(state: dict[str, Any]) -> dict[str, Any]:
-    """The state as it will be stored, or an error naming the value JSON cannot hold."""
+    """The state as it will be stored, or an error naming the value JSON cannot hold.
+
+    Checked before the model is called and again before the turn is written, with the same
+    rules on every backend (``kern.ids.check_text``: no NUL, lone surrogate, NaN, infinity
+    or nesting beyond ``MAX_DEPTH``)."""
     try:
-        return Session(session_id="check", state=state).state
+        state = Session(session_id="check", state=state).state
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"][1:]) or "state"
@@ -48,3 +102,5 @@ def checked_state(state: dict[str, Any]) -> dict[str, Any]:
             "JSON values (str, int, float, bool, None, list, dict), e.g. a list instead of a "
             "set or an ISO string instead of a datetime. This turn was not stored."
         ) from None
+    check_text("session_state", state)
+    return state

@@ -22,8 +22,9 @@ from kern.agent import Agent, ParentRun
 from kern.db.base import AsyncBaseDb, BaseDb
 from kern.effects import Call, DbCall, Turn, adrive, alast, drive, last
 from kern.errors import ConfigurationError, SyncAsyncMismatchError
+from kern.ids import check_id
 from kern.records import Run, RunStatus, Session, SessionType, new_id
-from kern.sessions import checked_state, load_or_create, save_state
+from kern.sessions import check_owner, checked_state, load_or_create, save_state
 
 STEP_KEY = "workflow_step"
 
@@ -127,6 +128,9 @@ class Workflow:
             )
         session_id = session_id or self.session_id
         user_id = user_id or self.user_id
+        check_id("session_id", session_id)
+        check_id("user_id", user_id, optional=True)
+        check_id("run_id", run_id, optional=True)
         persist = self.db is not None
         session: Session | None = None
         if persist:
@@ -140,6 +144,7 @@ class Workflow:
                     state=copy.deepcopy(self.session_state),
                 )
             )
+            check_owner(session, user_id)
         state = copy.deepcopy(session.state if session else self.session_state)
 
         run, done = yield from self._start_or_resume(input, session_id, user_id, run_id)

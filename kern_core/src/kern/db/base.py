@@ -52,6 +52,14 @@ class _DbInfo:
     is_async: ClassVar[bool] = False
     #: The backend's registered name (``"sqlite"``, ``"postgres"``, ...).
     backend_name: ClassVar[str] = ""
+    #: Driver exceptions that mean "the database cannot be reached" (connection refused or
+    #: lost, server restarting). The door turns them into ``StorageUnavailableError``, with
+    #: the driver's exception chained; other driver errors pass through unchanged.
+    unavailable_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+
+    def storage_target(self) -> str:
+        """Where the data lives, for error messages: a URL without its password, a path."""
+        return type(self).__name__
 
 
 class BaseDb(_DbInfo, metaclass=ContractMeta):
@@ -119,6 +127,25 @@ class BaseDb(_DbInfo, metaclass=ContractMeta):
         """Delete the session and all of its runs. True if the session existed."""
 
     # -- runs ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def commit_turn(
+        self, run: Run, session: Session, *, expected_version: int | None
+    ) -> tuple[Run, Session]:
+        """Store one turn in one atomic write: append ``run`` and write ``session``.
+
+        Either both are stored or neither is (one transaction, script or document write):
+        a crash or a fault in between never leaves a state that counts a turn with no run.
+        ``session`` is written compare-and-set exactly as ``upsert_session`` does
+        (``expected_version=None`` creates it and requires that it does not exist yet);
+        on mismatch ``VersionConflictError`` is raised and the run is not stored either.
+        ``run.seq`` is assigned as by ``append_run``; ``run.session_id`` is
+        ``session.session_id``.
+
+        Idempotent on ``run.run_id``: when that run is already stored (a retry after a commit
+        whose reply was lost), nothing is written and the stored run and the stored session
+        are returned, so a retried turn is never stored twice.
+        """
+
     @abc.abstractmethod
     def append_run(self, run: Run) -> Run:
         """Append ``run`` to its session, assigning the next ``seq``; return the stored run.
@@ -274,6 +301,12 @@ class AsyncBaseDb(_DbInfo, metaclass=ContractMeta):
     ) -> list[Session]: ...
     @abc.abstractmethod
     async def delete_session(self, session_id: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def commit_turn(
+        self, run: Run, session: Session, *, expected_version: int | None
+    ) -> tuple[Run, Session]:
+        """The async ``BaseDb.commit_turn``: run and session in one atomic write."""
 
     @abc.abstractmethod
     async def append_run(self, run: Run) -> Run: ...

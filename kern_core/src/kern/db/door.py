@@ -20,6 +20,7 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from kern.errors import InvalidTextError, StorageUnavailableError
 from kern.ids import check_id, check_text
 from kern.records import Learning, Memory, Message, Run, Session
 
@@ -107,8 +108,6 @@ def check_record(argument: str, record: Any) -> None:
 
 def check_query(argument: str, value: Any) -> None:
     if not isinstance(value, str):
-        from kern.errors import InvalidTextError
-
         raise InvalidTextError(
             f"{argument} must be a string, got {type(value).__name__}: pass the search text."
         )
@@ -166,21 +165,50 @@ def _recall_memories(self: Any, user_id: str, query: str, *, agent_id: str | Non
     """The signature of ``recall_memories``, which SQL and Redis backends add."""
 
 
-def _guard(method: Callable[..., Any], check: Callable[..., None], is_async: bool) -> Any:
+def unavailable_error(
+    db: Any, exc: BaseException, *, secrets: Iterable[str] = ()
+) -> StorageUnavailableError:
+    """The error for a database ``db`` cannot reach; backends that recognise such faults
+    themselves (by error code, not class) raise it too, with ``exc`` chained. ``secrets``
+    (a password the driver may echo) are masked in the message."""
+    detail = str(exc).strip() or "no detail"
+    for secret in secrets:
+        if secret:
+            detail = detail.replace(secret, "***")
+    return StorageUnavailableError(
+        f"the {db.backend_name or type(db).__name__} database at {db.storage_target()} is "
+        f"unavailable ({type(exc).__name__}: {detail}). Check that the server is running and "
+        "reachable and that the URL and credentials are right; a write that failed this way "
+        "may or may not be stored, and retrying a turn with the same run_id stores it at "
+        "most once."
+    )
+
+
+def _guard(method: Callable[..., Any], check: Callable[..., None] | None, is_async: bool) -> Any:
+    """``method`` with its arguments checked first and unreachable-database errors of the
+    driver (``unavailable_errors``) raised as ``StorageUnavailableError``."""
     if is_async:
 
         @functools.wraps(method)
         async def guarded_async(self: Any, *args: Any, **kwargs: Any) -> Any:
-            check(args, kwargs)
-            return await method(self, *args, **kwargs)
+            if check is not None:
+                check(args, kwargs)
+            try:
+                return await method(self, *args, **kwargs)
+            except self.unavailable_errors as exc:
+                raise unavailable_error(self, exc) from exc
 
         guarded: Any = guarded_async
     else:
 
         @functools.wraps(method)
         def guarded_sync(self: Any, *args: Any, **kwargs: Any) -> Any:
-            check(args, kwargs)
-            return method(self, *args, **kwargs)
+            if check is not None:
+                check(args, kwargs)
+            try:
+                return method(self, *args, **kwargs)
+            except self.unavailable_errors as exc:
+                raise unavailable_error(self, exc) from exc
 
         guarded = guarded_sync
     guarded.__kern_checked__ = True
@@ -190,8 +218,9 @@ def _guard(method: Callable[..., Any], check: Callable[..., None], is_async: boo
 class ContractMeta(abc.ABCMeta):
     """Wraps each contract method of a Db class in its argument check (see the module doc)."""
 
-    #: Method name -> its argument check; filled by ``guard_contract`` from ``BaseDb``.
-    checks: dict[str, Callable[..., None]] = {}
+    #: Contract method name -> its argument check (None: no argument to check); filled by
+    #: ``guard_contract`` from ``BaseDb``.
+    checks: dict[str, Callable[..., None] | None] = {}
 
     def __init__(cls, name: str, bases: tuple[type, ...], namespace: dict[str, Any]) -> None:
         super().__init__(name, bases, namespace)
@@ -215,11 +244,12 @@ class ContractMeta(abc.ABCMeta):
         return _guard(method, ContractMeta.checks[name], bool(getattr(cls, "is_async", False)))
 
 
+#: Methods beyond the abstract ones that the door guards.
+EXTRA_METHODS = ("recall_memories",)
+
+
 def guard_contract(contract: type) -> None:
     """Read the argument checks from ``contract`` (``BaseDb``); called once, in db.base."""
-    names = [name for name in contract.__abstractmethods__] + ["recall_memories"]
-    for name in sorted(names):
+    for name in sorted({*contract.__abstractmethods__, *EXTRA_METHODS}):
         signature_of = getattr(contract, name, None) or _recall_memories
-        check = arguments_check(name, signature_of)
-        if check is not None:
-            ContractMeta.checks[name] = check
+        ContractMeta.checks[name] = arguments_check(name, signature_of)

@@ -689,6 +689,11 @@ class _HTTPServer(ThreadingHTTPServer):
         with self._open_lock:
             self._open.discard(conn)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that vanished mid-request (a killed process) is not an error to print."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
     def close_connections(self) -> None:
         """Drop idle keep-alive connections so their threads end with the server."""
         with self._open_lock:
