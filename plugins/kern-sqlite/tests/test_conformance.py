@@ -10,7 +10,6 @@ index's shadow tables (``*_fts_data``, ``*_fts_idx``...) included, with plain SQ
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -79,7 +78,6 @@ def sqlite_rows(engine: Engine, prefix: str) -> list[str]:
 
 
 #: FTS5 keeps a deleted row's terms in its index segments until they are merged (issue 12).
-FTS_SHADOW = re.compile(r"^\w+_fts_(data|idx|docsize|config|content): ")
 
 
 class TestSqliteConformance(BackendConformance):
@@ -94,9 +92,6 @@ class TestSqliteConformance(BackendConformance):
     def raw_scan(self, db: Any) -> list[str]:
         return sqlite_rows(db.engine, db.table_prefix)
 
-    def known_raw_leftover(self, entry: str) -> bool:
-        return FTS_SHADOW.match(entry) is not None
-
 
 class TestAsyncSqliteConformance(AsyncBackendConformance):
     def db_factory(self, tmp_path: Path) -> tuple[str, dict[str, Any]]:
@@ -109,6 +104,3 @@ class TestAsyncSqliteConformance(AsyncBackendConformance):
 
     def raw_scan(self, db: Any) -> list[str]:
         return sqlite_rows(db.engine, db.table_prefix)
-
-    def known_raw_leftover(self, entry: str) -> bool:
-        return FTS_SHADOW.match(entry) is not None

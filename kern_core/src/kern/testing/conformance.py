@@ -41,10 +41,6 @@ and provides three methods:
     stores data under a user id holding a unique word, calls ``forget_user`` and asserts that
     neither the id nor the word is anywhere in the scan; a test class without ``raw_scan``
     fails that case. In the async suite it may also be a coroutine.
-    Optional: ``known_raw_leftover(self, entry) -> bool``, True for entries where the
-    backend is known to keep a forgotten user's words (a full-text index's segments,
-    auxiliary keys): the case then xfails (issue 12) instead of failing. The user id itself
-    is never excused.
 
 Example: kern's own SQLite plugin (``plugins/kern-sqlite/tests/test_conformance.py``, where
 ``vm_instructions`` counts SQLite VM steps with a progress handler and ``sqlite_rows`` reads
@@ -92,7 +88,7 @@ appends the 10,000-run seed keeps in flight; raise it for a networked backend.
 How one scenario serves both suites
 -----------------------------------
 Each behaviour is written once, as an ``async def test_*`` method of ``_Scenarios`` (or of
-a mixin it inherits, such as ``kern.testing.isolation.IsolationScenarios``) that calls the
+a topic mixin it inherits: ``kern.testing.isolation``, ``kern.testing.turns``) that calls the
 contract through ``store`` and awaits the result. In the async suite ``store`` is the async
 db itself and pytest-asyncio runs the test. In the sync suite ``store`` is the sync db
 behind ``_AwaitableDb``, which calls each method directly and hands back an already-finished
@@ -147,6 +143,7 @@ from kern.records import (
     ToolCall,
 )
 from kern.testing.isolation import IsolationScenarios
+from kern.testing.turns import TurnScenarios
 
 __all__ = ["AsyncBackendConformance", "BackendConformance", "Recipe", "build_db"]
 
@@ -536,7 +533,7 @@ def _run_in_processes(
 # -- the scenarios ------------------------------------------------------------------------
 
 
-class _Scenarios(IsolationScenarios):
+class _Scenarios(IsolationScenarios, TurnScenarios):
     """Every behaviour of the contract, written once against ``store`` (see module doc).
 
     The cases of ids, stored text and user isolation live in ``kern.testing.isolation``.

@@ -50,7 +50,6 @@ from kern.records import (
 __all__ = [
     "BAD_IDS",
     "BAD_TEXTS",
-    "KNOWN_LEFTOVERS_REASON",
     "ODD_TEXTS",
     "SYNTAX_IDS",
     "IsolationScenarios",
@@ -123,10 +122,6 @@ ODD_TEXTS: tuple[str, ...] = (
     '\\ backslash " quote \\u0000 escaped, not a NUL',
     "\ufffd replacement \uffff",
 )
-
-#: The reason a backend gives (``known_raw_leftover``) for bytes its full-text index or
-#: auxiliary keys keep after ``forget_user``.
-KNOWN_LEFTOVERS_REASON = "issue 12: FTS/auxiliary bytes"
 
 #: The counts ``forget_user`` reports, by logical table.
 _TABLES = ("sessions", "runs", "memories", "learnings")
@@ -512,13 +507,6 @@ class IsolationScenarios:
             "raw_trace checks with it that forget_user leaves nothing of the user behind."
         )
 
-    def known_raw_leftover(self, entry: str) -> bool:
-        """True for a ``raw_scan`` entry that may still hold a forgotten user's words
-        because of a known limitation (a full-text index's segments, auxiliary keys); the
-        raw-trace scenario then xfails with ``KNOWN_LEFTOVERS_REASON`` instead of failing.
-        Never excuses the user id itself."""
-        return False
-
     # -- 1. the injection table ------------------------------------------------------------
     async def test_bad_ids_are_refused_everywhere(self, store: Any) -> None:
         """Every id argument and every id field of a written record refuses None (where an id
@@ -873,9 +861,8 @@ class IsolationScenarios:
     # -- 5. forget_user, on the raw storage ----------------------------------------------------
     async def test_forget_user_leaves_no_raw_trace(self, db: Any, store: Any) -> None:
         """After forget_user, the backend's raw storage (``raw_scan``) holds the user's id
-        nowhere, and the words the user wrote in no table, collection or key (words left in
-        a full-text index or auxiliary key the backend declares, ``known_raw_leftover``,
-        xfail: issue 12)."""
+        nowhere, and the words the user wrote in no table, collection or key: full-text
+        index segments and auxiliary keys included."""
         marker = f"qz{uuid.uuid4().hex[:14]}7"  # one token; nothing else starts with "qz"
         user = f"forget-{marker}"
         bystander = _uid("bystander")
@@ -974,21 +961,15 @@ class IsolationScenarios:
             f"{len(with_id)} entries:\n" + _shown(with_id, [user])
         )
         with_words = _holding(after, needles)
-        unexplained = [entry for entry in with_words if not self.known_raw_leftover(entry)]
-        assert not unexplained, (
+        assert not with_words, (
             f"after forget_user({user!r}) the user's words ({marker!r}) or id (hex "
-            f"{needles[1]!r}) are still stored in {len(unexplained)} entries:\n"
-            + _shown(unexplained, needles)
+            f"{needles[1]!r}) are still stored in {len(with_words)} entries:\n"
+            + _shown(with_words, needles)
         )
         # the bystander keeps everything
         assert await store.get_session(b_sid) == bystander_session
         assert await store.get_last_runs(b_sid, 10) == [bystander_run]
         assert await store.list_memories(bystander) == [bystander_memory]
-        if with_words:
-            pytest.xfail(
-                f"{KNOWN_LEFTOVERS_REASON}: {len(with_words)} entries still hold the "
-                f"forgotten user's words:\n" + _shown(with_words, needles, most=5)
-            )
 
 
 def _syntax_ids(victim: _Victim) -> list[str]:
