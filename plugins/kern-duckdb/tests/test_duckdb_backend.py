@@ -11,7 +11,9 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,12 @@ import kern.db
 from kern.agent import Agent
 from kern.db.duckdb import AsyncDuckDb, DuckDb, DuckDbLockedError
 from kern.db.duckdb.search import LearningTerms, MemoryTerms
-from kern.errors import ConfigurationError, KernError, SyncAsyncMismatchError
+from kern.errors import (
+    ConfigurationError,
+    KernError,
+    SyncAsyncMismatchError,
+    VersionConflictError,
+)
 from kern.models.openai import OpenAIChat
 from kern.records import Learning, LearningStatus, Memory, Message, Run, RunStatus, Session
 from kern.testing.files import FileBackendScenarios
@@ -684,3 +691,229 @@ def test_term_tables_follow_every_write(db: DuckDb) -> None:
     held, expected = term_rows(db)
     assert held == expected
     assert all(row[2] != "u" for row in held if len(row) == len(MemoryTerms.COLUMNS))
+
+
+# -- commit_turn: the run and the session in one transaction -------------------------------
+class Awaiting:
+    """A sync db whose methods can be awaited, so one scenario serves both classes."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.db, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return method(*args, **kwargs)
+
+        return call
+
+
+def injected(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("injected: after the session write, before the commit")
+
+
+async def commit_turn_scenario(store: Any, ops: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both or neither; a conflict stores no run; a retry stores nothing more; a run_id of
+    another session is refused with the session left as it was."""
+    sid = f"s-{uuid.uuid4().hex[:8]}"
+    first = turn(sid, 0)
+    new = Session(session_id=sid, user_id="u", state={"n": 1})
+
+    # a fault after the session was written (creating it) leaves neither
+    monkeypatch.setattr(ops, "store_run", injected)
+    with pytest.raises(RuntimeError, match="injected"):
+        await store.commit_turn(first, new, expected_version=None)
+    assert await store.get_session(sid) is None
+    assert await store.get_run(first.run_id) is None
+    monkeypatch.undo()
+
+    run, session = await store.commit_turn(first, new, expected_version=None)
+    assert (run.seq, session.version, session.state) == (1, 1, {"n": 1})
+    assert await store.get_run(first.run_id) == run
+    assert await store.get_session(sid) == session
+
+    # ... and updating it
+    second = turn(sid, 1)
+    changed = session.model_copy(update={"state": {"n": 2}})
+    monkeypatch.setattr(ops, "store_run", injected)
+    with pytest.raises(RuntimeError, match="injected"):
+        await store.commit_turn(second, changed, expected_version=1)
+    monkeypatch.undo()
+    assert await store.get_session(sid) == session
+    assert await store.get_run(second.run_id) is None
+
+    # a version conflict stores no run
+    with pytest.raises(VersionConflictError):
+        await store.commit_turn(second, changed, expected_version=7)
+    with pytest.raises(VersionConflictError):
+        await store.commit_turn(second, changed, expected_version=None)
+    assert await store.get_run(second.run_id) is None
+    assert await store.get_session(sid) == session
+
+    run2, session2 = await store.commit_turn(second, changed, expected_version=1)
+    assert (run2.seq, session2.version, session2.state) == (2, 2, {"n": 2})
+    assert session2.created_at == session.created_at
+
+    # a retry (same run_id, whatever version or state it carries) returns what is stored
+    for expected in (1, None, 2):
+        retried = changed.model_copy(update={"state": {"n": 99}})
+        assert await store.commit_turn(second, retried, expected_version=expected) == (
+            run2,
+            session2,
+        )
+    assert await store.get_last_runs(sid, 10) == [run, run2]
+    assert await store.get_session(sid) == session2
+
+    # a run_id stored in another session: ValueError, this session untouched
+    other_sid = f"o-{uuid.uuid4().hex[:8]}"
+    other = await store.upsert_session(Session(session_id=other_sid), expected_version=None)
+    stolen = Run(run_id=second.run_id, session_id=other_sid, input="x")
+    with pytest.raises(ValueError, match="already stored"):
+        await store.commit_turn(
+            stolen, other.model_copy(update={"state": {"x": 1}}), expected_version=1
+        )
+    assert await store.get_session(other_sid) == other
+    assert await store.get_last_runs(other_sid, 10) == []
+    with pytest.raises(ValueError, match="belongs to the session"):
+        await store.commit_turn(turn(other_sid, 0), session2, expected_version=2)
+
+    # a run stamped later than now moves the session's updated_at to it, as append_run does
+    later = turn(sid, 2, created_at=datetime.now(UTC) + timedelta(hours=1))
+    run3, session3 = await store.commit_turn(later, session2, expected_version=2)
+    assert session3.updated_at == later.created_at
+    assert await store.get_session(sid) == session3
+    assert await store.get_run(later.run_id) == run3
+
+
+def test_commit_turn(db: DuckDb, monkeypatch: pytest.MonkeyPatch) -> None:
+    asyncio.run(commit_turn_scenario(Awaiting(db), db._ops, monkeypatch))
+
+
+async def test_async_commit_turn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    adb = AsyncDuckDb(db_file=tmp_path / "kern.duckdb")
+    try:
+        await commit_turn_scenario(adb, adb.sync_db._ops, monkeypatch)
+    finally:
+        await adb.close()
+
+
+# -- forget_user ---------------------------------------------------------------------------
+def scan_tables(path: str | Path, prefix: str = "kern_") -> list[str]:
+    """``<table>: <row>`` for every row of every table of the prefix (term tables and
+    counters included), read with a plain DuckDB connection (the db must be closed)."""
+    conn = raw(path)
+    try:
+        names = [
+            name for (name,) in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+        ]
+        return [
+            f"{name}: {row}"
+            for name in names
+            if name.startswith(prefix)
+            for row in conn.execute(f'SELECT * FROM "{name}"').fetchall()
+        ]
+    finally:
+        conn.close()
+
+
+def test_forget_user_leaves_no_row_holding_the_users_words(tmp_path: Path) -> None:
+    """No table, the search term tables included, keeps a row with the user's words (the
+    file itself may: DuckDB does not overwrite the blocks deleted rows were in)."""
+    path = tmp_path / "kern.duckdb"
+    marker = f"qz{uuid.uuid4().hex[:10]}x"
+    db = DuckDb(db_file=path)
+    sid = "alice-session"
+    db.upsert_session(
+        Session(session_id=sid, user_id="alice", state={"secret": f"{marker} plan"}),
+        expected_version=None,
+    )
+    db.append_run(
+        Run(
+            session_id=sid,
+            user_id="alice",
+            messages=[Message(role="user", content=f"my {marker} secret")],
+        )
+    )
+    db.upsert_memory(Memory(user_id="alice", content=f"{marker} is private", topics=[marker]))
+    db.upsert_learning(Learning(kind="profile", user_id="alice", content={"fact": marker}))
+    db.upsert_memory(Memory(user_id="bob", content="bob likes kiwis"))
+    db.close()
+    assert any(marker in row for row in scan_tables(path))
+
+    db = DuckDb(db_file=path)
+    db.forget_user("alice")
+    db.close()
+    assert [row for row in scan_tables(path) if marker in row or "alice" in row] == []
+    db = DuckDb(db_file=path)
+    try:
+        assert [hit.memory.user_id for hit in db.search_memories("bob", "kiwis")] == ["bob"]
+    finally:
+        db.close()
+
+
+# -- the schema is checked at start-up --------------------------------------------------------
+def a_turn(db: Any, sid: str) -> None:
+    """What an agent turn does: state, a run, history, recall."""
+    session = db.upsert_session(Session(session_id=sid, user_id="u"), expected_version=None)
+    db.upsert_memory(Memory(user_id="u", content=f"likes hiking {sid}"))
+    run = db.append_run(turn(sid, 0))
+    db.commit_turn(turn(sid, 1), session.model_copy(update={"state": {"k": 1}}), expected_version=1)
+    history = db.get_last_runs(sid, 10)
+    assert [r.seq for r in history] == [1, 2] and history[0].run_id == run.run_id
+    assert db.search_memories("u", f"hiking {sid}")
+
+
+def catalog(path: Path) -> set[str]:
+    conn = raw(path)
+    try:
+        return {
+            row[0]
+            for row in conn.execute(
+                "SELECT table_name FROM duckdb_tables() UNION ALL "
+                "SELECT index_name FROM duckdb_indexes()"
+            ).fetchall()
+        }
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    "drop",
+    [
+        "DROP TABLE kern_runs",
+        "DROP INDEX ix_kern_runs_user_id",
+        "DROP INDEX ix_kern_runs_seq_key",
+        "DROP TABLE kern_run_counters",
+        "DROP TABLE kern_memory_terms",
+        "DROP INDEX ix_kern_memory_terms_term_key",
+        "DROP TABLE kern_memories",
+    ],
+)
+def test_schema_objects_dropped_by_hand_are_put_back(
+    tmp_path: Path, drop: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "kern.duckdb"
+    db = DuckDb(db_file=path)
+    a_turn(db, "before")
+    db.close()
+    expected = catalog(path)
+    conn = raw(path)
+    conn.execute(drop)
+    conn.close()
+
+    again = DuckDb(db_file=path)
+    try:
+        with caplog.at_level("WARNING", logger="kern.db.sql"):
+            a_turn(again, "after")
+        assert "recreated" in caplog.text
+        if "kern_runs" not in drop:
+            assert len(again.get_last_runs("before", 10)) == 2
+        found = [hit.memory.content for hit in again.search_memories("u", "hiking before")]
+        if drop == "DROP TABLE kern_memories":  # its words went with it
+            assert found == ["likes hiking after"]
+        else:
+            assert found[0] == "likes hiking before"
+    finally:
+        again.close()
+    assert catalog(path) == expected

@@ -9,24 +9,34 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import kern.db
 from kern.db.postgres import AsyncPostgresDb, PostgresDb
 from kern.db.postgres.dialect import table_key
 from kern.db.postgres.search import tsquery_text
-from kern.errors import ConfigurationError, KernError, SyncAsyncMismatchError
+from kern.errors import (
+    ConfigurationError,
+    KernError,
+    StorageUnavailableError,
+    SyncAsyncMismatchError,
+    VersionConflictError,
+)
 from kern.records import Learning, Memory, Message, Run, RunStatus, Session
 
 ODD_QUERIES = ('what\'s "up" AND (x', '"', "'", "*", "-", "!", "a & b | !c", "<->", ":*", "")
@@ -859,3 +869,467 @@ def test_a_memory_search_examines_only_its_users_matches(
         found = db.search_memories("few", "hiking", limit=5)
     assert sorted(hit.memory.memory_id for hit in found) == sorted(m.memory_id for m in mine)
     assert 0 < count[0] < 100, count
+
+
+# -- commit_turn: the run and the session in one transaction -------------------------------
+class Awaiting:
+    """A sync db whose methods can be awaited, so one scenario serves both classes."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.db, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return method(*args, **kwargs)
+
+        return call
+
+
+def injected(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("injected: after the session write, before the commit")
+
+
+async def commit_turn_scenario(store: Any, ops: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both or neither; a conflict stores no run; a retry stores nothing more; a run_id of
+    another session is refused with the session left as it was."""
+    sid = f"s-{uuid.uuid4().hex[:8]}"
+    first = turn(sid, 0)
+    new = Session(session_id=sid, user_id="u", state={"n": 1})
+
+    # a fault after the session was written (creating it) leaves neither
+    monkeypatch.setattr(ops, "store_run", injected)
+    with pytest.raises(RuntimeError, match="injected"):
+        await store.commit_turn(first, new, expected_version=None)
+    assert await store.get_session(sid) is None
+    assert await store.get_run(first.run_id) is None
+    monkeypatch.undo()
+
+    run, session = await store.commit_turn(first, new, expected_version=None)
+    assert (run.seq, session.version, session.state) == (1, 1, {"n": 1})
+    assert await store.get_run(first.run_id) == run
+    assert await store.get_session(sid) == session
+
+    # ... and updating it
+    second = turn(sid, 1)
+    changed = session.model_copy(update={"state": {"n": 2}})
+    monkeypatch.setattr(ops, "store_run", injected)
+    with pytest.raises(RuntimeError, match="injected"):
+        await store.commit_turn(second, changed, expected_version=1)
+    monkeypatch.undo()
+    assert await store.get_session(sid) == session
+    assert await store.get_run(second.run_id) is None
+
+    # a version conflict stores no run
+    with pytest.raises(VersionConflictError):
+        await store.commit_turn(second, changed, expected_version=7)
+    with pytest.raises(VersionConflictError):
+        await store.commit_turn(second, changed, expected_version=None)
+    assert await store.get_run(second.run_id) is None
+    assert await store.get_session(sid) == session
+
+    run2, session2 = await store.commit_turn(second, changed, expected_version=1)
+    assert (run2.seq, session2.version, session2.state) == (2, 2, {"n": 2})
+    assert session2.created_at == session.created_at
+
+    # a retry (same run_id, whatever version or state it carries) returns what is stored
+    for expected in (1, None, 2):
+        retried = changed.model_copy(update={"state": {"n": 99}})
+        assert await store.commit_turn(second, retried, expected_version=expected) == (
+            run2,
+            session2,
+        )
+    assert await store.get_last_runs(sid, 10) == [run, run2]
+    assert await store.get_session(sid) == session2
+
+    # a run_id stored in another session: ValueError, this session untouched
+    other_sid = f"o-{uuid.uuid4().hex[:8]}"
+    other = await store.upsert_session(Session(session_id=other_sid), expected_version=None)
+    stolen = Run(run_id=second.run_id, session_id=other_sid, input="x")
+    with pytest.raises(ValueError, match="already stored"):
+        await store.commit_turn(
+            stolen, other.model_copy(update={"state": {"x": 1}}), expected_version=1
+        )
+    assert await store.get_session(other_sid) == other
+    assert await store.get_last_runs(other_sid, 10) == []
+    with pytest.raises(ValueError, match="belongs to the session"):
+        await store.commit_turn(turn(other_sid, 0), session2, expected_version=2)
+
+    # a run stamped later than now moves the session's updated_at to it, as append_run does
+    later = turn(sid, 2, created_at=datetime.now(UTC) + timedelta(hours=1))
+    run3, session3 = await store.commit_turn(later, session2, expected_version=2)
+    assert session3.updated_at == later.created_at
+    assert await store.get_session(sid) == session3
+    assert await store.get_run(later.run_id) == run3
+
+
+def test_commit_turn(db: PostgresDb, monkeypatch: pytest.MonkeyPatch) -> None:
+    asyncio.run(commit_turn_scenario(Awaiting(db), db._ops, monkeypatch))
+
+
+async def test_async_commit_turn(
+    pg_database: Any, fresh_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    adb = AsyncPostgresDb(db_url=pg_database.async_url, schema=fresh_schema)
+    try:
+        await commit_turn_scenario(adb, adb.sync_db._ops, monkeypatch)
+    finally:
+        await adb.close()
+
+
+def test_commit_turn_waits_on_the_session_lock_like_append_run(
+    db: PostgresDb, pg_database: Any
+) -> None:
+    """A turn takes the session's advisory lock before it writes the session row, in the
+    order append_run takes them: concurrent turns and appends queue, never deadlock."""
+    session = db.upsert_session(Session(session_id="busy"), expected_version=None)
+    holder = pg_database.connect()
+    watcher = pg_database.connect()
+    holder.autocommit = False
+    try:
+        hold_session_lock(holder, db, "busy")
+        result: list[tuple[Run, Session]] = []
+        changed = session.model_copy(update={"state": {"n": 1}})
+        blocked = threading.Thread(
+            target=lambda: result.append(
+                db.commit_turn(turn("busy", 0), changed, expected_version=1)
+            )
+        )
+        blocked.start()
+        wait_until(lambda: advisory_waiters(watcher) == 1, "the turn to queue on the lock")
+        assert db.get_session("busy") == session  # the session row is not held meanwhile
+        holder.commit()
+        blocked.join(timeout=60)
+        assert [(run.seq, saved.version) for run, saved in result] == [(1, 2)]
+    finally:
+        holder.close()
+        watcher.close()
+
+    threads = [
+        threading.Thread(target=lambda i=i: db.append_run(turn("busy", 10 + i))) for i in range(8)
+    ]
+    current = db.get_session("busy")
+    assert current is not None
+    for thread in threads:
+        thread.start()
+    for n in range(8):
+        _, current = db.commit_turn(
+            turn("busy", 100 + n),
+            current.model_copy(update={"state": {"n": n}}),
+            expected_version=current.version,
+        )
+    for thread in threads:
+        thread.join(timeout=60)
+    assert [r.seq for r in db.get_last_runs("busy", 100)] == list(range(1, 18))
+
+
+# -- forget_user ---------------------------------------------------------------------------
+def scan_tables(raw: psycopg.Connection, schema: str, prefix: str = "kern_") -> list[str]:
+    """``<table>: <row as text>`` for every row of every table of the prefix in ``schema``."""
+    names = raw.execute(
+        "SELECT table_name FROM information_schema.tables "
+        "WHERE table_schema = %s AND table_type = 'BASE TABLE'",
+        (schema,),
+    ).fetchall()
+    rows: list[str] = []
+    for (name,) in names:
+        if name.startswith(prefix):
+            query = sql.SQL("SELECT t::text FROM {}.{} AS t").format(
+                sql.Identifier(schema), sql.Identifier(name)
+            )
+            rows += [f"{name}: {text}" for (text,) in raw.execute(query).fetchall()]
+    return rows
+
+
+def test_forget_user_leaves_no_row_holding_the_users_words(
+    db: PostgresDb, raw: psycopg.Connection
+) -> None:
+    """No live row of any kern table (search vectors included) holds the user's words once
+    forget_user committed; the dead row versions stay in the table files until VACUUM."""
+    marker = f"qz{uuid.uuid4().hex[:10]}x"
+    sid = "alice-session"
+    db.upsert_session(
+        Session(session_id=sid, user_id="alice", state={"secret": f"{marker} plan"}),
+        expected_version=None,
+    )
+    db.append_run(
+        Run(session_id=sid, user_id="alice", messages=[Message(role="user", content=marker)])
+    )
+    db.upsert_memory(Memory(user_id="alice", content=f"{marker} is private", topics=[marker]))
+    db.upsert_learning(Learning(kind="profile", user_id="alice", content={"fact": marker}))
+    db.upsert_memory(Memory(user_id="bob", content="bob likes kiwis"))
+    assert db.schema is not None
+    assert any(marker in row for row in scan_tables(raw, db.schema))
+
+    db.forget_user("alice")
+    assert [r for r in scan_tables(raw, db.schema) if marker in r or "alice" in r] == []
+    assert [hit.memory.user_id for hit in db.search_memories("bob", "kiwis")] == ["bob"]
+
+
+# -- the schema is checked at start-up --------------------------------------------------------
+def a_turn(db: Any, sid: str) -> None:
+    """What an agent turn does: state, a run, history, recall."""
+    session = db.upsert_session(Session(session_id=sid, user_id="u"), expected_version=None)
+    db.upsert_memory(Memory(user_id="u", content=f"likes hiking {sid}"))
+    run = db.append_run(turn(sid, 0))
+    db.commit_turn(turn(sid, 1), session.model_copy(update={"state": {"k": 1}}), expected_version=1)
+    history = db.get_last_runs(sid, 10, top_level_only=True)
+    assert [r.seq for r in history] == [1, 2] and history[0].run_id == run.run_id
+    assert db.search_memories("u", f"hiking {sid}")
+    assert db.search_learnings("nothing") == []
+
+
+def catalog(raw: psycopg.Connection, schema: str) -> set[str]:
+    """Relations (tables, indexes) and columns of ``schema``."""
+    relations = raw.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s",
+        (schema,),
+    ).fetchall()
+    columns = raw.execute(
+        "SELECT table_name || '.' || column_name FROM information_schema.columns "
+        "WHERE table_schema = %s",
+        (schema,),
+    ).fetchall()
+    return {name for (name,) in relations + columns}
+
+
+@pytest.mark.parametrize(
+    "drop",
+    [
+        "DROP TABLE {s}.kern_runs",
+        "DROP INDEX {s}.ix_kern_runs_user",
+        "DROP INDEX {s}.ix_kern_memories_search",
+        "ALTER TABLE {s}.kern_memories DROP COLUMN search_vector",
+        "ALTER TABLE {s}.kern_runs DROP CONSTRAINT uq_kern_runs_session_seq",
+        "DROP INDEX {s}.ix_kern_runs_top_level",
+        "DROP TABLE {s}.kern_learnings",
+    ],
+)
+def test_schema_objects_dropped_by_hand_are_put_back(
+    pg_database: Any,
+    fresh_schema: str,
+    raw: psycopg.Connection,
+    drop: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    db = PostgresDb(db_url=pg_database.url, schema=fresh_schema)
+    a_turn(db, "before")
+    db.close()
+    expected = catalog(raw, fresh_schema)
+    raw.execute(drop.format(s=fresh_schema))
+
+    again = PostgresDb(db_url=pg_database.url, schema=fresh_schema)
+    try:
+        with caplog.at_level("WARNING", logger="kern.db.sql"):
+            a_turn(again, "after")
+        assert "recreated" in caplog.text
+        if "kern_runs " not in drop + " ":
+            assert len(again.get_last_runs("before", 10)) == 2
+        hits = [hit.memory.content for hit in again.search_memories("u", "hiking")]
+        assert "likes hiking before" in hits
+    finally:
+        again.close()
+    assert catalog(raw, fresh_schema) == expected
+
+
+def test_an_intact_schema_costs_one_catalog_query(db: PostgresDb, pg_database: Any) -> None:
+    db.create_tables()
+    again = PostgresDb(db_url=pg_database.url, schema=db.schema)
+    statements: list[str] = []
+    event.listen(again.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    try:
+        again.create_tables()
+        assert len([s for s in statements if "pg_catalog.pg_attribute" in s]) == 1
+        assert not [s for s in statements if s.lstrip().upper().startswith(("CREATE", "ALTER"))]
+    finally:
+        again.close()
+
+
+def test_what_cannot_be_put_back_is_a_configuration_error(
+    pg_database: Any, fresh_schema: str, raw: psycopg.Connection
+) -> None:
+    """A role that may read and write the tables but not create in the schema gets an
+    error naming what is missing and how to repair it, not a driver error on first use."""
+    db = PostgresDb(db_url=pg_database.url, schema=fresh_schema)
+    a_turn(db, "before")
+    db.close()
+    role = f"kern_rw_{uuid.uuid4().hex[:8]}"
+    schema = sql.Identifier(fresh_schema)
+    raw.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    try:
+        raw.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, sql.Identifier(role)))
+        raw.execute(
+            sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {} TO {}").format(
+                schema, sql.Identifier(role)
+            )
+        )
+        raw.execute(sql.SQL("DROP INDEX {}.ix_kern_memories_search").format(schema))
+        url = make_url(pg_database.url).set(username=role, password="s3cret")
+        limited = PostgresDb(db_url=url, schema=fresh_schema)
+        try:
+            with pytest.raises(
+                ConfigurationError, match="ix_kern_memories_search missing"
+            ) as error:
+                limited.search_memories("u", "hiking")
+            assert "create_tables()" in str(error.value) and "s3cret" not in str(error.value)
+        finally:
+            limited.close()
+        repaired = PostgresDb(db_url=pg_database.url, schema=fresh_schema)  # the owner
+        assert repaired.search_memories("u", "hiking before")
+        repaired.close()
+    finally:
+        raw.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        raw.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+# -- faults: a server that is down or restarting -----------------------------------------------
+def pool_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What SQLAlchemy's pool logged at ERROR ("Exception during reset or similar"...)."""
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name.startswith("sqlalchemy") and record.levelno >= logging.ERROR
+    ]
+
+
+def restart_url(server: Any, driver: str) -> str:
+    url = server.url.set(drivername=driver, database="kern_restart", password="s3cret")
+    return url.render_as_string(hide_password=False)
+
+
+def assert_unavailable(error: pytest.ExceptionInfo[StorageUnavailableError]) -> None:
+    message = str(error.value)
+    assert isinstance(error.value.__cause__, psycopg.OperationalError), repr(error.value.__cause__)
+    assert "s3cret" not in message and "***@127.0.0.1" in message
+    assert message.startswith("the postgres database at postgresql+psycopg")
+
+
+def test_a_server_that_is_down_raises_storage_unavailable(
+    restartable_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = PostgresDb(db_url=restart_url(restartable_server, "postgresql"), schema="sync_down")
+    caplog.set_level(logging.DEBUG, logger="sqlalchemy.pool")
+    try:
+        session = db.upsert_session(Session(session_id="s"), expected_version=None)
+        first = db.append_run(turn("s", 0))
+        restartable_server.halt()
+        try:
+            with pytest.raises(StorageUnavailableError) as error:
+                db.get_last_runs("s", 10)
+            assert_unavailable(error)
+            changed = session.model_copy(update={"state": {"n": 1}})
+            with pytest.raises(StorageUnavailableError) as error:
+                db.commit_turn(turn("s", 1), changed, expected_version=1)
+            assert_unavailable(error)
+        finally:
+            restartable_server.start()
+        assert db.get_last_runs("s", 10) == [first]
+        run, saved = db.commit_turn(turn("s", 1), changed, expected_version=1)
+        assert (run.seq, saved.version) == (2, 2)
+    finally:
+        db.close()
+    assert pool_errors(caplog) == []
+
+
+def test_a_server_lost_in_the_middle_of_a_write(
+    restartable_server: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection dies inside the transaction: StorageUnavailableError, nothing stored,
+    the dead connection is not given back to the pool (no reset, no traceback logged)."""
+    db = PostgresDb(db_url=restart_url(restartable_server, "postgresql"), schema="sync_mid")
+    caplog.set_level(logging.DEBUG, logger="sqlalchemy.pool")
+    admin = restartable_server.url.set(database="kern_restart").render_as_string(
+        hide_password=False
+    )
+    begin = db.dialect.begin_write
+
+    def begin_then_die(link: Any) -> None:
+        begin(link)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = 'kern_restart' AND pid <> pg_backend_pid()"
+            )
+
+    try:
+        db.append_run(turn("s", 0))
+        monkeypatch.setattr(db.dialect, "begin_write", begin_then_die)
+        with pytest.raises(StorageUnavailableError) as error:
+            db.append_run(turn("s", 1))
+        assert_unavailable(error)
+        monkeypatch.undo()
+        assert [r.seq for r in db.get_last_runs("s", 10)] == [1]
+        assert db.append_run(turn("s", 1)).seq == 2
+    finally:
+        db.close()
+    assert pool_errors(caplog) == []
+
+
+async def test_async_a_server_that_is_down_raises_storage_unavailable(
+    restartable_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = restart_url(restartable_server, "postgresql+psycopg_async")
+    adb = AsyncPostgresDb(db_url=url, schema="async_down")
+    caplog.set_level(logging.DEBUG, logger="sqlalchemy.pool")
+    try:
+        session = await adb.upsert_session(Session(session_id="s"), expected_version=None)
+        first = await adb.append_run(turn("s", 0))
+        await asyncio.to_thread(restartable_server.halt)
+        try:
+            with pytest.raises(StorageUnavailableError) as error:
+                await adb.get_last_runs("s", 10)
+            assert_unavailable(error)
+            changed = session.model_copy(update={"state": {"n": 1}})
+            with pytest.raises(StorageUnavailableError) as error:
+                await adb.commit_turn(turn("s", 1), changed, expected_version=1)
+            assert_unavailable(error)
+            assert "psycopg_async" in str(error.value)
+        finally:
+            await asyncio.to_thread(restartable_server.start)
+        assert await adb.get_last_runs("s", 10) == [first]
+        run, saved = await adb.commit_turn(turn("s", 1), changed, expected_version=1)
+        assert (run.seq, saved.version) == (2, 2)
+        # and a fresh db whose first call (the schema check) finds the server down
+        await asyncio.to_thread(restartable_server.halt)
+        try:
+            fresh = AsyncPostgresDb(db_url=url, schema="async_down_fresh")
+            with pytest.raises(StorageUnavailableError) as error:
+                await fresh.get_session("s")
+            assert_unavailable(error)
+        finally:
+            await asyncio.to_thread(restartable_server.start)
+        assert await fresh.get_session("s") is None
+        await fresh.close()
+    finally:
+        await adb.close()
+    assert pool_errors(caplog) == []
+
+
+def test_only_connection_level_errors_mean_unavailable(db: PostgresDb) -> None:
+    """A statement timeout, a lock timeout, a deadlock or a unique violation pass through
+    as they are; a failed or lost connection and a server going down do not."""
+    unavailable = db.dialect.unavailable
+    for error in (
+        psycopg.OperationalError("connection failed: Connection refused"),
+        psycopg.OperationalError("consuming input failed: server closed the connection"),
+        psycopg.errors.AdminShutdown("terminating connection due to administrator command"),
+        psycopg.errors.CannotConnectNow("the database system is starting up"),
+        psycopg.errors.ConnectionFailure("connection failure"),
+    ):
+        assert unavailable(error) is error
+        wrapped = OperationalError("SELECT 1", {}, error)
+        assert unavailable(wrapped) is error
+    for error in (
+        psycopg.errors.QueryCanceled("canceling statement due to statement timeout"),
+        psycopg.errors.LockNotAvailable("could not obtain lock"),
+        psycopg.errors.DeadlockDetected("deadlock detected"),
+        psycopg.errors.UniqueViolation("duplicate key"),
+        ValueError("not a driver error"),
+    ):
+        assert unavailable(error) is None
+        assert unavailable(OperationalError("SELECT 1", {}, error)) is None
+    assert psycopg.errors.AdminShutdown in PostgresDb.unavailable_errors
+    assert psycopg.OperationalError not in PostgresDb.unavailable_errors
+    assert db.storage_target() == db.engine.url.render_as_string(hide_password=True)

@@ -8,17 +8,24 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, event, text
+from sqlalchemy.exc import OperationalError
 
 import kern.db
 from kern.db.sqlite import AsyncSqliteDb, SqliteDb
 from kern.db.sqlite.fts import match_expression, user_token_sql
-from kern.errors import ConfigurationError, KernError, SyncAsyncMismatchError
+from kern.errors import (
+    ConfigurationError,
+    KernError,
+    SyncAsyncMismatchError,
+    VersionConflictError,
+)
 from kern.records import Learning, Memory, Message, Run, Session
 from kern.testing.files import FileBackendScenarios
 
@@ -455,3 +462,348 @@ def test_learning_search_reads_json_values_not_escapes(db: SqliteDb) -> None:
     stored = raw(db.db_file).execute("SELECT content FROM kern_learnings").fetchone()[0]
     assert "Straße" in stored
     assert len(db.search_learnings("strasse straße")) == 1
+
+
+# -- commit_turn: the run and the session in one transaction -------------------------------
+class Awaiting:
+    """A sync db whose methods can be awaited, so one scenario serves both classes."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.db, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return method(*args, **kwargs)
+
+        return call
+
+
+def injected(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("injected: after the session write, before the commit")
+
+
+async def commit_turn_scenario(store: Any, ops: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both or neither; a conflict stores no run; a retry stores nothing more; a run_id of
+    another session is refused with the session left as it was."""
+    sid = f"s-{uuid.uuid4().hex[:8]}"
+    first = turn(sid, 0)
+    new = Session(session_id=sid, user_id="u", state={"n": 1})
+
+    # a fault after the session was written (creating it) leaves neither
+    monkeypatch.setattr(ops, "store_run", injected)
+    with pytest.raises(RuntimeError, match="injected"):
+        await store.commit_turn(first, new, expected_version=None)
+    assert await store.get_session(sid) is None
+    assert await store.get_run(first.run_id) is None
+    monkeypatch.undo()
+
+    run, session = await store.commit_turn(first, new, expected_version=None)
+    assert (run.seq, session.version, session.state) == (1, 1, {"n": 1})
+    assert await store.get_run(first.run_id) == run
+    assert await store.get_session(sid) == session
+
+    # ... and updating it
+    second = turn(sid, 1)
+    changed = session.model_copy(update={"state": {"n": 2}})
+    monkeypatch.setattr(ops, "store_run", injected)
+    with pytest.raises(RuntimeError, match="injected"):
+        await store.commit_turn(second, changed, expected_version=1)
+    monkeypatch.undo()
+    assert await store.get_session(sid) == session
+    assert await store.get_run(second.run_id) is None
+
+    # a version conflict stores no run
+    with pytest.raises(VersionConflictError):
+        await store.commit_turn(second, changed, expected_version=7)
+    with pytest.raises(VersionConflictError):
+        await store.commit_turn(second, changed, expected_version=None)
+    assert await store.get_run(second.run_id) is None
+    assert await store.get_session(sid) == session
+
+    run2, session2 = await store.commit_turn(second, changed, expected_version=1)
+    assert (run2.seq, session2.version, session2.state) == (2, 2, {"n": 2})
+    assert session2.created_at == session.created_at
+
+    # a retry (same run_id, whatever version or state it carries) returns what is stored
+    for expected in (1, None, 2):
+        retried = changed.model_copy(update={"state": {"n": 99}})
+        assert await store.commit_turn(second, retried, expected_version=expected) == (
+            run2,
+            session2,
+        )
+    assert await store.get_last_runs(sid, 10) == [run, run2]
+    assert await store.get_session(sid) == session2
+
+    # a run_id stored in another session: ValueError, this session untouched
+    other_sid = f"o-{uuid.uuid4().hex[:8]}"
+    other = await store.upsert_session(Session(session_id=other_sid), expected_version=None)
+    stolen = Run(run_id=second.run_id, session_id=other_sid, input="x")
+    with pytest.raises(ValueError, match="already stored"):
+        await store.commit_turn(
+            stolen, other.model_copy(update={"state": {"x": 1}}), expected_version=1
+        )
+    assert await store.get_session(other_sid) == other
+    assert await store.get_last_runs(other_sid, 10) == []
+    with pytest.raises(ValueError, match="belongs to the session"):
+        await store.commit_turn(turn(other_sid, 0), session2, expected_version=2)
+
+    # a run stamped later than now moves the session's updated_at to it, as append_run does
+    later = turn(sid, 2, created_at=datetime.now(UTC) + timedelta(hours=1))
+    run3, session3 = await store.commit_turn(later, session2, expected_version=2)
+    assert session3.updated_at == later.created_at
+    assert await store.get_session(sid) == session3
+    assert await store.get_run(later.run_id) == run3
+
+
+def test_commit_turn(db: SqliteDb, monkeypatch: pytest.MonkeyPatch) -> None:
+    asyncio.run(commit_turn_scenario(Awaiting(db), db._ops, monkeypatch))
+
+
+async def test_async_commit_turn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    adb = AsyncSqliteDb(db_file=tmp_path / "kern.db")
+    try:
+        await commit_turn_scenario(adb, adb.sync_db._ops, monkeypatch)
+    finally:
+        await adb.close()
+
+
+# -- forget_user leaves no bytes -------------------------------------------------------------
+def scan_tables(path: str | Path, prefix: str = "kern_", driver: Any = sqlite3) -> list[str]:
+    """``<table>: <row>`` for every row of every table of the prefix, FTS5's shadow tables
+    (``*_fts_data``, ``*_fts_idx``...) included, blobs read byte for byte."""
+    conn = driver.connect(str(path))
+    rows = []
+    try:
+        tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        for name in [name for (name,) in tables]:
+            if not name.startswith(prefix):
+                continue
+            for row in conn.execute(f'SELECT * FROM "{name}"'):
+                values = [v.decode("latin-1") if isinstance(v, bytes) else str(v) for v in row]
+                rows.append(f"{name}: " + " | ".join(values))
+    finally:
+        conn.close()
+    return rows
+
+
+def store_private_words(db: Any, user: str, marker: str) -> None:
+    """The marker in a session's state, a run's messages, a memory and a learning."""
+    sid = f"{user}-session"
+    db.upsert_session(
+        Session(session_id=sid, user_id=user, state={"secret": f"{marker} plan"}),
+        expected_version=None,
+    )
+    db.append_run(
+        Run(
+            session_id=sid,
+            user_id=user,
+            input=f"about {marker}",
+            messages=[Message(role="user", content=f"my {marker} secret")],
+        )
+    )
+    db.upsert_memory(Memory(user_id=user, content=f"{marker} is private", topics=[marker]))
+    db.upsert_learning(Learning(kind="profile", user_id=user, content={"fact": f"{marker} fact"}))
+
+
+def test_forget_user_leaves_no_trace_in_any_table_or_file(db: SqliteDb) -> None:
+    marker = f"qz{uuid.uuid4().hex[:10]}x"
+    for i in range(30):  # other users' rows around it, in the same index segments
+        db.upsert_memory(Memory(user_id=f"u{i}", content=f"note {i} about kiwis"))
+    store_private_words(db, "alice", marker)
+    db.upsert_memory(Memory(user_id="bob", content="bob likes kiwis"))
+    assert any(marker in row for row in scan_tables(db.db_file))
+
+    db.forget_user("alice")
+    assert [row for row in scan_tables(db.db_file) if marker in row or "alice" in row] == []
+    # nor in the file's free pages or the write-ahead log (secure_delete, checkpoint)
+    for file in Path(db.db_file).parent.glob(Path(db.db_file).name + "*"):
+        assert marker.encode() not in file.read_bytes(), file.name
+    assert [hit.memory.user_id for hit in db.search_memories("bob", "kiwis")] == ["bob"]
+    fts_integrity(db.db_file)
+
+
+def test_forget_user_without_secure_delete_merges_the_indexes(
+    db: SqliteDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On an SQLite without FTS5 secure-delete, forget_user runs 'optimize' on the index of
+    each table it deleted from (and only then)."""
+    monkeypatch.setattr(db.dialect, "secure_delete", False)
+    statements: list[str] = []
+    event.listen(db.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    marker = f"qz{uuid.uuid4().hex[:10]}x"
+    store_private_words(db, "alice", marker)
+    db.forget_user("nobody")
+    assert not [s for s in statements if "optimize" in s]
+    db.forget_user("alice")
+    assert len([s for s in statements if "'optimize'" in s]) == 2
+    assert [row for row in scan_tables(db.db_file) if marker in row] == []
+
+
+def test_secure_delete_purges_on_every_delete(tmp_path: Path) -> None:
+    """With an SQLite that has FTS5 secure-delete (3.44+: here pysqlite3's, when installed),
+    the indexes run with it: delete_memory and forget_user take the words out at once."""
+    pysqlite = pytest.importorskip("pysqlite3.dbapi2")
+    if pysqlite.sqlite_version_info < (3, 44, 0):
+        pytest.skip(f"pysqlite3 has SQLite {pysqlite.sqlite_version}")
+    path = tmp_path / "kern.db"
+    if sqlite3.sqlite_version_info < (3, 44, 0):
+        # first written by an SQLite without secure-delete: a deleted row's words stay
+        older = SqliteDb(db_file=path)
+        older.delete_memory(older.upsert_memory(Memory(user_id="u", content="qzoldword")).memory_id)
+        older.close()
+        assert [row for row in scan_tables(path) if "qzoldword" in row]
+    engine = create_engine(f"sqlite:///{path}", module=pysqlite)
+    db = SqliteDb(engine=engine)
+    try:
+        assert db.dialect.secure_delete
+        db.create_tables()  # turns secure-delete on, and merges away the old leftovers
+        assert [row for row in scan_tables(path, driver=pysqlite) if "qzoldword" in row] == []
+        doomed = db.upsert_memory(Memory(user_id="u", content="qzdoomedword fact"))
+        db.upsert_memory(Memory(user_id="u", content="kept fact"))
+        db.delete_memory(doomed.memory_id)
+        # (an SQLite older than 3.42, such as the stdlib's here, can no longer read the index)
+        assert [row for row in scan_tables(path, driver=pysqlite) if "qzdoomedword" in row] == []
+        marker = f"qz{uuid.uuid4().hex[:10]}x"
+        store_private_words(db, "alice", marker)
+        db.forget_user("alice")
+        assert [row for row in scan_tables(path, driver=pysqlite) if marker in row] == []
+        assert [hit.memory.content for hit in db.search_memories("u", "fact")] == ["kept fact"]
+        conn = pysqlite.connect(str(path))
+        assert conn.execute(
+            "SELECT v FROM kern_memories_fts_config WHERE k = 'secure-delete'"
+        ).fetchall() == [(1,)]
+        conn.close()
+    finally:
+        db.close()
+        engine.dispose()
+
+
+# -- the schema is checked at start-up --------------------------------------------------------
+def a_turn(db: Any, sid: str) -> None:
+    """What an agent turn does: state, a run, history, recall."""
+    session = db.upsert_session(Session(session_id=sid, user_id="u"), expected_version=None)
+    db.upsert_memory(Memory(user_id="u", content=f"likes hiking {sid}"))
+    run = db.append_run(turn(sid, 0))
+    db.commit_turn(turn(sid, 1), session.model_copy(update={"state": {"k": 1}}), expected_version=1)
+    history = db.get_last_runs(sid, 10)
+    assert [r.seq for r in history] == [1, 2] and history[0].run_id == run.run_id
+    assert db.search_memories("u", f"hiking {sid}")
+
+
+@pytest.mark.parametrize(
+    "drop",
+    [
+        "DROP TABLE kern_runs",
+        "DROP INDEX ix_kern_runs_user",
+        "DROP TABLE kern_memories_fts",
+        "DROP TABLE kern_memories_fts_idx",
+        "DROP TABLE kern_memories_fts_docsize",
+        "DROP TRIGGER kern_memories_fts_ai",
+        "DROP VIEW kern_memories_fts_source",
+        "DROP TABLE kern_learnings_fts",
+    ],
+)
+def test_schema_objects_dropped_by_hand_are_put_back(
+    tmp_path: Path, drop: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "kern.db"
+    db = SqliteDb(db_file=path)
+    a_turn(db, "before")
+    db.close()
+    expected = {r[0] for r in raw(path).execute("SELECT name FROM sqlite_master")}
+    raw(path).execute(drop)
+
+    again = SqliteDb(db_file=path)
+    try:
+        with caplog.at_level("WARNING", logger="kern.db.sql"):
+            a_turn(again, "after")
+        assert "recreated" in caplog.text
+        assert {r[0] for r in raw(path).execute("SELECT name FROM sqlite_master")} == expected
+        if "runs" not in drop:  # the data of what was not dropped is all there
+            assert len(again.get_last_runs("before", 10)) == 2
+        if "fts" in drop:  # the index was rebuilt from its table
+            assert again.search_memories("u", "hiking before")
+        fts_integrity(str(path))
+    finally:
+        again.close()
+
+
+@pytest.mark.parametrize("shadow", ["data", "config"])
+def test_an_fts_index_sqlite_cannot_open_names_the_repair(tmp_path: Path, shadow: str) -> None:
+    """Without one of these shadow tables SQLite can neither open nor drop the index: the
+    error says so, and its recipe works (kern then rebuilds the index from its table)."""
+    path = tmp_path / "kern.db"
+    db = SqliteDb(db_file=path)
+    a_turn(db, "before")
+    db.close()
+    raw(path).execute(f"DROP TABLE kern_memories_fts_{shadow}")
+
+    damaged = SqliteDb(db_file=path)
+    with pytest.raises(ConfigurationError, match=f"kern_memories_fts_{shadow} missing") as error:
+        damaged.get_session("before")
+    assert "PRAGMA writable_schema = ON" in str(error.value)
+    damaged.close()
+
+    conn = raw(path)  # the recipe of the message
+    conn.execute("PRAGMA writable_schema = ON")
+    conn.execute("DELETE FROM sqlite_master WHERE name = 'kern_memories_fts'")
+    conn.execute("PRAGMA writable_schema = OFF")
+    conn.close()
+    conn = raw(path)
+    left = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'kern_memories_fts_%'"
+    ).fetchall()
+    for (name,) in left:
+        conn.execute(f"DROP TABLE {name}")
+    conn.close()
+
+    repaired = SqliteDb(db_file=path)
+    try:
+        assert repaired.search_memories("u", "hiking before")
+        a_turn(repaired, "after")
+        fts_integrity(str(path))
+    finally:
+        repaired.close()
+
+
+def test_an_intact_schema_is_checked_with_one_catalog_read(tmp_path: Path) -> None:
+    path = tmp_path / "kern.db"
+    first = SqliteDb(db_file=path)
+    first.create_tables()
+    first.close()
+    db = SqliteDb(db_file=path)
+    statements: list[str] = []
+    event.listen(db.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    try:
+        db.create_tables()
+        assert [s for s in statements if "sqlite_master" in s and "type" not in s] == [
+            "SELECT name FROM sqlite_master"
+        ]
+        assert not [s for s in statements if s.lstrip().upper().startswith(("CREATE", "INSERT"))]
+    finally:
+        db.close()
+
+
+# -- faults ----------------------------------------------------------------------------------
+def test_sqlite_errors_are_not_storage_unavailable(tmp_path: Path, monkeypatch: Any) -> None:
+    """An embedded file has no server to lose: "database is locked" stays what it is."""
+    from kern.db.sqlite import engine as sqlite_engine
+
+    assert SqliteDb.unavailable_errors == ()
+    monkeypatch.setattr(sqlite_engine, "BUSY_TIMEOUT_S", 0.05)
+    path = tmp_path / "kern.db"
+    db = SqliteDb(db_file=path)
+    db.create_tables()
+    holder = raw(path)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(OperationalError, match="locked"):
+            db.append_run(turn("s", 0))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert db.append_run(turn("s", 0)).seq == 1
+    assert db.storage_target() == str(path)
+    db.close()

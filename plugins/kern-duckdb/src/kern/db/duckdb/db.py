@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ClassVar, cast
 
+from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 
 from kern.db.duckdb import engine as duck_engine
 from kern.db.duckdb.dialect import DuckDialect
 from kern.db.duckdb.lease import FileLease, MemoryLease, lease_for, leave
 from kern.db.duckdb.ops import DuckOps
-from kern.db.duckdb.schema import duck_plan
+from kern.db.duckdb.schema import duck_expectations, duck_plan
 from kern.db.sql import SqlDb
 from kern.db.sql.migrations import Plan
 from kern.db.sql.prepared import Link
 from kern.db.sql.schema import DEFAULT_PREFIX, check_prefix
 from kern.db.sql.threaded import ThreadedSqlFileDb
+from kern.db.sql.verify import Expectations
 from kern.errors import ConfigurationError
 
 #: Seconds to wait for another process to give the file up before DuckDbLockedError.
@@ -92,6 +94,9 @@ class DuckDb(SqlDb):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(db_file={self.db_file!r})"
 
+    def storage_target(self) -> str:
+        return self.db_file
+
     # -- the file's lease ---------------------------------------------------------------
     @property
     def holds_file(self) -> bool:
@@ -115,16 +120,22 @@ class DuckDb(SqlDb):
         return self._serialised_write()
 
     # -- lifecycle ----------------------------------------------------------------------
-    def migration_plan(self) -> Plan:
+    def _reindex(self) -> dict[str, Callable[[Connection], None]]:
+        """Steps that index the stored rows into each term table."""
         memories, learnings = self.tables.memories, self.tables.learnings
         duck = self.dialect.duck
-        reindex = {
+        return {
             duck.memory_terms.name: lambda conn: self.dialect.memory_terms.reindex(conn, memories),
             duck.learning_terms.name: lambda conn: self.dialect.learning_terms.reindex(
                 conn, learnings
             ),
         }
-        return duck_plan(self.tables, duck, reindex)
+
+    def migration_plan(self) -> Plan:
+        return duck_plan(self.tables, self.dialect.duck, self._reindex())
+
+    def schema_expectations(self) -> Expectations:
+        return duck_expectations(self.tables, self.dialect.duck, self._reindex())
 
     def create_tables(self) -> None:
         with self._lease.write_lock:

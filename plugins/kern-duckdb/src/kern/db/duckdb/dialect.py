@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import replace
 from typing import ClassVar
 
-from sqlalchemy import Dialect, bindparam, select
+from sqlalchemy import Connection, Dialect, bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from kern.db.duckdb.schema import DuckTables, build_duck_tables
@@ -70,6 +71,17 @@ class DuckDialect(SqlDialect):
         # its transaction itself, through duckdb_engine, at the first statement.
         if link.observed is None:
             link.sql("BEGIN TRANSACTION")
+
+    # -- the start-up check of the schema -------------------------------------------------
+    def existing_objects(self, conn: Connection, names: Collection[str]) -> set[str]:
+        """Tables and indexes of the current schema, from DuckDB's catalog (one query)."""
+        rows = conn.exec_driver_sql(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND schema_name = current_schema() UNION ALL SELECT index_name FROM "
+            "duckdb_indexes() WHERE database_name = current_database() "
+            "AND schema_name = current_schema()"
+        )
+        return {row[0] for row in rows} & set(names)
 
     # -- runs -------------------------------------------------------------------------
     def last_seq(self, link: Link, session_id: str) -> int | None:

@@ -74,15 +74,13 @@ class DuckOps(SqlOps):
         return self._shape((name, "by index", columns), build), params
 
     # -- runs -------------------------------------------------------------------------
-    def append_run(self, link: Link, run: Run) -> Run:
-        seq = self.dialect.next_seq(link, run.session_id)
+    def store_run(self, link: Link, run: Run, seq: int) -> Run:
         row = to_row(run, exclude={"messages"})
         row["seq"] = seq
         row["seq_key"] = seq_key(run.session_id, seq)
         # Unset optional message fields are left out: they come back as their defaults.
         row["messages"] = [m.model_dump(exclude_none=True) for m in run.messages]
         link.execute(self._insert_keyed_run, row)
-        link.execute(self._touch_session, {"b_session_id": run.session_id, "b_at": run.created_at})
         return run.model_copy(update={"seq": seq})
 
     def get_last_runs(

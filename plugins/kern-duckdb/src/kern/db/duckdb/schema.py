@@ -20,11 +20,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, func, select
+from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, func, inspect, select
 from sqlalchemy.schema import CreateTable
 
 from kern.db.sql.migrations import Migration, Plan
 from kern.db.sql.schema import Tables
+from kern.db.sql.verify import Expectations, Expected
 
 #: Single-column indexes per logical table, one for each way the contract reads or deletes,
 #: most selective first: a listing with several filters looks rows up by the first given.
@@ -161,3 +162,70 @@ def duck_plan(tables: Tables, duck: DuckTables, reindex: dict[str, Apply] | None
             steps.append(reindex[table.name])
         plan[table.name] = [Migration(1, f"search terms of {table.name}", _then(*steps))]
     return plan
+
+
+def _index_names(table: Table, indexes: Sequence[str]) -> tuple[str, ...]:
+    return tuple(f"ix_{table.name}_{column}" for column in indexes)
+
+
+def duck_expectations(
+    tables: Tables, duck: DuckTables, reindex: dict[str, Apply] | None = None
+) -> Expectations:
+    """What ``duck_plan`` leaves, as the start-up check sees it (``kern.db.sql.verify``).
+
+    Every step of the plan is idempotent (``IF NOT EXISTS``), so a missing table or index is
+    restored by running its step again. What depends on a recreated table follows it: a
+    recreated counter table is filled from the runs, a recreated term table indexes the
+    stored rows again, and the term rows of a recreated (empty) memories or learnings table
+    go, so that no search finds words of rows that are gone.
+    """
+    reindex = reindex or {}
+    terms_of = {tables.memories.name: duck.memory_terms, tables.learnings.name: duck.learning_terms}
+    expected: Expectations = {}
+
+    def restore_for(
+        table: Table, create: Apply, after_create: Sequence[Apply] = ()
+    ) -> Callable[[Connection, frozenset[str]], None]:
+        def restore(conn: Connection, missing: frozenset[str]) -> None:
+            create(conn)
+            if table.name in missing:
+                for step in after_create:
+                    step(conn)
+
+        return restore
+
+    for logical, table in tables.by_logical_name().items():
+        physical = duck.runs if logical == "runs" else table
+        unique = ("seq_key",) if logical == "runs" else ()
+        indexes = READ_INDEXES.get(logical, ())
+        after: list[Apply] = []
+        if table.name in terms_of:
+            after.append(_clear(terms_of[table.name]))
+        expected[table.name] = Expected(
+            (physical.name, *_index_names(physical, (*unique, *indexes))),
+            restore_for(physical, _create(physical, indexes, unique), after),
+        )
+    expected[duck.counters.name] = Expected(
+        (duck.counters.name,),
+        restore_for(duck.counters, _create(duck.counters, ()), [_fill_counters(tables, duck)]),
+    )
+    for table, index in (
+        (duck.memory_terms, ("term_key", "memory_id", "user_id")),
+        (duck.learning_terms, ("term", "learning_id")),
+    ):
+        after = [reindex[table.name]] if table.name in reindex else []
+        expected[table.name] = Expected(
+            (table.name, *_index_names(table, index)),
+            restore_for(table, _create(table, index), after),
+        )
+    return expected
+
+
+def _clear(table: Table) -> Apply:
+    """Empty ``table`` if it exists (if not, its own restore creates it)."""
+
+    def apply(conn: Connection) -> None:
+        if inspect(conn).has_table(table.name, schema=table.schema):
+            conn.execute(table.delete())
+
+    return apply

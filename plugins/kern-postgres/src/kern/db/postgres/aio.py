@@ -25,6 +25,7 @@ from sqlalchemy.util import greenlet_spawn
 from kern.db.base import AsyncBaseDb, BaseDb
 from kern.db.postgres import engine as pg_engine
 from kern.db.postgres.db import PostgresSqlDb, one_location
+from kern.db.postgres.dialect import UNAVAILABLE_ERRORS
 from kern.db.sql.schema import DEFAULT_PREFIX
 
 #: Contract methods that need no tables first (they make them, or let go of them).
@@ -54,6 +55,9 @@ class AsyncPostgresDb(AsyncBaseDb):
     """
 
     backend_name = "postgres"
+    # Faults are raised as StorageUnavailableError by the sync code it bridges to; these
+    # catch raw ones that would reach this door unwrapped.
+    unavailable_errors = UNAVAILABLE_ERRORS
 
     def __init__(
         self,
@@ -90,6 +94,9 @@ class AsyncPostgresDb(AsyncBaseDb):
     def schema(self) -> str | None:
         return self.sync_db.schema
 
+    def storage_target(self) -> str:
+        return self.sync_db.storage_target()
+
     async def create_tables(self) -> None:
         """Create missing tables and indexes and run pending migrations forward (once)."""
         if self._ready:
@@ -116,7 +123,7 @@ class AsyncPostgresDb(AsyncBaseDb):
         )
 
 
-for _name in sorted(AsyncBaseDb.__abstractmethods__ - _LIFECYCLE):
+for _name in sorted({*AsyncBaseDb.__abstractmethods__, "commit_turn"} - _LIFECYCLE):
     setattr(AsyncPostgresDb, _name, _bridged(_name))
 # Beyond the contract: what the backend's own memory store reads (OneCallUserMemoryStore).
 AsyncPostgresDb.recall_memories = _bridged("recall_memories", PostgresSqlDb)  # type: ignore[attr-defined]

@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from kern.db.postgres import engine as pg_engine
-from kern.db.postgres.dialect import PostgresDialect
+from kern.db.postgres.dialect import UNAVAILABLE_ERRORS, PostgresDialect
 from kern.db.sql import SqlDb
 from kern.db.sql.schema import DEFAULT_PREFIX
 from kern.errors import ConfigurationError
@@ -23,6 +23,13 @@ class PostgresSqlDb(SqlDb):
 
     backend_name = "postgres"
     dialect_class: ClassVar[type[PostgresDialect]] = PostgresDialect
+    # The connection-level classes only: a plain psycopg OperationalError is also a
+    # statement timeout, so most faults are told apart in SqlDb (PostgresDialect.unavailable).
+    unavailable_errors = UNAVAILABLE_ERRORS
+
+    def storage_target(self) -> str:
+        """The URL with its password masked."""
+        return pg_engine.shown(self.engine.url)
 
     @property
     def schema(self) -> str | None:

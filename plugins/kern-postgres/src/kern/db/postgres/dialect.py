@@ -16,6 +16,13 @@ writers of one session (threads, tasks or processes) take turns, writers of diff
 sessions never wait for each other, and no attempt is wasted on a collision. The unique
 ``(session_id, seq)`` key stays as the backstop.
 
+Faults. ``unavailable`` picks the psycopg errors that mean the server cannot be reached:
+a connection that could not be made or was lost (psycopg raises those without a SQLSTATE;
+SQLAlchemy marks a broken connection as invalidated), SQLSTATE class 08 (connection
+exception), and 57P01-57P03 (the server shutting down, crashed, or still starting up). A
+statement timeout (57014), a lock timeout or a deadlock are ``OperationalError`` too, and
+stay what they are.
+
 Migrations. ``create_tables`` runs in one transaction that first takes a second advisory
 lock (two-int key space, so it never meets a session lock) scoped to the schema; the
 schema is created under that lock if missing. Several processes starting at once queue on
@@ -27,9 +34,10 @@ a partial index for the history an agent turn reads (``kern.db.postgres.history`
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, ClassVar
 
+import psycopg
 from sqlalchemy import (
     BigInteger,
     Connection,
@@ -42,18 +50,49 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError
 
 from kern.db.postgres import search
-from kern.db.postgres.history import history_plan
+from kern.db.postgres.history import history_expectations, history_plan
 from kern.db.sql.dialect import SqlDialect
 from kern.db.sql.migrations import Plan
 from kern.db.sql.prepared import Link
 from kern.db.sql.schema import Tables
+from kern.db.sql.verify import Expectations, Expected
 
 #: The first key of kern's two-int advisory locks ("kern" in ASCII); the second is the
 #: schema's hash.
 MIGRATION_LOCK_CLASS = 0x6B65726E
 _SCHEMA_EXISTS = text("SELECT 1 FROM pg_namespace WHERE nspname = :name")
+#: Which of the given names exist in the schema: relations (tables, indexes) by name, and
+#: columns as ``<table>.<column>``. One catalog query.
+_EXISTING = text(
+    """
+    SELECT c.relname::text AS name
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = coalesce(CAST(:schema AS text), current_schema())
+      AND c.relname::text = ANY(CAST(:names AS text[]))
+    UNION ALL
+    SELECT c.relname::text || '.' || a.attname::text
+    FROM pg_catalog.pg_attribute a
+    JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = coalesce(CAST(:schema AS text), current_schema())
+      AND a.attnum > 0 AND NOT a.attisdropped
+      AND c.relname::text || '.' || a.attname::text = ANY(CAST(:names AS text[]))
+    """
+)
+#: SQLSTATEs of a server that is going away or not there yet: admin_shutdown,
+#: crash_shutdown, cannot_connect_now ("the database system is starting up").
+SERVER_GONE = frozenset({"57P01", "57P02", "57P03"})
+#: The same as psycopg's classes, for the contract's door (``unavailable_errors``): raw
+#: driver errors that reach it unwrapped are turned into StorageUnavailableError too.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.errors.ConnectionException,
+    psycopg.errors.AdminShutdown,
+    psycopg.errors.CrashShutdown,
+    psycopg.errors.CannotConnectNow,
+)
 
 
 def table_key(tables: Tables) -> int:
@@ -127,6 +166,19 @@ class PostgresDialect(SqlDialect):
     def begin_write(self, link: Link) -> None:
         link.sql("BEGIN ISOLATION LEVEL READ COMMITTED")
 
+    def unavailable(self, exc: BaseException) -> BaseException | None:
+        driver = exc.orig if isinstance(exc, DBAPIError) else exc
+        if not isinstance(driver, psycopg.Error):
+            return None
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return driver  # SQLAlchemy found the connection closed or broken
+        if not isinstance(driver, psycopg.OperationalError):
+            return None
+        state = driver.sqlstate
+        if state is None or state.startswith("08") or state in SERVER_GONE:
+            return driver
+        return None
+
     def begin_ddl(self, conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN ISOLATION LEVEL READ COMMITTED")
 
@@ -147,6 +199,33 @@ class PostgresDialect(SqlDialect):
     def next_seq(self, link: Link, session_id: str) -> int:
         link.first(self._seq_lock, {"session_id": session_id})
         return super().next_seq(link, session_id)
+
+    # -- the start-up check of the schema -------------------------------------------------
+    def existing_objects(self, conn: Connection, names: Collection[str]) -> set[str]:
+        params = {"schema": self.tables.runs.schema, "names": list(names)}
+        return {row[0] for row in conn.execute(_EXISTING, params)}
+
+    def search_expectations(self) -> Expectations:
+        """The search columns and indexes, the history index, and the runs' unique
+        ``(session_id, seq)`` (an index of its own in Postgres, dropped by dropping the
+        constraint; added back only if no two runs of a session share a seq)."""
+        tables, dialect = self.tables, self.sql_dialect
+        runs = tables.runs
+        quote = dialect.identifier_preparer
+        unique = f"uq_{runs.name}_session_seq"
+        add = (
+            f"ALTER TABLE {quote.format_table(runs)} ADD CONSTRAINT {quote.quote(unique)} "
+            "UNIQUE (session_id, seq)"
+        )
+
+        def restore_unique(conn: Connection, missing: frozenset[str]) -> None:
+            conn.exec_driver_sql(add)
+
+        return {
+            f"{runs.name}_unique_seq": Expected((unique,), restore_unique),
+            **search.search_expectations(tables.memories, tables.learnings, dialect),
+            **history_expectations(tables, dialect),
+        }
 
     # -- Postgres's own migrations ---------------------------------------------------------
     def search_plan(self) -> Plan:

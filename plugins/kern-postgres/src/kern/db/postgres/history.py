@@ -6,6 +6,29 @@ from sqlalchemy import Connection, Dialect
 
 from kern.db.sql.migrations import Migration, Plan
 from kern.db.sql.schema import Tables
+from kern.db.sql.verify import Expectations, Expected
+
+
+def _history_index(tables: Tables, dialect: Dialect) -> tuple[str, str]:
+    """The index's name and the DDL that creates it (if missing)."""
+    runs = tables.runs
+    quote = dialect.identifier_preparer
+    name = f"ix_{runs.name}_top_level"
+    ddl = (
+        f"CREATE INDEX IF NOT EXISTS {quote.quote(name)} ON {quote.format_table(runs)} "
+        "(session_id, seq) WHERE parent_run_id IS NULL"
+    )
+    return name, ddl
+
+
+def history_expectations(tables: Tables, dialect: Dialect) -> Expectations:
+    """The history index as the start-up check sees it (created again if dropped)."""
+    name, ddl = _history_index(tables, dialect)
+
+    def restore(conn: Connection, missing: frozenset[str]) -> None:
+        conn.exec_driver_sql(ddl)
+
+    return {f"{tables.runs.name}_top_level": Expected((name,), restore)}
 
 
 def history_plan(tables: Tables, dialect: Dialect) -> Plan:
@@ -19,12 +42,7 @@ def history_plan(tables: Tables, dialect: Dialect) -> Plan:
     and a team session's member runs are not even in it.
     """
     runs = tables.runs
-    quote = dialect.identifier_preparer
-    name = quote.quote(f"ix_{runs.name}_top_level")
-    ddl = (
-        f"CREATE INDEX IF NOT EXISTS {name} ON {quote.format_table(runs)} (session_id, seq) "
-        "WHERE parent_run_id IS NULL"
-    )
+    _, ddl = _history_index(tables, dialect)
 
     def apply(conn: Connection) -> None:
         conn.exec_driver_sql(ddl)

@@ -59,6 +59,7 @@ from kern.db.sql.dialect import Scored
 from kern.db.sql.migrations import Migration, Plan
 from kern.db.sql.prepared import Link, Prepared
 from kern.db.sql.search import query_terms
+from kern.db.sql.verify import Expectations, Expected
 
 #: The text search configuration: English stemming ("prefers" finds "preferred").
 CONFIG = "english"
@@ -169,6 +170,32 @@ def search_plan(memories: Table, learnings: Table, dialect: Dialect) -> Plan:
         ),
     ]
     return {f"{memories.name}_search": memory_steps, f"{learnings.name}_search": learning_steps}
+
+
+def search_expectations(memories: Table, learnings: Table, dialect: Dialect) -> Expectations:
+    """The search columns and their GIN indexes as the start-up check sees them: a column
+    dropped by hand is added back (Postgres computes it for every row), an index created
+    again, both as the latest migration leaves them."""
+
+    def expected(table: Table, document: str) -> Expected:
+        qualified, index, _ = _names(table, dialect)
+        ddl = [
+            f"ALTER TABLE {qualified} ADD COLUMN IF NOT EXISTS {COLUMN} tsvector "
+            f"GENERATED ALWAYS AS ({document}) STORED",
+            f"CREATE INDEX IF NOT EXISTS {index} ON {qualified} USING gin ({COLUMN}) "
+            "WITH (fastupdate = off)",
+        ]
+        objects = (f"{table.name}.{COLUMN}", f"ix_{table.name}_search")
+
+        def restore(conn: Connection, missing: frozenset[str]) -> None:
+            _run(ddl)(conn)
+
+        return Expected(objects, restore)
+
+    return {
+        f"{memories.name}_search": expected(memories, KEYED_MEMORY_DOCUMENT),
+        f"{learnings.name}_search": expected(learnings, LEARNING_DOCUMENT),
+    }
 
 
 class TextSearch:

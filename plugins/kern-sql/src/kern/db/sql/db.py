@@ -4,18 +4,30 @@ A backend is a subclass that sets ``dialect_class`` and builds its engine: the c
 the transactions, the lazy schema set-up and the retries live here once. Statements run on
 the pooled DBAPI connection (see ``kern.db.sql.prepared``); DDL and migrations go through a
 SQLAlchemy ``Connection``.
+
+Faults. A driver error that the dialect says means "the database cannot be reached"
+(``SqlDialect.unavailable``: connection refused or lost, server shutting down or starting)
+is raised as ``StorageUnavailableError`` naming ``storage_target()`` (no password), with
+the driver's exception as its cause; every other error passes through as it was. The
+exception classes alone cannot tell these apart (psycopg's ``OperationalError`` is also a
+statement timeout, SQLite's is also "database is locked"), so the translation is made here
+and not through ``unavailable_errors``. A connection that failed that way, or whose
+rollback or hand-back failed, is invalidated rather than returned to the pool: the pool
+then never resets a dead connection (SQLAlchemy would log "Exception during reset" with a
+traceback), and the next call gets a fresh one (engines kern builds also pre-ping).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from typing import Any, ClassVar
 
 from sqlalchemy import Connection, Engine, inspect
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
+from kern.db import door
 from kern.db.base import BaseDb
 from kern.db.sql.dialect import SqlDialect
 from kern.db.sql.migrations import (
@@ -29,7 +41,13 @@ from kern.db.sql.migrations import (
 from kern.db.sql.ops import SqlOps
 from kern.db.sql.prepared import Link
 from kern.db.sql.schema import DEFAULT_PREFIX, build_tables, check_prefix
-from kern.errors import KernError
+from kern.db.sql.verify import Expectations, describe, log, missing_objects, table_expectations
+from kern.errors import (
+    ConfigurationError,
+    KernError,
+    StorageUnavailableError,
+    VersionConflictError,
+)
 from kern.records import (
     Learning,
     LearningStatus,
@@ -74,40 +92,69 @@ class SqlDb(BaseDb):
         self._closed = False
 
     # -- connections --------------------------------------------------------------------
+    def storage_target(self) -> str:
+        """The engine's URL with the password masked (file backends: the file's path)."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def _faults(self) -> Iterator[None]:
+        """Errors meaning "the database cannot be reached" as ``StorageUnavailableError``."""
+        try:
+            yield
+        except Exception as exc:
+            cause = self.dialect.unavailable(exc)
+            if cause is None:
+                raise
+            raise unavailable_error(self, cause) from cause
+
+    def _lost(self, exc: BaseException) -> bool:
+        """True if ``exc`` leaves the connection unusable (it must not go back to the pool)."""
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return True
+        return self.dialect.unavailable(exc) is not None
+
     @contextmanager
     def _link(self, *, write: bool) -> Iterator[Link]:
         """A pooled connection for one operation; a committed transaction if ``write``."""
         if not self._ready:
             self.create_tables()
         with self._guard:
-            observed: Connection | None = None
-            if getattr(self.engine, "_has_events", True):
-                # Someone listens to this engine's statement events (a tracer, a counter):
-                # run through SQLAlchemy's Connection so that they see every statement.
-                observed = self.engine.connect()
-                pooled: Any = observed.connection
-            else:
-                pooled = self.engine.raw_connection()
-            undo = None
             try:
-                undo = self.dialect.prepare_connection(pooled)
-                link = Link(pooled.dbapi_connection, self.engine.dialect, observed)
-                if write:
-                    self.dialect.begin_write(link)
-                yield link
-                if write:
-                    link.commit()
-            except BaseException as exc:
-                lost = isinstance(exc, DBAPIError) and exc.connection_invalidated
-                if lost and observed is None:  # (SQLAlchemy invalidates observed ones itself)
-                    pooled.invalidate()  # the pool must not hand it out again
+                observed: Connection | None = None
+                if getattr(self.engine, "_has_events", True):
+                    # Someone listens to this engine's statement events (a tracer, a
+                    # counter): run through SQLAlchemy's Connection so that they see every
+                    # statement.
+                    observed = self.engine.connect()
+                    pooled: Any = observed.connection
                 else:
-                    link.rollback()
-                raise
-            finally:
-                if undo is not None:
-                    undo()
-                (observed or pooled).close()
+                    pooled = self.engine.raw_connection()
+                undo = None
+                link: Link | None = None
+                try:
+                    undo = self.dialect.prepare_connection(pooled)
+                    link = Link(pooled.dbapi_connection, self.engine.dialect, observed)
+                    if write:
+                        self.dialect.begin_write(link)
+                    yield link
+                    if write:
+                        link.commit()
+                except BaseException as exc:
+                    if link is None or self._lost(exc) or not _rolled_back(link):
+                        _discard(pooled, observed, exc)  # the pool must not hand it out again
+                    raise
+                finally:
+                    try:
+                        if undo is not None:
+                            undo()
+                    except Exception as exc:  # a connection that cannot be reset is discarded
+                        _discard(pooled, observed, exc)
+                    (observed or pooled).close()
+            except Exception as exc:  # as _faults(), without a second generator per call
+                cause = self.dialect.unavailable(exc)
+                if cause is None:
+                    raise
+                raise unavailable_error(self, cause) from cause
 
     def _read(self) -> AbstractContextManager[Link]:
         return self._link(write=False)
@@ -118,12 +165,12 @@ class SqlDb(BaseDb):
     @contextmanager
     def _ddl_connection(self) -> Iterator[Connection]:
         """A SQLAlchemy connection for schema work, prepared like any other."""
-        with self._guard, self.engine.connect() as conn:
+        with self._guard, self._faults(), self.engine.connect() as conn:
             undo = self.dialect.prepare_connection(conn.connection)
             try:
                 yield conn
             finally:
-                if undo is not None:
+                if undo is not None and not conn.invalidated:
                     undo()
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -131,7 +178,19 @@ class SqlDb(BaseDb):
         """Every name's migrations: the generic tables, then the dialect's search objects."""
         return {**table_plan(self.tables), **self.dialect.search_plan()}
 
+    def schema_expectations(self) -> Expectations:
+        """What the migrations leave, per migration name, and how to put it back if gone
+        (checked by ``create_tables``; see ``kern.db.sql.verify``)."""
+        return {**table_expectations(self.tables), **self.dialect.search_expectations()}
+
     def create_tables(self) -> None:
+        """Create missing tables and indexes and run pending migrations forward.
+
+        Also checks that what the migrations made is still there (a table, index or
+        full-text index dropped by hand while ``kern_schema_versions`` still counts it) and
+        puts back what is missing, under the migration lock; ``ConfigurationError`` names
+        what could not be put back.
+        """
         if self._closed:
             raise KernError(f"{self!r} is closed: create a new one to keep using the database.")
         with self._ready_lock:
@@ -139,23 +198,76 @@ class SqlDb(BaseDb):
                 return
             plan = self.migration_plan()
             targets = target_versions(plan)
+            expected = self.schema_expectations()
+            names = sorted({obj for e in expected.values() for obj in e.objects})
             sv = self.tables.schema_versions
             with self._ddl_connection() as conn:
                 current = inspect(conn).has_table(sv.name, schema=sv.schema) and is_current(
                     read_versions(conn, self.tables), targets
                 )
+                missing = (
+                    missing_objects(expected, self.dialect.existing_objects(conn, names))
+                    if current
+                    else {}
+                )
                 conn.rollback()
-            if not current:
+            if not current or missing:
                 with self._ddl_connection() as conn:
                     try:
                         self.dialect.begin_ddl(conn)
                         self.dialect.lock_for_migrations(conn)
                         migrate(conn, self.tables, plan)
+                        self._restore(conn, expected, names)
                         conn.commit()
                     except BaseException:
-                        conn.rollback()
+                        if not conn.invalidated:
+                            with suppress(SQLAlchemyError):  # the first error is the one to see
+                                conn.rollback()
                         raise
             self._ready = True
+
+    def _restore(self, conn: Connection, expected: Expectations, names: list[str]) -> None:
+        """Put back what ``expected`` lacks (read again under the migration lock)."""
+        missing = missing_objects(expected, self.dialect.existing_objects(conn, names))
+        if not missing:
+            return
+        what = describe(missing)
+        try:
+            for name in missing:
+                # Read again: restoring one name (a table) may have brought back another's
+                # objects (the constraint index created with it).
+                present = self.dialect.existing_objects(conn, expected[name].objects)
+                gap = frozenset(expected[name].objects) - present
+                if gap:
+                    expected[name].restore(conn, gap)
+            left = missing_objects(expected, self.dialect.existing_objects(conn, names))
+        except SQLAlchemyError as exc:
+            if self.dialect.unavailable(exc) is not None:
+                raise
+            driver = getattr(exc, "orig", None) or exc
+            raise self._schema_error(what, f"recreating them failed: {driver}") from exc
+        if left:
+            raise self._schema_error(describe(left), "they are still missing after recreating")
+        # Rows of a table that was dropped are gone; say so where applications log. (A
+        # setting, "<name>:<setting>", is applied without a word: a new database gets it.)
+        recreated = sorted(obj for gap in missing.values() for obj in gap if ":" not in obj)
+        if recreated:
+            log.warning(
+                "kern recreated schema objects that were missing from %s although "
+                "%s counted them as created: %s",
+                self.storage_target(),
+                self.tables.schema_versions.name,
+                ", ".join(recreated),
+            )
+
+    def _schema_error(self, what: str, why: str) -> ConfigurationError:
+        sv = self.tables.schema_versions.name
+        return ConfigurationError(
+            f"kern's schema in {self.storage_target()} is incomplete: {what} missing although "
+            f"{sv} says the schema is current, and {why}. Run kern once with a database "
+            "user that may create tables and indexes there (create_tables() puts back what "
+            "is missing), or restore the database from a backup."
+        )
 
     def schema_versions(self) -> dict[str, int]:
         """The stored version of every table and search object, by name."""
@@ -166,7 +278,11 @@ class SqlDb(BaseDb):
 
     def forget_user(self, user_id: str) -> dict[str, int]:
         with self._write() as link:
-            return self._ops.forget_user(link, user_id)
+            deleted = self._ops.forget_user(link, user_id)
+        if any(deleted.values()):
+            with self._read() as link:
+                self.dialect.after_forget(link)
+        return deleted
 
     def close(self) -> None:
         if self._closed:
@@ -209,6 +325,52 @@ class SqlDb(BaseDb):
             return self._ops.delete_session(link, session_id)
 
     # -- runs ---------------------------------------------------------------------------
+    def commit_turn(
+        self, run: Run, session: Session, *, expected_version: int | None
+    ) -> tuple[Run, Session]:
+        """The session (compare-and-set, as ``upsert_session``) and the run (seq assigned,
+        as ``append_run``) in one transaction: both are stored or neither is.
+
+        Written optimistically: no read ahead of the writes. A run_id that is already stored
+        shows as a failed write (the session's version moved on, or the run's key is
+        taken); only then is the stored run read, after the rollback: when it is this
+        turn's, it and the stored session are returned and nothing was written.
+        """
+        if run.session_id != session.session_id:
+            raise ValueError(
+                f"commit_turn() got run.session_id {run.session_id!r} with session "
+                f"{session.session_id!r}: a turn's run belongs to the session it is stored with."
+            )
+        attempts = 1 if self.dialect.seq_serialised else self.dialect.seq_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                with self._write() as link:
+                    return self._ops.commit_turn(link, run, session, expected_version)
+            except (IntegrityError, VersionConflictError) as exc:
+                stored = self._stored_turn(run)
+                if stored is not None:
+                    return stored
+                # A seq collision (unserialised dialects only) is worth another attempt.
+                if isinstance(exc, VersionConflictError) or attempt == attempts:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _stored_turn(self, run: Run) -> tuple[Run, Session] | None:
+        """The stored run ``run.run_id`` and its session if this turn was stored already;
+        None if no such run; ``ValueError`` if that run_id belongs to something else."""
+        with self._read() as link:
+            stored = self._ops.get_run(link, run.run_id)
+            if stored is None:
+                return None
+            session = self._ops.get_session(link, stored.session_id)
+        if stored.session_id != run.session_id or session is None:
+            where = f"session {stored.session_id!r}" + (" (not stored)" if session is None else "")
+            raise ValueError(
+                f"run {run.run_id!r} is already stored, in {where}: it is not a retry of "
+                f"this turn of session {run.session_id!r}. Give the turn a new run_id."
+            ) from None
+        return stored, session
+
     def append_run(self, run: Run) -> Run:
         attempts = 1 if self.dialect.seq_serialised else self.dialect.seq_attempts
         for attempt in range(1, attempts + 1):
@@ -379,3 +541,30 @@ class SqlDb(BaseDb):
     def delete_learning(self, learning_id: str) -> bool:
         with self._write() as link:
             return self._ops.delete_learning(link, learning_id)
+
+
+# -- faults -------------------------------------------------------------------------------
+def unavailable_error(db: SqlDb, cause: BaseException) -> StorageUnavailableError:
+    """The door's ``StorageUnavailableError`` for ``cause``, the URL's password masked."""
+    password = db.engine.url.password
+    return door.unavailable_error(db, cause, secrets=[str(password)] if password else [])
+
+
+def _rolled_back(link: Link) -> bool:
+    """Roll back; False if even that failed (the connection is then beyond use)."""
+    try:
+        link.rollback()
+    except Exception:
+        return False
+    return True
+
+
+def _discard(pooled: Any, observed: Connection | None, exc: BaseException) -> None:
+    """Invalidate the connection: closed, and never handed out (or reset) by the pool again."""
+    reason = exc if isinstance(exc, Exception) else None
+    with suppress(Exception):  # closing a dead connection may fail too: it is gone either way
+        if observed is not None:
+            if not observed.invalidated:
+                observed.invalidate(reason)
+        elif pooled.dbapi_connection is not None:
+            pooled.invalidate(reason)

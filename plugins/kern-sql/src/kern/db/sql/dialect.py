@@ -12,11 +12,16 @@ in only what its database does differently:
 - ``next_seq`` and ``seq_serialised``: the atomic ``seq`` assignment of ``append_run``.
 - ``insert_construct`` (or ``upsert`` / ``insert_if_absent``): the upsert syntax.
 - ``search_plan`` / ``search_memories`` / ``search_learnings``: ranked text search.
+- ``existing_objects`` / ``search_expectations``: the start-up check that what the
+  migrations made is still there (``kern.db.sql.verify``).
+- ``unavailable``: which driver errors mean "the database cannot be reached".
+- ``purge_deleted`` / ``after_forget``: what ``forget_user`` does beyond deleting rows, so
+  that no copy of the user's words is left (SQLite: the FTS5 index and the WAL file).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, ClassVar, Protocol
 
 from sqlalchemy import ClauseElement, Connection, Dialect, Engine, Table, bindparam, func, select
@@ -24,6 +29,7 @@ from sqlalchemy import ClauseElement, Connection, Dialect, Engine, Table, bindpa
 from kern.db.sql.migrations import Plan
 from kern.db.sql.prepared import Link, Prepared
 from kern.db.sql.schema import Tables
+from kern.db.sql.verify import Expectations, inspected_objects
 from kern.records import LearningStatus
 
 #: A stored row (column name -> value) with its relevance score, higher is better.
@@ -86,6 +92,34 @@ class SqlDialect:
 
     def lock_for_migrations(self, conn: Connection) -> None:
         """Serialise ``create_tables`` across processes, inside the migration transaction."""
+
+    def unavailable(self, exc: BaseException) -> BaseException | None:
+        """The driver's exception if ``exc`` (raw, or as SQLAlchemy wrapped it) means the
+        database cannot be reached: the connection could not be made or was lost, the
+        server is shutting down or starting up. ``SqlDb`` raises it as
+        ``StorageUnavailableError``. Default: nothing (an embedded database has no server
+        to lose; its errors, "database is locked" included, pass through unchanged)."""
+        return None
+
+    # -- the start-up check of the schema -------------------------------------------------
+    def existing_objects(self, conn: Connection, names: Collection[str]) -> set[str]:
+        """Which of ``names`` (see ``kern.db.sql.verify``) exist; one catalog query where
+        the database has one. Default: SQLAlchemy's inspector."""
+        return inspected_objects(conn, self.tables) & set(names)
+
+    def search_expectations(self) -> Expectations:
+        """What ``search_plan``'s migrations leave, and how to put it back."""
+        return {}
+
+    # -- forget_user --------------------------------------------------------------------
+    def purge_deleted(self, link: Link, deleted: Mapping[str, int]) -> None:
+        """Inside ``forget_user``'s transaction, after its deletes (``deleted``: rows per
+        logical table): remove what the database keeps of deleted rows beyond the rows
+        themselves, such as a full-text index's copies of their words."""
+
+    def after_forget(self, link: Link) -> None:
+        """After ``forget_user`` committed, outside any transaction: push the deletion
+        through to the files (SQLite: checkpoint and truncate the write-ahead log)."""
 
     # -- runs -------------------------------------------------------------------------
     def next_seq(self, link: Link, session_id: str) -> int:

@@ -9,6 +9,7 @@ share it. Every statement is built once, per shape of its filters, and compiled 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
+from datetime import UTC
 from typing import Any
 
 from pydantic import JsonValue, TypeAdapter, ValidationError
@@ -202,14 +203,39 @@ class SqlOps:
 
     # -- runs -------------------------------------------------------------------------
     def append_run(self, link: Link, run: Run) -> Run:
-        seq = self.dialect.next_seq(link, run.session_id)
+        stored = self.store_run(link, run, self.dialect.next_seq(link, run.session_id))
+        link.execute(self._touch_session, {"b_session_id": run.session_id, "b_at": run.created_at})
+        return stored
+
+    def store_run(self, link: Link, run: Run, seq: int) -> Run:
+        """Insert ``run`` as the session's run ``seq`` (which ``next_seq`` gave); the stored run."""
         row = to_row(run, exclude={"messages"})
         row["seq"] = seq
         # Unset optional message fields are left out: they come back as their defaults.
         row["messages"] = [m.model_dump(exclude_none=True) for m in run.messages]
         link.execute(self._insert_run, row)
-        link.execute(self._touch_session, {"b_session_id": run.session_id, "b_at": run.created_at})
         return run.model_copy(update={"seq": seq})
+
+    def commit_turn(
+        self, link: Link, run: Run, session: Session, expected_version: int | None
+    ) -> tuple[Run, Session]:
+        """``upsert_session`` and ``append_run`` in the caller's one transaction.
+
+        The seq comes first: where ``next_seq`` takes a lock (Postgres's per-session
+        advisory lock), a turn takes it before the session row's lock, in the order
+        ``append_run`` takes them (lock, insert, then the session's ``updated_at``), so two
+        writers of a session never wait for each other in a cycle. A conflict on the
+        session raises before the run is written; the caller's rollback undoes the rest.
+        """
+        seq = self.dialect.next_seq(link, run.session_id)
+        saved = self.upsert_session(link, session, expected_version)
+        stored = self.store_run(link, run, seq)
+        # The session's updated_at is now; a run stamped later moves it on, as append_run does.
+        at = run.created_at if run.created_at.tzinfo else run.created_at.replace(tzinfo=UTC)
+        if at > saved.updated_at:
+            link.execute(self._touch_session, {"b_session_id": run.session_id, "b_at": at})
+            saved = saved.model_copy(update={"updated_at": at.astimezone(UTC)})
+        return stored, saved
 
     def get_run(self, link: Link, run_id: str) -> Run | None:
         row = link.first(self._get_run, {"run_id": run_id})
@@ -389,10 +415,12 @@ class SqlOps:
     # -- users ------------------------------------------------------------------------
     def forget_user(self, link: Link, user_id: str) -> dict[str, int]:
         params = {"user_id": user_id}
-        return {
+        deleted = {
             name: sum(link.execute(query, params) for query in queries)
             for name, queries in self._forget.items()
         }
+        self.dialect.purge_deleted(link, deleted)
+        return deleted
 
 
 __all__ = ["SqlOps"]

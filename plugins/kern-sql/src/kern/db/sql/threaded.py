@@ -35,5 +35,8 @@ class ThreadedSqlFileDb(ThreadedAsyncDb):
     def db_file(self) -> str:
         return self.sync_db.db_file  # type: ignore[attr-defined,no-any-return]
 
+    def storage_target(self) -> str:
+        return self.sync_db.storage_target()
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(db_file={self.db_file!r})"

@@ -65,6 +65,9 @@ class SqliteDb(SqlDb):
             # One connection is the whole database: one thread at a time uses it.
             self._guard = threading.RLock()
 
+    def storage_target(self) -> str:
+        return self.db_file
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(db_file={self.db_file!r})"
 

@@ -184,7 +184,9 @@ def prepare_connection(pooled: Any) -> Callable[[], None] | None:
 
 
 def _configure(dbapi_connection: Any) -> None:
-    """Once per connection: a busy timeout, WAL, and NORMAL sync (durable at checkpoints)."""
+    """Once per connection: a busy timeout, WAL, NORMAL sync (durable at checkpoints), and
+    ``secure_delete``: deleted rows are overwritten with zeros in the file, not only
+    unlinked (the default of some builds, Debian's among them, not of all)."""
     cursor = dbapi_connection.cursor()
     try:
         timeout_ms = int(BUSY_TIMEOUT_S * 1000)
@@ -192,6 +194,7 @@ def _configure(dbapi_connection: Any) -> None:
             cursor.execute(f"PRAGMA busy_timeout = {timeout_ms}")
         _enable_wal(cursor)
         cursor.execute("PRAGMA synchronous = NORMAL")  # safe in WAL: no corruption on crash
+        cursor.execute("PRAGMA secure_delete = ON")
     finally:
         cursor.close()
 

@@ -21,6 +21,16 @@ the key column weight 0, so scores are those of the words alone.
 
 User text never reaches FTS5's query syntax: it is cut into word tokens, each quoted as a
 string, joined with ``OR`` (bm25 ranks the rows that match more and rarer words first).
+
+Forgetting. FTS5 does not remove a deleted row's words from its index segments: a delete
+adds a marker, and the words stay in ``*_fts_data`` / ``*_fts_idx`` until a merge of every
+segment drops them. Where the runtime SQLite is 3.44 or newer, both indexes run with FTS5's
+``secure-delete`` option (set at start-up, ``fts_expectations``): a delete then rewrites the
+index pages without the row's words, at once, for ``delete_memory`` and ``delete_learning``
+too. Such an index can no longer be opened by an SQLite older than 3.42. On an older SQLite,
+``forget_user`` merges the index of each table it deleted from into one segment
+(``'optimize'``), which leaves none of the forgotten words behind
+(``SqliteDialect.purge_deleted``).
 """
 
 from __future__ import annotations
@@ -43,12 +53,15 @@ from sqlalchemy import (
     select,
     table,
 )
+from sqlalchemy.exc import DBAPIError
 
 from kern.db.sql.dialect import Scored
 from kern.db.sql.migrations import Migration, Plan
 from kern.db.sql.prepared import Link, Prepared
 from kern.db.sql.schema import Tables
 from kern.db.sql.search import query_terms
+from kern.db.sql.verify import Expectations, Expected
+from kern.errors import ConfigurationError
 
 #: Porter stemming over Unicode words, accents folded: "prefers" finds "preferred", "cafe"
 #: finds "café".
@@ -191,6 +204,108 @@ def fts_plan(tables: Tables) -> Plan:
             )
         ],
     }
+
+
+#: The FTS5 option that removes a deleted row's words from the index at once.
+SECURE_DELETE = "secure-delete"
+#: SQLite versions from which kern turns it on (available since 3.42; 3.44 is the first
+#: release with its fixes).
+SECURE_DELETE_SINCE = (3, 44, 0)
+#: The shadow tables of an external-content FTS5 table (no ``_content``: the base holds it).
+SHADOW_TABLES = ("data", "idx", "docsize", "config")
+TRIGGERS = ("ai", "ad", "au")
+
+
+def fts_specs(tables: Tables) -> tuple[FtsSpec, FtsSpec]:
+    """The current specs of the two indexes: memories keyed by user, learnings plain."""
+    return (
+        keyed_spec(tables.memories.name, MEMORY_COLUMNS),
+        plain_spec(tables.learnings.name, LEARNING_COLUMNS),
+    )
+
+
+def setting_name(spec: FtsSpec) -> str:
+    """The pseudo-object naming "secure-delete is on" for ``spec``'s index."""
+    return f"{spec.name}:{SECURE_DELETE}"
+
+
+def fts_objects(spec: FtsSpec, *, secure_delete: bool) -> tuple[str, ...]:
+    """What the index of ``spec`` is made of: the table, its shadow tables, its triggers,
+    its source view (keyed index), and its secure-delete setting where kern uses it."""
+    fts = spec.name
+    objects = [
+        fts,
+        *(f"{fts}_{shadow}" for shadow in SHADOW_TABLES),
+        *(f"{fts}_{trigger}" for trigger in TRIGGERS),
+    ]
+    if spec.source != spec.base:
+        objects.append(spec.source)
+    if secure_delete:
+        objects.append(setting_name(spec))
+    return tuple(objects)
+
+
+def secure_delete_ddl(spec: FtsSpec) -> list[str]:
+    """Turn secure-delete on, and merge the index once: that drops the words of rows
+    deleted before it was on."""
+    fts = _q(spec.name)
+    return [f"INSERT INTO {fts}({fts}, rank) VALUES ('{SECURE_DELETE}', 1)", optimize_ddl(spec)]
+
+
+def secure_delete_on(conn: Connection, spec: FtsSpec) -> bool:
+    """True if the index of ``spec`` has secure-delete on (its ``_config`` row says so)."""
+    config = _q(f"{spec.name}_config")
+    row = conn.exec_driver_sql(f"SELECT v FROM {config} WHERE k = '{SECURE_DELETE}'").first()
+    return row is not None and str(row[0]) == "1"
+
+
+def fts_expectations(tables: Tables, *, secure_delete: bool) -> Expectations:
+    """The two indexes as the start-up check sees them (``kern.db.sql.verify``).
+
+    A missing piece (the FTS table dropped, a shadow table or trigger gone) is restored by
+    building that index again from its base table: drop what is left, create, 'rebuild'.
+    """
+
+    def restore_for(spec: FtsSpec) -> Callable[[Connection, frozenset[str]], None]:
+        def restore(conn: Connection, missing: frozenset[str]) -> None:
+            if missing - {setting_name(spec)}:
+                try:
+                    _run(drop_ddl(spec))(conn)
+                except DBAPIError as exc:
+                    raise damaged_index(spec, missing, conn, exc) from exc
+                _run(fts_ddl(spec))(conn)
+            if secure_delete:
+                _run(secure_delete_ddl(spec))(conn)
+
+        return restore
+
+    return {
+        spec.name: Expected(fts_objects(spec, secure_delete=secure_delete), restore_for(spec))
+        for spec in fts_specs(tables)
+    }
+
+
+def damaged_index(
+    spec: FtsSpec, missing: frozenset[str], conn: Connection, exc: DBAPIError
+) -> ConfigurationError:
+    """The error for an index SQLite can neither open nor drop (a shadow table is gone)."""
+    fts = spec.name
+    where = conn.engine.url.database or "the database file"
+    return ConfigurationError(
+        f"the SQLite full-text index {fts} in {where} is damaged: "
+        f"{', '.join(sorted(missing))} missing (dropped by hand?), and SQLite cannot open the "
+        f"index to drop and rebuild it ({exc.orig}). To repair it, stop every program using "
+        f"the file, then in the sqlite3 shell run: PRAGMA writable_schema = ON; DELETE FROM "
+        f"sqlite_master WHERE name = '{fts}'; PRAGMA writable_schema = OFF; and, in a new "
+        f"session, DROP TABLE each table named {fts}_... that is left. kern rebuilds the index "
+        f"from {spec.base} the next time it opens the file; no stored row is lost."
+    )
+
+
+def optimize_ddl(spec: FtsSpec) -> str:
+    """Merge every segment of the index into one: deleted rows' words are left out."""
+    fts = _q(spec.name)
+    return f"INSERT INTO {fts}({fts}) VALUES ('optimize')"
 
 
 class FtsIndex:
