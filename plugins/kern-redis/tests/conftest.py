@@ -10,6 +10,8 @@ Where the tests run (DESIGN.md section 7):
   private to this session, else ``127.0.0.1:6379``.
 - ``cluster_nodes``: three ``redis-server --cluster-enabled yes`` masters on free loopback
   ports, joined by ``redis-cli --cluster create``, stopped at the end.
+- ``own_redis``: servers private to one test, which it may stop and start again (fault
+  tests); stopped after the test, by their own process handles.
 
 Each test gets a fresh key prefix (``kern-test-<hex>:``) and its keys are deleted after it:
 nothing else on a shared server is touched (no FLUSHALL). Under ``CI=true`` a missing
@@ -79,16 +81,21 @@ def wait_until(check, what: str) -> None:  # type: ignore[no-untyped-def]
 
 
 class RedisServer:
-    """One ``redis-server`` process on loopback, keeping nothing on disk."""
+    """One ``redis-server`` process on loopback, keeping nothing on disk (unless ``extra``
+    says otherwise: later options win, e.g. ``"--appendonly", "yes"``). With ``password``
+    the server requires it and ``url`` carries it."""
 
-    def __init__(self, folder: Path, port: int, *extra: str) -> None:
+    def __init__(self, folder: Path, port: int, *extra: str, password: str | None = None) -> None:
         binary = shutil.which("redis-server")
         assert binary is not None
         folder.mkdir(parents=True, exist_ok=True)
         self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
+        auth = "" if password is None else f":{password}@"
+        self.url = f"redis://{auth}127.0.0.1:{port}/0"
         args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
         args += ["--appendonly", "no", "--dir", str(folder), *extra]
+        if password is not None:
+            args += ["--requirepass", password]
         self.log = open(folder / "redis.log", "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         try:
@@ -146,6 +153,27 @@ def counting_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield DEFAULT_URL
     else:
         unavailable(f"no Redis server for the Redis backend's tests: {INSTALL}")
+
+
+@pytest.fixture
+def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., RedisServer]]:
+    """``start(*extra, port=None, password=None)`` -> a ``redis-server`` of this test's own
+    (for fault tests: stop it with ``server.stop()``, start it again with
+    ``start(..., port=server.port)``: the same port and data folder). Every server started
+    is stopped after the test; no other server is touched."""
+    if shutil.which("redis-server") is None:
+        unavailable(f"no redis-server for the Redis backend's fault tests: {INSTALL}")
+    folder = tmp_path_factory.mktemp("redis-own")
+    started: list[RedisServer] = []
+
+    def start(*extra: str, port: int | None = None, password: str | None = None) -> RedisServer:
+        server = RedisServer(folder, port or free_port(below=55535), *extra, password=password)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +26,15 @@ import kern.db
 from kern.agent import Agent
 from kern.db.redis import AsyncRedisDb, RedisDb, codec, docs
 from kern.db.redis.plans import Lua
-from kern.errors import ConfigurationError, KernError, SyncAsyncMismatchError
+from kern.errors import (
+    ConfigurationError,
+    KernError,
+    StorageUnavailableError,
+    SyncAsyncMismatchError,
+    UnserializableError,
+    VersionConflictError,
+)
+from kern.ids import MAX_DEPTH, check_text
 from kern.models.openai import OpenAIChat
 from kern.records import Learning, Memory, Message, Run, RunStatus, Session
 from kern.testing.scripted_server import ScriptedServer
@@ -609,3 +618,535 @@ async def test_async_recall_pipelines_too(redis_space: Space) -> None:
         assert [m.content for m in recent] == ["Ada lives in Oslo.", "Ada has a dog."]
     finally:
         await db.close()
+
+
+# -- raw storage --------------------------------------------------------------------------------
+def raw_entries(client: Any, prefix: str) -> list[str]:
+    """Every key under ``prefix`` with its value(s), one text per key, read with redis-py
+    (not through kern): strings, hashes (fields and values, sorted: a hash's own order may
+    change without a write), sets, sorted sets (members) and lists. A RedisCluster client
+    scans every primary."""
+    out = []
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        kind = codec.text(client.type(key))
+        values: list[Any]
+        if kind == "string":
+            values = [client.get(key)]
+        elif kind == "hash":
+            values = [part for pair in sorted(client.hgetall(key).items()) for part in pair]
+        elif kind == "set":
+            values = sorted(client.smembers(key))
+        elif kind == "zset":
+            values = client.zrange(key, 0, -1)
+        elif kind == "list":
+            values = client.lrange(key, 0, -1)
+        else:  # a key kern never writes: shown, never skipped
+            values = [f"<{kind}>"]
+        shown = " | ".join(codec.text(v) if isinstance(v, bytes) else str(v) for v in values)
+        out.append(f"{codec.text(key)} ({kind}): {shown}")
+    return sorted(out)
+
+
+def _raw_client(url: str, *, cluster: bool) -> Any:
+    plain = url.removesuffix("?cluster=true")
+    return redis.cluster.RedisCluster.from_url(plain) if cluster else redis.Redis.from_url(plain)
+
+
+# -- commit_turn: a run and its session in one script ------------------------------------------
+SERVERS = ["redis_url", "cluster_nodes"]
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_commit_turn_stores_the_run_and_the_session_together(
+    redis_space: Space, server: str
+) -> None:
+    url, prefix = redis_space(server)
+    db = RedisDb(db_url=url, key_prefix=prefix)
+    try:
+        first = Session(session_id="s", user_id="u", component_id="c", state={"turns": 1})
+        run1, stored1 = db.commit_turn(turn("s", 1, user_id="u"), first, expected_version=None)
+        assert run1.seq == 1 and stored1.version == 1
+        assert db.get_session("s") == stored1 and db.get_run(run1.run_id) == run1
+        second = stored1.model_copy(update={"state": {"turns": 2}, "component_id": "d"})
+        run2, stored2 = db.commit_turn(turn("s", 2, user_id="u"), second, expected_version=1)
+        assert run2.seq == 2 and stored2.version == 2 and stored2.created_at == stored1.created_at
+        assert stored2.updated_at >= run2.created_at
+        assert db.get_session("s") == stored2
+        assert db.get_last_runs("s", 10) == [run1, run2]
+        assert db.list_sessions(user_id="u") == [stored2]
+        assert db.list_sessions(component_id="d") == [stored2]
+        assert db.list_sessions(component_id="c") == []  # left the old version's index
+        assert db.append_run(turn("s", 3)).seq == 3  # append_run continues the same counter
+        with pytest.raises(ValueError, match="session_id"):
+            db.commit_turn(turn("elsewhere", 4), stored2, expected_version=2)
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_commit_turn_version_conflict_stores_no_run(redis_space: Space, server: str) -> None:
+    url, prefix = redis_space(server)
+    db = RedisDb(db_url=url, key_prefix=prefix)
+    raw = _raw_client(url, cluster=server == "cluster_nodes")
+    try:
+        run1, stored = db.commit_turn(
+            turn("s", 1, user_id="u"), Session(session_id="s", user_id="u"), expected_version=None
+        )
+        for expected in (None, 0, 2, 7):  # create of an existing session; stale; ahead
+            lost = turn("s", 2, user_id="u")
+            with pytest.raises(VersionConflictError) as error:
+                db.commit_turn(
+                    lost, stored.model_copy(update={"state": {"x": 1}}), expected_version=expected
+                )
+            assert error.value.actual == 1
+            assert db.get_run(lost.run_id) is None
+            if server == "redis_url":  # one script: not even the run id's claim is taken
+                assert raw.exists(db.ctx.keys.claim(lost.run_id)) == 0
+        assert db.get_session("s") == stored
+        assert db.get_last_runs("s", 10) == [run1]
+        assert raw.get(db.ctx.keys.session_base("s") + "seq") == b"1"
+        missing = turn("gone", 1)
+        with pytest.raises(VersionConflictError):
+            db.commit_turn(missing, Session(session_id="gone"), expected_version=3)
+        assert db.get_run(missing.run_id) is None and db.get_session("gone") is None
+    finally:
+        raw.close()
+        db.close()
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_commit_turn_retried_with_the_same_run_id_stores_nothing_more(
+    redis_space: Space, server: str
+) -> None:
+    """A retry after a lost reply (the same run id) writes nothing and answers the stored run
+    and session, whatever the retry carries; a run id another session holds is refused."""
+    url, prefix = redis_space(server)
+    db = RedisDb(db_url=url, key_prefix=prefix)
+    raw = _raw_client(url, cluster=server == "cluster_nodes")
+    try:
+        run = turn("s", 1, user_id="u")
+        session = Session(session_id="s", user_id="u", state={"n": 1})
+        stored = db.commit_turn(run, session, expected_version=None)
+        before = raw_entries(raw, prefix)
+        changed = session.model_copy(update={"state": {"n": 2}})
+        for expected in (None, 1, 5):
+            assert db.commit_turn(run, changed, expected_version=expected) == stored
+        assert raw_entries(raw, prefix) == before  # not one byte written
+        assert db.get_last_runs("s", 10) == [stored[0]]
+
+        other = Session(session_id="t", user_id="u")
+        with pytest.raises(ValueError, match="already stored"):
+            db.commit_turn(run.model_copy(update={"session_id": "t"}), other, expected_version=None)
+        assert db.get_session("t") is None and db.get_last_runs("t", 10) == []
+        logged = db.append_run(turn("log", 1))  # a run id stored without a session row
+        with pytest.raises(ValueError, match="already stored"):
+            db.commit_turn(logged, Session(session_id="log"), expected_version=None)
+        assert db.get_session("log") is None
+    finally:
+        raw.close()
+        db.close()
+
+
+@pytest.mark.parametrize("server", SERVERS)
+@pytest.mark.parametrize("broken", ["run index", "session index"])
+def test_a_script_error_in_commit_turn_leaves_neither_half(
+    redis_space: Space, server: str, broken: str
+) -> None:
+    """The halves cannot come apart: the run and the session are written by one script,
+    which Redis runs atomically (no other command runs in between, and a crash of the server
+    loses the whole script or none of it), and which makes every check before its first
+    write. Here a key the commit must write holds another type (something else wrote under
+    kern's prefix): the commit fails with the server's error and stores neither half; once
+    the key is fixed, the same commit succeeds."""
+    url, prefix = redis_space(server)
+    db = RedisDb(db_url=url, key_prefix=prefix)
+    raw = _raw_client(url, cluster=server == "cluster_nodes")
+    try:
+        first, stored = db.commit_turn(
+            turn("s", 1, user_id="u"), Session(session_id="s", user_id="u"), expected_version=None
+        )
+        if broken == "run index":  # in the session's slot: written by the script itself
+            bad = db.ctx.keys.session_base("s") + "r:st:error"
+        else:  # in the user's slot: the script (single server) or the step before it (cluster)
+            bad = db.ctx.keys.session_index("u", "new-component", None)
+        raw.set(bad, "not an index")
+        nxt = turn("s", 2, user_id="u", status=RunStatus.ERROR)
+        update = stored.model_copy(update={"state": {"n": 2}, "component_id": "new-component"})
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            db.commit_turn(nxt, update, expected_version=1)
+        assert db.get_session("s") == stored
+        assert db.get_run(nxt.run_id) is None and db.get_last_runs("s", 10) == [first]
+        assert raw.get(db.ctx.keys.session_base("s") + "seq") == b"1"
+        raw.delete(bad)
+        run2, stored2 = db.commit_turn(nxt, update, expected_version=1)
+        assert (run2.seq, stored2.version) == (2, 2)
+        assert db.get_last_runs("s", 10, status=RunStatus.ERROR) == [run2]
+    finally:
+        raw.close()
+        db.close()
+
+
+def test_commit_turn_is_one_round_trip_on_a_single_server(redis_space: Space) -> None:
+    url, prefix = redis_space("counting_url")
+    db = RedisDb(db_url=url, key_prefix=prefix)
+    try:
+        _, stored = db.commit_turn(
+            turn("s", 0, user_id="u"), Session(session_id="s", user_id="u"), expected_version=None
+        )
+        sent = _count_round_trips(db._runner)
+        before = command_calls(db.client, cluster=False)
+        _, stored = db.commit_turn(turn("s", 1, user_id="u"), stored, expected_version=1)
+        used = diff(before, command_calls(db.client, cluster=False))
+        assert sent == [1], sent  # one step of one script
+        assert used.get("evalsha") == 1 and "eval" not in used, used
+        assert not {"scan", "keys"} & set(used), used
+    finally:
+        db.close()
+
+
+def test_commit_turn_on_a_cluster_takes_three_round_trips(redis_space: Space) -> None:
+    """Claim and indexes before, the turn's script, the indexes after (see kern.db.redis.turns)."""
+    url, prefix = redis_space("cluster_nodes")
+    db = RedisDb(db_url=url, key_prefix=prefix)
+    try:
+        _, stored = db.commit_turn(
+            turn("s", 0, user_id="u"), Session(session_id="s", user_id="u"), expected_version=None
+        )
+        sent = _count_round_trips(db._runner)
+        db.commit_turn(turn("s", 1, user_id="u"), stored, expected_version=1)
+        assert len(sent) == 3 and sent[1] == 1, sent
+    finally:
+        db.close()
+
+
+def test_commit_turn_keeps_the_session_ttl(redis_space: Space) -> None:
+    url, prefix = redis_space("redis_url")
+    db = RedisDb(db_url=url, key_prefix=prefix, session_ttl=600)
+    raw = redis.Redis.from_url(url)
+    try:
+        run, _ = db.commit_turn(
+            turn("s", 0, user_id="u"), Session(session_id="s", user_id="u"), expected_version=None
+        )
+        session_keys = [k for k in keys_under(url, prefix) if "{s:s}" in k]
+        assert len(session_keys) >= 8
+        assert all(0 < raw.ttl(k) <= 600 for k in session_keys), session_keys
+        assert 0 < raw.ttl(db.ctx.keys.claim(run.run_id)) <= 600
+    finally:
+        raw.close()
+        db.close()
+
+
+async def test_async_commit_turn(redis_space: Space) -> None:
+    url, prefix = redis_space("redis_url")
+    db = AsyncRedisDb(db_url=url, key_prefix=prefix)
+    try:
+        session = Session(session_id="s", user_id="u")
+        run, stored = await db.commit_turn(
+            turn("s", 0, user_id="u"), session, expected_version=None
+        )
+        assert await db.commit_turn(run, session, expected_version=None) == (run, stored)
+        with pytest.raises(VersionConflictError):
+            await db.commit_turn(turn("s", 1), stored, expected_version=None)
+        run2, stored2 = await db.commit_turn(turn("s", 1), stored, expected_version=1)
+        assert (run2.seq, stored2.version) == (2, 2)
+        assert await db.get_last_runs("s", 10) == [run, run2]
+        assert await db.get_session("s") == stored2
+    finally:
+        await db.close()
+
+
+# -- forget_user leaves no byte ----------------------------------------------------------------
+@pytest.mark.parametrize("server", SERVERS)
+def test_forget_user_leaves_no_key_or_value_of_hers(redis_space: Space, server: str) -> None:
+    """After forget_user, no key under the prefix holds her id, a word of hers (in memory
+    and learning content, session state and run messages), or the id of any record of hers
+    (runs, sessions, memories, learnings), in its name or its value: auxiliary keys
+    included (the runs' ``tok:<run_id>`` resend tokens, a run-less session's counter)."""
+    url, prefix = redis_space(server)
+    db = RedisDb(db_url=url, key_prefix=prefix)
+    raw = _raw_client(url, cluster=server == "cluster_nodes")
+    marker = f"qz{uuid.uuid4().hex[:12]}"
+    alice = f"alice-{uuid.uuid4().hex[:8]}"
+    chat, loose = f"chat-{marker}", f"loose-{marker}"
+    try:
+        db.upsert_session(
+            Session(session_id="bob-chat", user_id="bob", state={"n": 1}), expected_version=None
+        )
+        bob_run = db.append_run(turn("bob-chat", 0, user_id="bob"))
+        bob_memory = db.upsert_memory(Memory(user_id="bob", content="bob likes tea"))
+
+        said = [Message(role="user", content=f"tell me about {marker}")]
+        hers = Session(
+            session_id=chat,
+            user_id=alice,
+            component_id="assistant",
+            state={"topic": marker, marker: [marker]},
+        )
+        run1, stored = db.commit_turn(
+            Run(session_id=chat, user_id=alice, input=marker, messages=said),
+            hers,
+            expected_version=None,
+        )
+        run2, stored = db.commit_turn(
+            Run(session_id=chat, user_id=alice, messages=said, output={"a": marker}),
+            stored.model_copy(update={"summary": f"about {marker}"}),
+            expected_version=1,
+        )
+        step = db.append_run(Run(session_id=chat, input=f"workflow step {marker}"))
+        visiting = db.append_run(
+            Run(session_id="bob-chat", user_id=alice, status=RunStatus.RUNNING, messages=said)
+        )
+        db.update_run(visiting.run_id, status=RunStatus.COMPLETED, output=f"{marker} done")
+        stray = db.append_run(Run(session_id=loose, user_id=alice, output=f"loose {marker}"))
+        memories = [
+            db.upsert_memory(
+                Memory(
+                    user_id=alice,
+                    agent_id="assistant",
+                    content=f"{marker} likes pistachio",
+                    topics=[marker],
+                )
+            ),
+            db.upsert_memory(Memory(user_id=alice, content=f"second {marker} fact")),
+        ]
+        learnings = [
+            db.upsert_learning(
+                Learning(
+                    kind="profile",
+                    namespace="user",
+                    user_id=alice,
+                    entity_id="e1",
+                    content={"fact": {"deep": marker}},
+                )
+            ),
+            db.upsert_learning(
+                Learning(
+                    kind="context",
+                    namespace="session",
+                    session_id=chat,
+                    content={"note": f"{marker} note"},
+                )
+            ),
+        ]
+        run_ids = [r.run_id for r in (run1, run2, step, visiting, stray)]
+        needles = [
+            marker,
+            alice,
+            *run_ids,
+            *(m.memory_id for m in memories),
+            *(learning.learning_id for learning in learnings),
+        ]
+
+        bob_session = db.get_session("bob-chat")
+        before = raw_entries(raw, prefix)
+        assert [e for e in before if marker in e] and [e for e in before if alice in e]
+        tokens = [e for e in before if ":tok:" in e]
+        assert {r.run_id for r in (step, visiting, stray)} <= {
+            rid for rid in run_ids for e in tokens if rid in e
+        }  # append_run's resend tokens exist: the case the issue found
+        counts = db.forget_user(alice)
+        assert counts == {"sessions": 1, "runs": 5, "memories": 2, "learnings": 2}
+
+        after = raw_entries(raw, prefix)
+        left = [e for e in after if any(n in e for n in needles)]
+        assert not left, "\n".join(left)
+        assert db.get_session("bob-chat") == bob_session
+        assert db.get_last_runs("bob-chat", 10) == [bob_run]
+        assert db.list_memories("bob") == [bob_memory]
+        assert db.forget_user(alice) == {"sessions": 0, "runs": 0, "memories": 0, "learnings": 0}
+    finally:
+        raw.close()
+        db.close()
+
+
+def test_delete_session_takes_the_resend_tokens_too(redis_space: Space) -> None:
+    url, prefix = redis_space("redis_url")
+    db = RedisDb(db_url=url, key_prefix=prefix)
+    try:
+        runs = [db.append_run(turn("s", i)) for i in range(3)]
+        assert len([k for k in keys_under(url, prefix) if ":tok:" in k]) == 3
+        assert db.delete_session("s") is False  # no session row, but its runs go
+        assert keys_under(url, prefix) == [db.ctx.keys.schema]
+        assert all(db.get_run(r.run_id) is None for r in runs)
+    finally:
+        db.close()
+
+
+# -- nesting depth ------------------------------------------------------------------------------
+def nested(depth: int) -> dict[str, Any]:
+    """A JSON object nesting ``depth`` containers (dicts and lists alternating), the word
+    "leaf" innermost."""
+    value: Any = "leaf"
+    for level in range(depth - 1):
+        value = {"k": value, "n": level} if level % 2 else [value, level, 1.5, True, None]
+    return {"top": value}
+
+
+def depth_of(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((depth_of(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((depth_of(v) for v in value), default=0)
+    return 0
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_state_and_content_at_the_depth_limit_round_trip(redis_space: Space, server: str) -> None:
+    """Session state and learning content nested as deep as core allows (64) are stored and
+    read back exactly, through upsert_session, commit_turn and the learning calls. (kern's
+    scripts never decode JSON, so Lua's cjson and its limit of 1000 play no part; the reader
+    is pydantic, whose JSON parser stops at 200 levels in a whole record.)"""
+    url, prefix = redis_space(server)
+    deep = nested(MAX_DEPTH)
+    assert depth_of(deep) == MAX_DEPTH
+    with pytest.raises(UnserializableError):  # one level more is refused, by core
+        check_text("state", {"over": deep})
+    db = RedisDb(db_url=url, key_prefix=prefix)
+    try:
+        stored = db.upsert_session(
+            Session(session_id="s", user_id="u", state=deep, metadata=deep), expected_version=None
+        )
+        assert db.get_session("s") == stored and stored.state == deep
+        run, stored = db.commit_turn(
+            Run(session_id="s", user_id="u", output=deep, metrics={"deep": nested(MAX_DEPTH - 1)}),
+            stored.model_copy(update={"state": {"again": nested(MAX_DEPTH - 1)}}),
+            expected_version=1,
+        )
+        assert db.get_session("s") == stored and db.get_run(run.run_id) == run
+        assert db.get_last_runs("s", 5) == [run] and db.list_sessions(user_id="u") == [stored]
+        _, later = db.commit_turn(turn("s", 2), stored, expected_version=2)  # the next turn
+        assert later.version == 3
+
+        learning = db.upsert_learning(Learning(kind="k", namespace="n", user_id="u", content=deep))
+        assert db.get_learning(learning.learning_id) == learning
+        assert db.query_learnings(user_id="u") == [learning]
+        assert [hit.learning for hit in db.search_learnings("leaf", user_id="u")] == [learning]
+    finally:
+        db.close()
+
+
+# -- storage faults ------------------------------------------------------------------------------
+def _start_cluster_node(own_redis: Callable[..., Any], port: int | None = None) -> Any:
+    """A one-node Redis Cluster of this test's own (its slots kept in its folder's nodes.conf,
+    its data in an append-only file, so a restart on the same port brings both back)."""
+    server = own_redis(
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+        "--appendonly",
+        "yes",
+        port=port,
+    )
+    client = redis.Redis(port=server.port)
+    try:
+        if port is None:
+            client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        deadline = time.monotonic() + 30
+        while client.cluster("info")["cluster_state"] != "ok":
+            assert time.monotonic() < deadline, "the one-node cluster did not come up"
+            time.sleep(0.05)
+    finally:
+        client.close()
+    return server
+
+
+def _check_unavailable(error: pytest.ExceptionInfo[StorageUnavailableError], secret: str) -> None:
+    cause = error.value.__cause__
+    assert isinstance(cause, redis.ConnectionError | redis.TimeoutError), repr(cause)
+    assert secret not in str(error.value), str(error.value)
+    assert "unavailable" in str(error.value)
+
+
+def test_an_outage_raises_storage_unavailable_and_the_next_call_after_restart_works(
+    own_redis: Callable[..., Any],
+) -> None:
+    """While the server is down every call raises StorageUnavailableError (redis-py's error
+    chained, the URL shown without its password); the first call after a restart on the same
+    port works, scripts included (the restarted server has none cached)."""
+    secret = f"pw-{uuid.uuid4().hex}"
+    server = own_redis("--appendonly", "yes", password=secret)
+    db = RedisDb(db_url=server.url)
+    try:
+        assert db.storage_target() == f"redis://:***@127.0.0.1:{server.port}/0"
+        run, stored = db.commit_turn(
+            turn("s", 0, user_id="u"), Session(session_id="s", user_id="u"), expected_version=None
+        )
+        server.stop()
+        for call in (
+            lambda: db.get_session("s"),
+            lambda: db.commit_turn(turn("s", 1), stored, expected_version=1),
+            lambda: db.get_last_runs("s", 3),
+            lambda: db.forget_user("u"),
+        ):
+            with pytest.raises(StorageUnavailableError) as error:
+                call()
+            _check_unavailable(error, secret)
+            assert f"127.0.0.1:{server.port}" in str(error.value)
+        server = own_redis("--appendonly", "yes", port=server.port, password=secret)
+        assert db.client.script_exists(db._runner.scripts["commit_turn_local"].sha) == [False]
+        assert db.get_session("s") == stored  # kept in the append-only file
+        run2, _ = db.commit_turn(turn("s", 1), stored, expected_version=1)
+        assert run2.seq == 2 and db.get_last_runs("s", 3) == [run, run2]
+        assert db.forget_user("u")["sessions"] == 1
+    finally:
+        db.close()
+
+
+async def test_an_outage_on_the_async_db(own_redis: Callable[..., Any]) -> None:
+    secret = f"pw-{uuid.uuid4().hex}"
+    server = own_redis("--appendonly", "yes", password=secret)
+    db = AsyncRedisDb(db_url=server.url)
+    try:
+        run, stored = await db.commit_turn(
+            turn("s", 0), Session(session_id="s"), expected_version=None
+        )
+        server.stop()
+        with pytest.raises(StorageUnavailableError) as error:
+            await db.commit_turn(turn("s", 1), stored, expected_version=1)
+        _check_unavailable(error, secret)
+        with pytest.raises(StorageUnavailableError) as error:
+            await db.get_session("s")
+        _check_unavailable(error, secret)
+        server = own_redis("--appendonly", "yes", port=server.port, password=secret)
+        run2, _ = await db.commit_turn(turn("s", 1), stored, expected_version=1)
+        assert await db.get_last_runs("s", 3) == [run, run2]
+    finally:
+        await db.close()
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_an_outage_of_a_cluster(own_redis: Callable[..., Any], flavour: str) -> None:
+    """redis-py reports a cluster none of whose nodes answers with a RedisClusterException,
+    not a ConnectionError: it comes out as StorageUnavailableError all the same (through
+    ClusterUnreachableError, the driver's errors chained); a restart brings the db back."""
+    server = _start_cluster_node(own_redis)
+    url = f"redis://127.0.0.1:{server.port}/0?cluster=true"
+
+    async def scenario() -> None:
+        db: Any = RedisDb(db_url=url) if flavour == "sync" else AsyncRedisDb(db_url=url)
+
+        async def call(name: str, *args: Any, **kwargs: Any) -> Any:
+            result = getattr(db, name)(*args, **kwargs)
+            return await result if flavour == "async" else result
+
+        try:
+            run, stored = await call(
+                "commit_turn", turn("s", 0), Session(session_id="s"), expected_version=None
+            )
+            server.stop()
+            with pytest.raises(StorageUnavailableError) as error:
+                await call("commit_turn", turn("s", 1), stored, expected_version=1)
+            _check_unavailable(error, "no secret here")
+            assert isinstance(
+                error.value.__cause__.__cause__, redis.exceptions.RedisClusterException
+            )
+            _start_cluster_node(own_redis, port=server.port)
+            run2, _ = await call("commit_turn", turn("s", 1), stored, expected_version=1)
+            assert await call("get_last_runs", "s", 3) == [run, run2]
+        finally:
+            closed = db.close()
+            if flavour == "async":
+                await closed
+
+    asyncio.run(scenario())

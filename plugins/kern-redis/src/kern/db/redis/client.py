@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import redis
 import redis.asyncio
@@ -79,13 +79,23 @@ def _split_url(db_url: str, cls: str) -> tuple[str, bool]:
 
 
 def _where(url: str) -> str:
-    """The URL without its password, for repr and messages."""
+    """The URL without its password (in the user part or the query), for repr and messages."""
     parts = urlsplit(url)
-    if parts.password is None:
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    hidden = any(k == "password" for k, _ in query)
+    if parts.password is None and not hidden:
         return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit(parts._replace(netloc=user + netloc))
+    if hidden:
+        masked = [(k, "***" if k == "password" else v) for k, v in query]
+        parts = parts._replace(query=urlencode(masked, safe="*"))
+    netloc = parts.netloc
+    if parts.password is not None:
+        user = f"{parts.username}:***@" if parts.username else ":***@"
+        netloc = user + netloc.rsplit("@", 1)[1]
+    # By hand: urlunsplit would drop the "//" of unix:///path URLs.
+    query = f"?{parts.query}" if parts.query else ""
+    fragment = f"#{parts.fragment}" if parts.fragment else ""
+    return f"{parts.scheme}://{netloc}{parts.path}{query}{fragment}"
 
 
 _SYNC = (redis.Redis, redis.cluster.RedisCluster)

@@ -23,11 +23,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar, get_args
 
 from kern.db.base import AsyncBaseDb, BaseDb
-from kern.db.redis import docs, forget, learnings, memories, runs, schema, sessions
+from kern.db.redis import docs, forget, learnings, memories, runs, schema, sessions, turns
 from kern.db.redis.client import Connection, connect
 from kern.db.redis.indexes import Ctx
 from kern.db.redis.keys import DEFAULT_PREFIX, Keys
-from kern.db.redis.plans import AsyncRunner, Plan, SyncRunner
+from kern.db.redis.plans import UNAVAILABLE, AsyncRunner, Plan, SyncRunner
 from kern.errors import ConfigurationError, KernError
 from kern.records import (
     Learning,
@@ -72,6 +72,9 @@ class _RedisCommon:
     """Construction and the plans, shared by the sync and async classes."""
 
     backend_name = "redis"
+    #: redis-py's "cannot reach the server" errors (``kern.db.redis.plans.UNAVAILABLE``):
+    #: raised to the caller as ``StorageUnavailableError``, the driver's error chained.
+    unavailable_errors: ClassVar[tuple[type[BaseException], ...]] = UNAVAILABLE
     is_async: ClassVar[bool]
     connection: Connection
     _runner: Any  # SyncRunner or AsyncRunner
@@ -130,6 +133,10 @@ class _RedisCommon:
     def session_ttl(self) -> int | None:
         return self.ctx.ttl or None
 
+    def storage_target(self) -> str:
+        """The server's URL without its password (or the address of the user's client)."""
+        return self.connection.where
+
     def __repr__(self) -> str:
         kind = ", cluster=True" if self.cluster else ""
         return (
@@ -180,6 +187,11 @@ class _RedisCommon:
         return sessions.delete_session(self.ctx, session_id)
 
     # -- runs ---------------------------------------------------------------------------
+    def _plan_commit_turn(
+        self, run: Run, session: Session, *, expected_version: int | None
+    ) -> Plan[tuple[Run, Session]]:
+        return turns.commit_turn(self.ctx, run, session, expected_version)
+
     def _plan_append_run(self, run: Run) -> Plan[Run]:
         return runs.append_run(self.ctx, run)
 

@@ -3,6 +3,11 @@
 A script gets the key it is routed by as ``KEYS[1]`` and builds the other keys of the same
 slot from a base passed in ``ARGV[1]`` (``<prefix>{s:<session_id>}:``), so Redis Cluster
 runs it on the node that owns that slot. Nothing here re-encodes JSON: see ``codec``.
+
+Scripts are composed from the Lua functions below (``store_run``, ``cas_read``/``cas_write``,
+``touch``...), each written once. Redis runs a script atomically but does not undo the writes
+of a script that fails halfway, so a script that must write all or nothing (``COMMIT_TURN``)
+does every read and check that can fail before its first write.
 """
 
 from __future__ import annotations
@@ -35,20 +40,33 @@ local function unindex_run(base, rid)
 end
 """
 
-# Append a run into its session's slot (see APPEND_RUN). Returns {seq, moved, index keys
-# of the session ('\n'-joined) or false}; {0} if the run id is stored here already.
-_APPEND = """
-local function append(base, rid, body, top, status, user, created, created_us, token)
-  local runs = base .. 'runs'
-  local sess = base .. 'session'
-  if redis.call('HEXISTS', runs, rid) == 1 then
-    if redis.call('GET', base .. 'tok:' .. rid) ~= token then return {0} end
-    local stored = redis.call('HGET', runs, rid)
-    return {tonumber(string.match(stored, '^{"seq":(%d+),')), 0, false}
+# Helpers every script may use: split a '\n'-joined list; and, before a script's first
+# write, stop it (nothing written) if a key it is about to write holds another type.
+_HELPERS = """
+local function lines(joined)
+  local out = {}
+  if joined then
+    for item in string.gmatch(joined, '[^\\n]+') do out[#out + 1] = item end
   end
+  return out
+end
+local function expect(kind, key)
+  local found = redis.call('TYPE', key)['ok']
+  if found ~= 'none' and found ~= kind then
+    error(redis.error_reply('WRONGTYPE kern: ' .. key .. ' holds a ' .. found .. ', not a '
+      .. kind .. ' (something else writes under kern\\'s key prefix); nothing was written'))
+  end
+end
+"""
+
+# A run in its session's slot: take the next seq, store the run, index it by seq (all /
+# top-level / per status), note its user (``store_run``); move the session's updated_at to
+# the run's time if later (``follow_run``: returns moved 0/1 and the session's index keys).
+# ``run_keys_ok`` checks, before any write, the keys ``store_run`` will write.
+_RUN = """
+local function store_run(base, rid, body, top, status, user)
   local seq = redis.call('INCR', base .. 'seq')
-  redis.call('HSET', runs, rid, '{"seq":' .. seq .. ',' .. body)
-  redis.call('SET', base .. 'tok:' .. rid, token, 'EX', 600)
+  redis.call('HSET', base .. 'runs', rid, '{"seq":' .. seq .. ',' .. body)
   redis.call('ZADD', base .. 'r:all', seq, rid)
   redis.call('ZADD', base .. 'r:st:' .. status, seq, rid)
   if top == '1' then
@@ -59,15 +77,53 @@ local function append(base, rid, body, top, status, user, created, created_us, t
     redis.call('SADD', base .. 'ru:' .. user, rid)
     redis.call('SADD', base .. 'users', user)
   end
+  return seq
+end
+local function run_keys_ok(base, top, status, user)
+  local seq = redis.call('GET', base .. 'seq')
+  if seq and not string.match(seq, '^%d+$') then expect('counter', base .. 'seq') end
+  expect('hash', base .. 'runs')
+  expect('zset', base .. 'r:all')
+  expect('zset', base .. 'r:st:' .. status)
+  if top == '1' then
+    expect('zset', base .. 'r:top')
+    expect('zset', base .. 'r:top:st:' .. status)
+  end
+  if user ~= '' then
+    expect('set', base .. 'ru:' .. user)
+    expect('set', base .. 'users')
+  end
+end
+local function follow_run(base, created, created_us)
+  local sess = base .. 'session'
   local info = redis.call('HMGET', sess, 'um', 'ix')
-  local moved = 0
   if info[1] and tonumber(created_us) > tonumber(info[1]) then
     redis.call('HSET', sess, 'u', created, 'um', created_us)
-    moved = 1
+    return 1, info[2]
   end
-  return {seq, moved, info[2]}
+  return 0, info[2]
 end
 """
+
+# Append a run into its session's slot (see APPEND_RUN). Returns {seq, moved, index keys
+# of the session ('\n'-joined) or false}; {0} if the run id is stored here already.
+_APPEND = (
+    _RUN
+    + """
+local function append(base, rid, body, top, status, user, created, created_us, token)
+  local runs = base .. 'runs'
+  if redis.call('HEXISTS', runs, rid) == 1 then
+    if redis.call('GET', base .. 'tok:' .. rid) ~= token then return {0} end
+    local stored = redis.call('HGET', runs, rid)
+    return {tonumber(string.match(stored, '^{"seq":(%d+),')), 0, false}
+  end
+  local seq = store_run(base, rid, body, top, status, user)
+  redis.call('SET', base .. 'tok:' .. rid, token, 'EX', 600)
+  local moved, ix = follow_run(base, created, created_us)
+  return {seq, moved, ix}
+end
+"""
+)
 
 #: Append a run: refuse a stored run_id, take the next seq, store the run and index it by
 #: seq (all / top-level / per status), note its user, move the session's updated_at.
@@ -78,6 +134,7 @@ end
 #: seq its first attempt took instead of a duplicate error.
 APPEND_RUN = (
     _TOUCH
+    + _HELPERS
     + _APPEND
     + """
 local out = append(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8],
@@ -93,6 +150,7 @@ return out
 #: ARGV, then the session id. Returns as APPEND_RUN; {-1} if another session holds the run.
 APPEND_RUN_LOCAL = (
     _TOUCH
+    + _HELPERS
     + _APPEND
     + """
 local base, rid, ttl = ARGV[1], ARGV[2], tonumber(ARGV[9])
@@ -110,7 +168,7 @@ local out = append(base, rid, ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[
 if out[1] ~= 0 then
   touch(base, ttl)
   if out[2] == 1 and out[3] then
-    for key in string.gmatch(out[3], '[^\\n]+') do
+    for _, key in ipairs(lines(out[3])) do
       redis.call('ZADD', key, 'XX', 'GT', ARGV[8], ARGV[11])
     end
   end
@@ -159,6 +217,40 @@ return 1
 """
 )
 
+# Compare-and-set of a session hash on its version, in two halves so a script can do its
+# other checks between them. A is the argument list of SESSION_CAS (a script passes its ARGV,
+# COMMIT_TURN's starts the same way). ``cas_read`` returns the verdict ('ok', 'conflict', or
+# 'resent': this writer's own write, already applied) and the fields read {v, c, o, cid, t,
+# w, ix}; ``cas_write`` writes the session after an 'ok' and returns its created_at.
+_CAS = """
+local function cas_read(k, A)
+  local cur = redis.call('HMGET', k, 'v', 'c', 'o', 'cid', 't', 'w', 'ix')
+  if cur[6] == A[12] and cur[1] == A[3] then return 'resent', cur end
+  if A[2] == '' then
+    if cur[1] then return 'conflict', cur end
+  elseif cur[1] ~= A[2] then
+    return 'conflict', cur
+  end
+  return 'ok', cur
+end
+local function cas_write(k, cur, A)
+  local created
+  if A[2] == '' then
+    created = A[4]
+    redis.call('HSET', k, 'c', created)
+  else
+    created = cur[2]
+  end
+  redis.call('HSET', k, 'v', A[3], 'u', A[5], 'um', A[6], 't', A[9], 'rest', A[10],
+             'w', A[12], 'ix', A[13])
+  if A[7] ~= '' then redis.call('HSET', k, 'o', string.sub(A[7], 2))
+  else redis.call('HDEL', k, 'o') end
+  if A[8] ~= '' then redis.call('HSET', k, 'cid', string.sub(A[8], 2))
+  else redis.call('HDEL', k, 'cid') end
+  return created
+end
+"""
+
 #: Compare-and-set of a session hash on its version. ARGV: base, expected ('' = create,
 #: must not exist), new version, created, updated, updated µs, owner ('=' + user_id or
 #: '' for none), component (same form), type, rest, ttl, token, the session's index keys
@@ -168,36 +260,120 @@ return 1
 #: (the reply was lost) succeeds instead of reporting a conflict with itself.
 SESSION_CAS = (
     _TOUCH
+    + _CAS
     + """
-local base = ARGV[1]
-local k = KEYS[1]
-local cur = redis.call('HMGET', k, 'v', 'c', 'o', 'cid', 't', 'w')
-local created
-if cur[6] == ARGV[12] and cur[1] == ARGV[3] then
-  return {1, cur[2], cur[3], cur[4], cur[5]}
-end
-if ARGV[2] == '' then
-  if cur[1] then return {0, cur[1]} end
-  created = ARGV[4]
-  redis.call('HSET', k, 'c', created)
-else
-  if cur[1] ~= ARGV[2] then return {0, cur[1]} end
-  created = cur[2]
-end
-redis.call('HSET', k, 'v', ARGV[3], 'u', ARGV[5], 'um', ARGV[6], 't', ARGV[9], 'rest', ARGV[10],
-           'w', ARGV[12], 'ix', ARGV[13])
-if ARGV[7] ~= '' then redis.call('HSET', k, 'o', string.sub(ARGV[7], 2))
-else redis.call('HDEL', k, 'o') end
-if ARGV[8] ~= '' then redis.call('HSET', k, 'cid', string.sub(ARGV[8], 2))
-else redis.call('HDEL', k, 'cid') end
-touch(base, tonumber(ARGV[11]))
+local verdict, cur = cas_read(KEYS[1], ARGV)
+if verdict == 'conflict' then return {0, cur[1]} end
+if verdict == 'resent' then return {1, cur[2], cur[3], cur[4], cur[5]} end
+local created = cas_write(KEYS[1], cur, ARGV)
+touch(ARGV[1], tonumber(ARGV[11]))
 return {1, created, cur[3], cur[4], cur[5]}
 """
 )
 
-#: Delete a session with all its runs. ARGV: base, owner ('' = any, else '=' + user_id:
-#: delete only a session owned by that user). Returns {existed, owner, component, type,
-#: run ids, quoted user ids of its runs}; {-1} when the owner did not match.
+# One turn in its session's slot: the session compare-and-set (``cas_read``/``cas_write``)
+# and the run (``store_run``, ``follow_run``), composed. ``stored_turn`` answers a retry:
+# {2, run JSON, version, created, updated, rest} if the run id is stored here (the turn was
+# committed), {-1} if it is but the session row is not (the run came from append_run).
+# ``commit_write`` does the writes (after every check) and returns {1, seq, created,
+# updated, updated µs, old owner, old component, old type}.
+_COMMIT = (
+    _CAS
+    + _RUN
+    + """
+local function stored_turn(base, rid)
+  local run = redis.call('HGET', base .. 'runs', rid)
+  if not run then return false end
+  local s = redis.call('HMGET', base .. 'session', 'v', 'c', 'u', 'rest')
+  if not s[1] then return {-1} end
+  return {2, run, s[1], s[2], s[3], s[4]}
+end
+local function commit_write(A, cur)
+  local base = A[1]
+  local created = cas_write(base .. 'session', cur, A)
+  local seq = store_run(base, A[14], A[15], A[16], A[17], A[18])
+  local moved = follow_run(base, A[19], A[20])
+  touch(base, tonumber(A[11]))
+  local updated, updated_us = A[5], A[6]
+  if moved == 1 then updated, updated_us = A[19], A[20] end
+  return {1, seq, created, updated, updated_us, cur[3], cur[4], cur[5]}
+end
+"""
+)
+
+#: Commit a turn: append a run AND write its session compare-and-set, atomically, in the
+#: session's slot (KEYS[1] is its hash). ARGV: those of SESSION_CAS (1-13), then the run's:
+#: run_id, body, top ('1'/'0'), status, user (quoted, '' if none), created (iso), created
+#: (µs) (14-20). Returns as ``stored_turn`` for a run id stored here (nothing written),
+#: {0, stored version} on a version conflict (nothing written), else as ``commit_write``.
+#: Every check (and every read that could fail on a key of another type) is done before
+#: the first write, so the script stores all of the turn or nothing of it.
+COMMIT_TURN = (
+    _TOUCH
+    + _HELPERS
+    + _COMMIT
+    + """
+local base = ARGV[1]
+local stored = stored_turn(base, ARGV[14])
+if stored then return stored end
+local verdict, cur = cas_read(KEYS[1], ARGV)
+if verdict == 'conflict' then return {0, cur[1]} end
+run_keys_ok(base, ARGV[16], ARGV[17], ARGV[18])
+return commit_write(ARGV, cur)
+"""
+)
+
+#: COMMIT_TURN for a single server, in one round trip: a script there may reach keys of any
+#: slot, so it also takes the run id's claim (KEYS[2]), refusing ({-1}) a run id another
+#: session holds, notes the session in the run's user's ``rs`` set and that set in the
+#: user's registry, and moves the session in its indexes (joins the new ones at its
+#: updated_at, leaves those of the version it replaced) registering the owner's.
+#: ARGV: those of COMMIT_TURN, then session_id (21), the run's user's ``rs`` key and
+#: registry key ('' if the run has no user) (22, 23), the session owner's registry key
+#: ('' if none) (24) and the owner-slot index keys to register ('\n'-joined) (25).
+COMMIT_TURN_LOCAL = (
+    _TOUCH
+    + _HELPERS
+    + _COMMIT
+    + """
+local base, rid, sid = ARGV[1], ARGV[14], ARGV[21]
+local stored = stored_turn(base, rid)
+if stored then return stored end
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= base and redis.call('HEXISTS', holder .. 'runs', rid) == 1 then
+  return {-1}
+end
+local verdict, cur = cas_read(KEYS[1], ARGV)
+if verdict == 'conflict' then return {0, cur[1]} end
+run_keys_ok(base, ARGV[16], ARGV[17], ARGV[18])
+local new, keep, stale = lines(ARGV[13]), {}, {}
+for _, key in ipairs(new) do keep[key] = true; expect('zset', key) end
+for _, key in ipairs(lines(cur[7] or '')) do
+  if not keep[key] then stale[#stale + 1] = key; expect('zset', key) end
+end
+if ARGV[22] ~= '' then expect('set', ARGV[22]); expect('set', ARGV[23]) end
+local registered = lines(ARGV[25])
+if ARGV[24] ~= '' and #registered > 0 then expect('set', ARGV[24]) end
+-- Every check passed: from here on nothing fails.
+local out = commit_write(ARGV, cur)
+local ttl = tonumber(ARGV[11])
+if ttl > 0 then redis.call('SET', KEYS[2], base, 'EX', ttl)
+else redis.call('SET', KEYS[2], base) end
+if ARGV[22] ~= '' then
+  redis.call('SADD', ARGV[22], sid)
+  redis.call('SADD', ARGV[23], ARGV[22])
+end
+if ARGV[24] ~= '' and #registered > 0 then redis.call('SADD', ARGV[24], unpack(registered)) end
+for _, key in ipairs(new) do redis.call('ZADD', key, out[5], sid) end
+for _, key in ipairs(stale) do redis.call('ZREM', key, sid) end
+return out
+"""
+)
+
+#: Delete a session with all its runs (and their ``tok:<run_id>`` resend tokens). ARGV:
+#: base, owner ('' = any, else '=' + user_id: delete only a session owned by that user).
+#: Returns {existed, owner, component, type, run ids, quoted user ids of its runs}; {-1}
+#: when the owner did not match.
 DELETE_SESSION = (
     _TOUCH
     + """
@@ -208,13 +384,16 @@ local rids = redis.call('HKEYS', base .. 'runs')
 local users = redis.call('SMEMBERS', base .. 'users')
 for _, part in ipairs(PARTS) do redis.call('DEL', base .. part) end
 for _, u in ipairs(users) do redis.call('DEL', base .. 'ru:' .. u) end
+for _, rid in ipairs(rids) do redis.call('DEL', base .. 'tok:' .. rid) end
 local existed = 0
 if info[1] then existed = 1 end
 return {existed, info[2], info[3], info[4], rids, users}
 """
 )
 
-#: Delete one user's runs from a session. ARGV: base, quoted user id. Returns the run ids.
+#: Delete one user's runs from a session, with their ``tok:<run_id>`` resend tokens; a
+#: session left with neither its row nor any run loses its counter too (no key of it is
+#: left). ARGV: base, quoted user id. Returns the run ids.
 FORGET_RUNS = (
     _TOUCH
     + """
@@ -226,9 +405,13 @@ for _, rid in ipairs(redis.call('SMEMBERS', set)) do
     gone[#gone + 1] = rid
     unindex_run(base, rid)
   end
+  redis.call('DEL', base .. 'tok:' .. rid)
 end
 redis.call('DEL', set)
 redis.call('SREM', base .. 'users', ARGV[2])
+if redis.call('EXISTS', base .. 'runs', base .. 'session') == 0 then
+  redis.call('DEL', base .. 'seq')
+end
 return gone
 """
 )
@@ -283,6 +466,8 @@ SCRIPTS: dict[str, str] = {
     "last_runs": LAST_RUNS,
     "update_run": UPDATE_RUN,
     "session_cas": SESSION_CAS,
+    "commit_turn": COMMIT_TURN,
+    "commit_turn_local": COMMIT_TURN_LOCAL,
     "delete_session": DELETE_SESSION,
     "forget_runs": FORGET_RUNS,
     "put_doc": PUT_DOC,

@@ -24,9 +24,41 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from kern.db.redis.lua import SCRIPTS
-from redis.exceptions import NoScriptError
+from redis.exceptions import (
+    ClusterDownError,
+    NoScriptError,
+    RedisClusterException,
+    SlotNotCoveredError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 T = TypeVar("T")
+
+
+class ClusterUnreachableError(RedisConnectionError):
+    """No node of a Redis Cluster could be reached. redis-py says so with a
+    ``RedisClusterException`` ("Redis Cluster cannot be connected"), which is not a
+    ``ConnectionError``; the runners raise this instead, chained to it."""
+
+
+#: What redis-py raises when the server cannot be reached or answer (connection refused or
+#: lost, timeouts, a server still loading its data, a cluster that is down or has no node
+#: serving a slot): the db's ``unavailable_errors``, which kern's door turns into
+#: ``StorageUnavailableError``. Errors the server answers with (``ResponseError``) are not.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    RedisConnectionError,  # with BusyLoadingError, AuthenticationError, ClusterUnreachableError
+    RedisTimeoutError,
+    ClusterDownError,  # with MasterDownError
+    SlotNotCoveredError,
+)
+
+
+def _unreachable(exc: RedisClusterException) -> BaseException:
+    """``exc`` as a ``ClusterUnreachableError`` when a lost connection caused it."""
+    if isinstance(exc.__cause__, RedisConnectionError | RedisTimeoutError):
+        return ClusterUnreachableError(str(exc))
+    return exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +148,10 @@ class SyncRunner(_Runner):
                 step = plan.send(results)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
-            results = self.execute(step)
+            try:
+                results = self.execute(step)
+            except RedisClusterException as exc:
+                raise _unreachable(exc) from exc
 
     def call(self, call: Cmd | Lua) -> Any:
         with self._slots:
@@ -176,7 +211,10 @@ class AsyncRunner(_Runner):
                 step = plan.send(results)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
-            results = await self.execute(step)
+            try:
+                results = await self.execute(step)
+            except RedisClusterException as exc:
+                raise _unreachable(exc) from exc
 
     async def call(self, call: Cmd | Lua) -> Any:
         async with self._slots:

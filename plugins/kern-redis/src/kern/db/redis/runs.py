@@ -26,19 +26,33 @@ from kern.errors import RunFinishedError, RunNotFoundError
 from kern.records import Message, Run, RunStatus, new_id
 
 
-def _duplicate(run_id: str) -> ValueError:
+def duplicate(run_id: str) -> ValueError:
     return ValueError(
         f"run {run_id!r} is already stored: runs are written once. Use update_run() to "
         "finish a running run, or give a new run_id."
     )
 
 
-def _claim(ctx: Ctx, run: Run, base: str) -> Plan[None]:
+def run_fields(run: Run) -> tuple[Any, ...]:
+    """The run as the scripts take it (``store_run`` in ``kern.db.redis.lua``): run_id, body,
+    top-level ('1'/'0'), status, user (quoted, '' if none), created (iso), created (µs)."""
+    return (
+        run.run_id,
+        codec.run_body(run),
+        "1" if run.parent_run_id is None else "0",
+        RunStatus(run.status).value,
+        "" if run.user_id is None else q(run.user_id),
+        codec.iso(codec.aware(run.created_at)),
+        codec.micros(run.created_at),
+    )
+
+
+def claim(ctx: Ctx, run: Run, base: str) -> Plan[None]:
     """Claim the run id for this session (the claim holds the session's key base); a claim
     of another session that really holds the run refuses the append, a leftover claim (its
     run is not there) is taken over."""
     keys = ctx.keys
-    claim = keys.claim(run.run_id)
+    claim_key = keys.claim(run.run_id)
     ex = {"ex": ctx.ttl} if ctx.ttl else {}
     user_step = []
     if run.user_id is not None:
@@ -46,19 +60,19 @@ def _claim(ctx: Ctx, run: Run, base: str) -> Plan[None]:
         sessions = keys.user_run_sessions(run.user_id)
         registry = keys.user_registry(run.user_id)
         user_step = [Cmd("sadd", sessions, run.session_id), Cmd("sadd", registry, sessions)]
-    claimed, *_ = yield [Cmd("set", claim, base, nx=True, **ex), *user_step]
+    claimed, *_ = yield [Cmd("set", claim_key, base, nx=True, **ex), *user_step]
     while not claimed:
-        (holder,) = yield [Cmd("get", claim)]
+        (holder,) = yield [Cmd("get", claim_key)]
         holder = text(holder)
         if holder is None:  # expired or deleted meanwhile
-            (claimed,) = yield [Cmd("set", claim, base, nx=True, **ex)]
+            (claimed,) = yield [Cmd("set", claim_key, base, nx=True, **ex)]
             continue
         if holder == base:
             return  # the session's script tells a stored run from a resent append
         (held,) = yield [Cmd("hexists", holder + "runs", run.run_id)]
         if held:
-            raise _duplicate(run.run_id)
-        (claimed,) = yield [Lua("move_claim", (claim,), (holder, base, ctx.ttl))]
+            raise duplicate(run.run_id)
+        (claimed,) = yield [Lua("move_claim", (claim_key,), (holder, base, ctx.ttl))]
 
 
 def append_run(ctx: Ctx, run: Run) -> Plan[Run]:
@@ -66,32 +80,23 @@ def append_run(ctx: Ctx, run: Run) -> Plan[Run]:
     indexes (three slots, in that order: see ``kern.db.redis.indexes``)."""
     keys, sid = ctx.keys, run.session_id
     base = keys.session_base(sid)
-    created_us = codec.micros(run.created_at)
-    args = (
-        base,
-        run.run_id,
-        codec.run_body(run),
-        "1" if run.parent_run_id is None else "0",
-        RunStatus(run.status).value,
-        "" if run.user_id is None else q(run.user_id),
-        codec.iso(codec.aware(run.created_at)),
-        created_us,
-        ctx.ttl,
-        new_id(),  # this call's token: a resent call is recognised
-    )
+    fields = run_fields(run)
+    created_us = fields[-1]
+    # ctx.ttl, then this call's token: a resent call is recognised.
+    args = (base, *fields, ctx.ttl, new_id())
     if not ctx.cluster:
         names = [base + "runs", keys.claim(run.run_id)]
         if run.user_id is not None:
             names += [keys.user_run_sessions(run.user_id), keys.user_registry(run.user_id)]
         (outcome,) = yield [Lua("append_run_local", tuple(names), (*args, sid))]
         if int(outcome[0]) == -1:
-            raise _duplicate(run.run_id)
+            raise duplicate(run.run_id)
     else:
-        yield from _claim(ctx, run, base)
+        yield from claim(ctx, run, base)
         (outcome,) = yield [Lua("append_run", (base + "runs",), args)]
     seq = int(outcome[0])
     if seq == 0:
-        raise _duplicate(run.run_id)
+        raise duplicate(run.run_id)
     if ctx.cluster and int(outcome[1]) and outcome[2]:
         # The session's updated_at moved: so does its place in the session indexes.
         entries = text(outcome[2]).split("\n")

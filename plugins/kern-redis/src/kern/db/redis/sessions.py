@@ -11,6 +11,7 @@ of ``list_sessions`` reads exactly one of them: no filtering of unrelated sessio
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from kern.db.redis import codec
@@ -53,57 +54,83 @@ def fetch_sessions(ctx: Ctx, session_ids: list[str]) -> Plan[list[Session | None
     return [_parse(fields) for fields in rows]
 
 
-def upsert_session(ctx: Ctx, session: Session, expected_version: int | None) -> Plan[Session]:
+def cas_args(
+    ctx: Ctx, session: Session, expected_version: int | None, now: datetime
+) -> tuple[list[str], tuple[str, ...]]:
+    """The session's index keys and the arguments of the ``session_cas`` script (which
+    ``commit_turn`` scripts start with), for a write at ``now``."""
     keys = ctx.keys
+    stype = SessionType(session.session_type).value
+    entries = keys.session_entries(session.user_id, session.component_id, stype)
+    args = (
+        keys.session_base(session.session_id),
+        "" if expected_version is None else str(expected_version),
+        str((expected_version or 0) + 1),
+        codec.iso(session.created_at),
+        codec.iso(now),
+        str(codec.micros(now)),
+        _maybe(session.user_id),
+        _maybe(session.component_id),
+        stype,
+        codec.session_rest(session),
+        str(ctx.ttl),
+        new_id(),
+        "\n".join(entries),
+    )
+    return entries, args
+
+
+def join_indexes(
+    ctx: Ctx, session: Session, entries: list[str], expected_version: int | None, score: int
+) -> list[Cmd]:
+    """Step 1 of a session write (``kern.db.redis.indexes``): join the new indexes first. An
+    update only adds missing entries (the stored session keeps its place until its write
+    succeeds); a create also lifts a leftover entry of an earlier session of that id."""
+    ranks = {"nx": True} if expected_version is not None else {"gt": True}
+    sid = session.session_id
+    return [*add_to(entries, sid, score, **ranks), *register(ctx.keys, session.user_id, entries)]
+
+
+def conflict(session_id: str, expected_version: int | None, outcome: list[Any]) -> Exception:
+    actual = outcome[1] if len(outcome) > 1 else None
+    return VersionConflictError(
+        session_id, expected_version, None if actual is None else int(text(actual))
+    )
+
+
+def settle_indexes(
+    ctx: Ctx, session_id: str, entries: list[str], version: int, score: int, old: list[Any]
+) -> Plan[None]:
+    """Steps 3 and 4 of an update that replaced a session whose owner, component and type
+    were ``old``: scores follow the record (entries a slower writer of the version before
+    may just have removed come back), indexes of the fields it had before are left, and if
+    a newer version landed meanwhile, its entries our removals may have hit come back."""
+    stale = sorted(set(_entries(ctx, *old)) - set(entries))
+    yield [*add_to(entries, session_id, score, gt=True), *remove_from(stale, session_id)]
+    if stale:
+        base = ctx.keys.session_base(session_id)
+        (current,) = yield [Cmd("hmget", base + "session", "v", "um", "ix")]
+        stored_version, stored_us, stored_ix = current
+        if stored_version is not None and int(stored_version) != version and stored_ix:
+            newer = text(stored_ix).split("\n")
+            yield add_to(newer, session_id, int(stored_us), gt=True)
+
+
+def upsert_session(ctx: Ctx, session: Session, expected_version: int | None) -> Plan[Session]:
     sid = session.session_id
     now = utcnow()
     now_us = codec.micros(now)
     version = (expected_version or 0) + 1
-    stype = SessionType(session.session_type).value
-    entries = keys.session_entries(session.user_id, session.component_id, stype)
-    # 1. Join the new indexes first. An update only adds missing entries (the stored
-    # session keeps its place until its write succeeds); a create also lifts a leftover
-    # entry of an earlier session of that id to now.
-    ranks = {"nx": True} if expected_version is not None else {"gt": True}
-    yield [*add_to(entries, sid, now_us, **ranks), *register(keys, session.user_id, entries)]
-    base = keys.session_base(sid)
-    (outcome,) = yield [
-        Lua(
-            "session_cas",
-            (base + "session",),
-            (
-                base,
-                "" if expected_version is None else str(expected_version),
-                str(version),
-                codec.iso(session.created_at),
-                codec.iso(now),
-                str(now_us),
-                _maybe(session.user_id),
-                _maybe(session.component_id),
-                stype,
-                codec.session_rest(session),
-                str(ctx.ttl),
-                new_id(),
-                "\n".join(entries),
-            ),
-        )
-    ]
+    entries, args = cas_args(ctx, session, expected_version, now)
+    # 1. Join the new indexes first; 2. the compare-and-set, in the session's slot.
+    yield join_indexes(ctx, session, entries, expected_version, now_us)
+    (outcome,) = yield [Lua("session_cas", (args[0] + "session",), args)]
     if int(outcome[0]) != 1:
-        actual = outcome[1] if len(outcome) > 1 else None
-        raise VersionConflictError(sid, expected_version, None if actual is None else int(actual))
+        raise conflict(sid, expected_version, outcome)
     created = codec.parse_time(outcome[1])
     if expected_version is not None:
-        # 3. Scores follow the record (entries a slower writer of the version before may
-        # just have removed come back); indexes of the fields it had before are left.
-        stale = sorted(set(_entries(ctx, *outcome[2:5])) - set(entries))
-        yield [*add_to(entries, sid, now_us, gt=True), *remove_from(stale, sid)]
-        if stale:
-            # 4. If a newer version landed meanwhile, our removals may have hit its entries.
-            (current,) = yield [Cmd("hmget", base + "session", "v", "um", "ix")]
-            stored_version, stored_us, stored_ix = current
-            if stored_version is not None and int(stored_version) != version and stored_ix:
-                newer = text(stored_ix).split("\n")
-                yield add_to(newer, sid, int(stored_us), gt=True)
+        # 3. and 4.: the indexes follow the record.
+        yield from settle_indexes(ctx, sid, entries, version, now_us, outcome[2:5])
     return session.model_copy(update={"version": version, "updated_at": now, "created_at": created})
 
 
