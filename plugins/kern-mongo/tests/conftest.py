@@ -29,6 +29,7 @@ from kern.db.mongo.testing import (
     INSTALL_HINT,
     Server,
     ServerUnavailable,
+    ensure_nx,
     shared_counter,
     use_test_server,
 )
@@ -85,6 +86,23 @@ def mongo() -> Iterator[MongoTarget]:
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
+
+
+def _unavailable(message: str) -> None:
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def nx_executable() -> Path:
+    """The nx-27017 executable, for tests that start, stop and restart a server of their
+    own (``kern.db.mongo.testing.NxServer``); installed in its venv if missing."""
+    try:
+        return ensure_nx(NX_VENV)
+    except (ServerUnavailable, OSError) as exc:
+        _unavailable(f"no nx-27017 for the tests that stop a server: {exc}. {INSTALL_HINT}")
+        raise
 
 
 @pytest.fixture

@@ -7,26 +7,44 @@ The storage contract itself is checked by the conformance suite (test_conformanc
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from bson import ObjectId
 from pymongo import AsyncMongoClient, MongoClient
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure
 
 import kern.db
 from kern.agent import Agent
-from kern.db.mongo import AsyncMongoDb, MongoDb, codec, search
-from kern.db.mongo.testing import examined, explain_find, plan_uses_index, shared_counter
-from kern.errors import ConfigurationError, KernError, SyncAsyncMismatchError
+from kern.db.mongo import AsyncMongoDb, DocumentTooLargeError, MongoDb, calls, codec, search
+from kern.db.mongo.testing import (
+    NxServer,
+    examined,
+    explain_find,
+    plan_uses_index,
+    raw_documents,
+    shared_counter,
+)
+from kern.errors import (
+    ConfigurationError,
+    InvalidTextError,
+    KernError,
+    StorageUnavailableError,
+    SyncAsyncMismatchError,
+    VersionConflictError,
+)
 from kern.records import (
     Learning,
     LearningStatus,
@@ -319,8 +337,7 @@ def test_json_values_are_native_documents(db: MongoDb) -> None:
         {"big": 2**70, "small": -(2**64)},  # beyond 64-bit integers
         {"": "empty key"},
         {codec.JSON_TEXT: "looks like kern's own wrapper"},
-        {"deep": json.loads("[" * 80 + "]" * 80)},
-        {"text": "lone surrogate \ud800 in text"},
+        # (nesting beyond 64 levels and lone surrogates are refused at the contract's door)
     ],
 )
 def test_json_values_bson_cannot_hold_come_back_exactly(db: MongoDb, value: Any) -> None:
@@ -354,7 +371,7 @@ def test_schema_versions_recorded_once(mongo_kwargs: dict[str, str]) -> None:
     recorded = {doc["_id"]: doc for doc in raw(first, "schema_versions").find({})}
     assert {name: doc["version"] for name, doc in recorded.items()} == {
         "sessions": 1,
-        "runs": 1,
+        "runs": 2,
         "memories": 1,
         "learnings": 1,
         "schema_versions": 1,
@@ -433,6 +450,11 @@ def _finds_of(db: MongoDb, call: Callable[[], Any]) -> list[dict[str, Any]]:
     return tally.finds
 
 
+def _conflicting_commit(db: MongoDb) -> None:
+    with pytest.raises(VersionConflictError):
+        db.commit_turn(turn("s", 10), Session(session_id="s", user_id="u"), expected_version=1)
+
+
 def test_every_lookup_is_served_by_an_index(db: MongoDb) -> None:
     """The server's own plan for every document lookup an operation makes (finds, and the
     filters of updates and deletes): an index, never a collection scan."""
@@ -460,6 +482,12 @@ def test_every_lookup_is_served_by_an_index(db: MongoDb) -> None:
             component_id="c", session_type=SessionType.AGENT
         ),
         "append_run": lambda: db.append_run(turn("s", 1)),
+        "commit_turn": lambda: db.commit_turn(
+            turn("s", 9),
+            Session(session_id="s", user_id="u", component_id="c", state={"n": 1}),
+            expected_version=2,
+        ),
+        "commit_turn(conflict)": lambda: _conflicting_commit(db),
         "get_run": lambda: db.get_run("r"),
         "get_last_runs": lambda: db.get_last_runs("s", 3),
         "get_last_runs(filters)": lambda: db.get_last_runs(
@@ -703,3 +731,680 @@ def test_two_processes_two_turns_history_carried(
         assert session is not None and session.user_id == "ada"
     finally:
         db.close()
+
+
+# -- commit_turn: the run and the session's new state, both or neither ----------------------
+class Crash(BaseException):
+    """The process killed between two server calls (kill -9): nothing after it runs, not
+    even kern's own error handling (a ``BaseException``, which no ``except Exception``
+    catches)."""
+
+
+class CrashOn:
+    """A pymongo collection whose first call of ``method`` matching ``when`` crashes the
+    process (``Crash``) instead of reaching the server."""
+
+    def __init__(
+        self, collection: Any, method: str, when: Callable[..., bool] = lambda *a, **k: True
+    ) -> None:
+        self._collection, self._method, self._when = collection, method, when
+        self.crashed = False
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._collection, name)
+        if name != self._method:
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if not self.crashed and self._when(*args, **kwargs):
+                self.crashed = True
+                raise Crash(f"killed before {self._collection.name}.{name}")
+            return attribute(*args, **kwargs)
+
+        return call
+
+
+@pytest.fixture
+def one_call_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The two marker clears of a commit sent as two calls, not one ``bulkWrite``, so that a
+    crash can fall between them too (with one bulkWrite the server does both or neither:
+    a subset of these cases), and so that ``CrashOn`` sees them."""
+    monkeypatch.setattr(calls, "client_bulk_write", lambda client: False)
+
+
+def crash_on(db: MongoDb, table: str, method: str, when: Callable[..., bool]) -> CrashOn:
+    db.create_tables()
+    crashing = CrashOn(db.collections[table], method, when)
+    db.collections = {**db.collections, table: crashing}
+    return crashing
+
+
+def _unsets(field: str) -> Callable[..., bool]:
+    return lambda query, update, *a, **k: field in update.get("$unset", {})
+
+
+#: Where a commit can die, as (name, collection, method, which call): after the run insert,
+#: after the session write (the commit point), after the run's marker was cleared.
+CRASH_POINTS = {
+    "after the run insert, before the session write": (
+        "sessions",
+        None,  # insert_one (create) or find_one_and_update (update)
+        lambda *a, **k: True,
+    ),
+    "after the session write, before the run's marker is cleared": (
+        "runs",
+        "update_one",
+        _unsets("pending"),
+    ),
+    "after the run's marker is cleared, before the session's": (
+        "sessions",
+        "update_one",
+        _unsets("pending_run"),
+    ),
+}
+
+
+def raw_pending(db: MongoDb) -> list[Any]:
+    """Every marker of an unfinished commit left in the raw collections."""
+    runs = [doc["_id"] for doc in raw(db, "runs").find({"pending": {"$exists": True}})]
+    sessions = [doc["_id"] for doc in raw(db, "sessions").find({"pending_run": {"$exists": True}})]
+    return runs + sessions
+
+
+def test_commit_turn_stores_run_and_state_together(db: MongoDb) -> None:
+    run, session = db.commit_turn(
+        turn("s", 0), Session(session_id="s", user_id="u", state={"n": 1}), expected_version=None
+    )
+    assert (run.seq, session.version, session.state) == (1, 1, {"n": 1})
+    assert db.get_session("s") == session
+    assert db.get_last_runs("s", 5) == [run] and db.get_run(run.run_id) == run
+    second, session2 = db.commit_turn(
+        turn("s", 1), session.model_copy(update={"state": {"n": 2}}), expected_version=1
+    )
+    assert (second.seq, session2.version, session2.state) == (2, 2, {"n": 2})
+    assert session2.created_at == session.created_at
+    assert session2.updated_at > session.updated_at
+    assert db.get_session("s") == session2
+    assert db.get_last_runs("s", 5) == [run, second]
+    assert raw_pending(db) == []  # every marker cleared once the commit returned
+
+
+def test_commit_turn_version_conflict_leaves_no_run(db: MongoDb) -> None:
+    stored, first = db.commit_turn(
+        turn("s", 0), Session(session_id="s", state={"n": 1}), expected_version=None
+    )
+    for attempt, expected in ((turn("s", 1), None), (turn("s", 2), 7), (turn("s", 3), 0)):
+        with pytest.raises(VersionConflictError) as conflict:
+            db.commit_turn(
+                attempt, first.model_copy(update={"state": {"n": 99}}), expected_version=expected
+            )
+        assert conflict.value.actual == 1
+        assert db.get_run(attempt.run_id) is None
+        assert raw(db, "runs").find_one({"_id": attempt.run_id}) is None  # deleted, not hidden
+    with pytest.raises(VersionConflictError):  # a session that does not exist
+        db.commit_turn(turn("t", 0), Session(session_id="t"), expected_version=3)
+    assert db.get_session("t") is None and db.get_last_runs("t", 5) == []
+    assert db.get_last_runs("s", 5) == [stored]
+    assert db.get_session("s") == first
+    assert raw(db, "runs").count_documents({}) == 1 and raw_pending(db) == []
+
+
+def test_commit_turn_retry_with_the_same_run_id_stores_nothing_more(db: MongoDb) -> None:
+    run = turn("s", 0)
+    session = Session(session_id="s", state={"n": 1})
+    first = db.commit_turn(run, session, expected_version=None)
+    assert db.commit_turn(run, session, expected_version=None) == first
+    changed = first[1].model_copy(update={"state": {"n": 2}})
+    second = db.commit_turn(turn("s", 1), changed, expected_version=1)
+    # a retry whose reply was lost, with the version it had then: the stored pair comes back
+    assert db.commit_turn(second[0], changed, expected_version=1) == second
+    assert raw(db, "runs").count_documents({}) == 2
+    assert db.get_session("s") == second[1] and second[1].version == 2
+    with pytest.raises(ValueError, match="another session"):
+        db.commit_turn(
+            run.model_copy(update={"session_id": "other"}),
+            Session(session_id="other"),
+            expected_version=None,
+        )
+    with pytest.raises(ValueError, match=r"run\.session_id must be session\.session_id"):
+        db.commit_turn(turn("a", 0), Session(session_id="b"), expected_version=None)
+    assert db.get_session("other") is None and db.get_session("b") is None
+
+
+@pytest.mark.usefixtures("one_call_at_a_time")
+@pytest.mark.parametrize("expected", [None, 1], ids=["creating", "updating"])
+@pytest.mark.parametrize("point", list(CRASH_POINTS))
+def test_commit_turn_interrupted_between_two_calls(
+    mongo_kwargs: dict[str, str], point: str, expected: int | None
+) -> None:
+    """The process dies between two of the commit's server calls. A new db object (another
+    process) never sees the state without its run, nor the run without its state: the
+    commit is finished (it reached its session write) or it never happened, and the next
+    commit on the session succeeds and leaves no marker behind."""
+    before = None
+    setup = MongoDb(**mongo_kwargs)
+    if expected is not None:
+        setup.upsert_session(Session(session_id="s", state={"n": 1}), expected_version=None)
+        setup.append_run(turn("s", 0))
+        before = setup.get_session("s")
+    table, method, when = CRASH_POINTS[point]
+    method = method or ("insert_one" if expected is None else "find_one_and_update")
+    dying = MongoDb(**mongo_kwargs)
+    crashing = crash_on(dying, table, method, when)
+    run = turn("s", 1)
+    with pytest.raises(Crash):
+        dying.commit_turn(
+            run, Session(session_id="s", user_id="u", state={"n": 2}), expected_version=expected
+        )
+    assert crashing.crashed
+    applied = point != "after the run insert, before the session write"
+
+    for order in ("session first", "runs first"):
+        reader = MongoDb(**mongo_kwargs)
+        try:
+            if order == "session first":
+                session = reader.get_session("s")
+                history = reader.get_last_runs("s", 10)
+            else:
+                history = reader.get_last_runs("s", 10)
+                session = reader.get_session("s")
+            fetched = reader.get_run(run.run_id)
+        finally:
+            reader.close()
+        if applied:
+            assert session is not None and session.state == {"n": 2}
+            assert session.version == (expected or 0) + 1
+            assert [r.run_id for r in history][-1] == run.run_id
+            assert fetched is not None and fetched.input == run.input
+        else:
+            assert session == before  # the old state (or none), and no trace of the run
+            assert run.run_id not in [r.run_id for r in history]
+            assert fetched is None
+
+    # the next turn, from yet another process, commits on top of what it reads
+    nxt = MongoDb(**mongo_kwargs)
+    try:
+        current = nxt.get_session("s")
+        version = None if current is None else current.version
+        base = {} if current is None else current.state
+        stored, session = nxt.commit_turn(
+            turn("s", 2),
+            Session(session_id="s", user_id="u", state={**base, "next": True}),
+            expected_version=version,
+        )
+        history = nxt.get_last_runs("s", 10)
+        assert history[-1] == stored and session == nxt.get_session("s")
+        assert (run.run_id in [r.run_id for r in history]) is applied
+        assert raw_pending(nxt) == []
+        assert raw(nxt, "runs").count_documents({}) == len(history)  # no orphan left
+    finally:
+        nxt.close()
+        setup.close()
+        dying.close()
+
+
+@pytest.mark.usefixtures("one_call_at_a_time")
+def test_a_reader_settles_an_interrupted_commit_by_itself(mongo_kwargs: dict[str, str]) -> None:
+    """An interrupted commit that reached its session write is finished by the next read
+    of either kind, with no further commit needed; one that did not is invisible and,
+    once the session has moved on, deleted by the next read that meets it."""
+    dying = MongoDb(**mongo_kwargs)
+    dying.upsert_session(Session(session_id="s", state={"n": 1}), expected_version=None)
+    crash_on(dying, "runs", "update_one", _unsets("pending"))
+    applied = turn("s", 0)
+    with pytest.raises(Crash):
+        dying.commit_turn(applied, Session(session_id="s", state={"n": 2}), expected_version=1)
+    reader = MongoDb(**mongo_kwargs)
+    assert reader.get_run(applied.run_id) is not None
+    assert raw_pending(reader) == []
+
+    dying2 = MongoDb(**mongo_kwargs)
+    crash_on(dying2, "sessions", "find_one_and_update", lambda *a, **k: True)
+    lost = turn("s", 1)
+    with pytest.raises(Crash):
+        dying2.commit_turn(lost, Session(session_id="s", state={"n": 3}), expected_version=2)
+    assert reader.get_last_runs("s", 5) == [reader.get_run(applied.run_id)]
+    assert raw(reader, "runs").find_one({"_id": lost.run_id}) is not None  # may still apply
+    reader.upsert_session(Session(session_id="s", state={"n": 4}), expected_version=2)
+    assert [r.run_id for r in reader.get_last_runs("s", 5)] == [applied.run_id]
+    assert raw(reader, "runs").find_one({"_id": lost.run_id}) is None  # can never apply
+    # the lost turn retried with its run_id commits on top of the current state
+    run, session = reader.commit_turn(
+        lost, Session(session_id="s", state={"n": 5}), expected_version=3
+    )
+    assert session.version == 4 and reader.get_run(lost.run_id) == run
+    for db in (dying, dying2, reader):
+        db.close()
+
+
+@pytest.mark.usefixtures("one_call_at_a_time")
+def test_a_retry_finishes_its_own_interrupted_commit(mongo_kwargs: dict[str, str]) -> None:
+    """The writer died after inserting the run: retrying the turn with the same run_id
+    takes that run over (same seq, this attempt's content) and commits it."""
+    dying = MongoDb(**mongo_kwargs)
+    dying.upsert_session(Session(session_id="s", state={"n": 1}), expected_version=None)
+    crash_on(dying, "sessions", "find_one_and_update", lambda *a, **k: True)
+    run = turn("s", 0)
+    with pytest.raises(Crash):
+        dying.commit_turn(run, Session(session_id="s", state={"n": 2}), expected_version=1)
+    retry = MongoDb(**mongo_kwargs)
+    again = run.model_copy(update={"output": "the retried answer"})
+    stored, session = retry.commit_turn(
+        again, Session(session_id="s", state={"n": 2}), expected_version=1
+    )
+    assert stored.seq == 1 and stored.output == "the retried answer"
+    assert retry.get_last_runs("s", 5) == [stored] and session.version == 2
+    assert raw_pending(retry) == []
+    dying.close()
+    retry.close()
+
+
+def test_concurrent_commits_to_one_session_lose_nothing(mongo_kwargs: dict[str, str]) -> None:
+    """Threads of two db objects (two clients, as two processes) each commit turns that
+    increment a counter in the state, re-reading and retrying on VersionConflictError:
+    every turn is stored once, with its own seq, and no increment is lost."""
+    dbs = [MongoDb(**mongo_kwargs), MongoDb(**mongo_kwargs)]
+    dbs[0].upsert_session(Session(session_id="s", state={"n": 0}), expected_version=None)
+    threads, turns = 6, 5
+
+    def worker(index: int) -> list[str]:
+        db = dbs[index % 2]
+        stored = []
+        for i in range(turns):
+            run = turn("s", index * 100 + i)
+            while True:
+                current = db.get_session("s")
+                assert current is not None
+                state = {"n": current.state["n"] + 1}
+                try:
+                    db.commit_turn(
+                        run,
+                        current.model_copy(update={"state": state}),
+                        expected_version=current.version,
+                    )
+                    break
+                except VersionConflictError:
+                    continue
+            stored.append(run.run_id)
+        return stored
+
+    try:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            committed = [rid for ids in pool.map(worker, range(threads)) for rid in ids]
+        history = dbs[0].get_last_runs("s", 1000)
+        seqs = [run.seq for run in history]
+        assert len(seqs) == len(set(seqs)) == threads * turns
+        assert sorted(run.run_id for run in history) == sorted(committed)
+        session = dbs[1].get_session("s")
+        assert session is not None and session.state == {"n": threads * turns}
+        assert session.version == 1 + threads * turns
+        assert raw_pending(dbs[0]) == []
+        assert raw(dbs[0], "runs").count_documents({}) == threads * turns
+    finally:
+        for db in dbs:
+            db.close()
+
+
+async def test_async_commit_turn(mongo_kwargs: dict[str, str]) -> None:
+    adb = AsyncMongoDb(**mongo_kwargs)
+    try:
+        run, session = await adb.commit_turn(
+            turn("s", 0), Session(session_id="s", state={"n": 0}), expected_version=None
+        )
+        assert (run.seq, session.version) == (1, 1)
+        assert await adb.commit_turn(run, session, expected_version=None) == (run, session)
+        with pytest.raises(VersionConflictError):
+            await adb.commit_turn(turn("s", 9), session, expected_version=None)
+
+        async def one(i: int) -> None:
+            while True:
+                current = await adb.get_session("s")
+                assert current is not None
+                changed = current.model_copy(update={"state": {"n": current.state["n"] + 1}})
+                try:
+                    await adb.commit_turn(turn("s", i), changed, expected_version=current.version)
+                    return
+                except VersionConflictError:
+                    continue
+
+        await asyncio.gather(*(one(i) for i in range(1, 11)))
+        history = await adb.get_last_runs("s", 100)
+        assert [r.seq for r in history] == list(range(1, 12))
+        stored = await adb.get_session("s")
+        assert stored is not None and stored.state == {"n": 10} and stored.version == 11
+    finally:
+        await adb.close()
+
+
+@pytest.mark.parametrize("cls", [MongoDb, AsyncMongoDb])
+def test_commit_turn_in_a_transaction(mongo_kwargs: dict[str, str], cls: type) -> None:
+    """Where the server has transactions (a replica set, mongos) the insert and the session
+    write are one transaction: no marker is written. nx-27017 says it is a standalone
+    server (kern does not use its transactions: they are not isolated from other clients),
+    so the path is forced here, on a database no one else uses, one writer at a time."""
+
+    async def call(result: Any) -> Any:
+        return await result if inspect.isawaitable(result) else result
+
+    async def scenario() -> None:
+        db = cls(**mongo_kwargs)
+        try:
+            await call(db.create_tables())
+            assert db._transactions.enabled is False  # nx-27017: a standalone server
+            db._transactions.enabled = True
+            with COUNTER.counting(db.database_name) as tally:
+                run, session = await call(
+                    db.commit_turn(turn("s", 0), Session(session_id="s"), expected_version=None)
+                )
+            assert tally.commands == ["find", "insert", "insert"]  # + commitTransaction (admin)
+            changed = session.model_copy(update={"state": {"n": 1}})
+            second, session2 = await call(db.commit_turn(turn("s", 1), changed, expected_version=1))
+            assert (second.seq, session2.version) == (2, 2)
+            with pytest.raises(VersionConflictError):
+                await call(db.commit_turn(turn("s", 2), changed, expected_version=1))
+            retried = await call(db.commit_turn(second, changed, expected_version=1))
+            assert retried == (second, session2)
+            assert await call(db.get_last_runs("s", 10)) == [run, second]
+            assert await call(db.get_session("s")) == session2
+            assert db._transactions.enabled is True
+        finally:
+            await call(db.close())
+
+    asyncio.run(scenario())
+    check = MongoDb(**mongo_kwargs)
+    try:
+        assert raw(check, "runs").count_documents({}) == 2 and raw_pending(check) == []
+    finally:
+        check.close()
+
+
+@pytest.mark.parametrize("bulk", [True, False], ids=["bulkWrite", "without bulkWrite"])
+def test_commit_turn_round_trips(db: MongoDb, bulk: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What one commit costs without transactions: the highest seq, the run insert, the
+    session compare-and-set (the commit point), and clearing the two markers: in one
+    client-level bulkWrite (MongoDB 8.0+, nx-27017), else as two updates."""
+    db.upsert_session(Session(session_id="s"), expected_version=None)
+    if not bulk:
+        monkeypatch.setattr(calls, "client_bulk_write", lambda client: False)
+    with COUNTER.counting(db.database_name) as tally, COUNTER.counting("admin") as admin:
+        db.commit_turn(turn("s", 0), Session(session_id="s", state={"n": 1}), expected_version=1)
+    clears = ["bulkWrite"] if bulk else ["update", "update"]
+    assert tally.commands + admin.commands == ["find", "insert", "findAndModify", *clears]
+    assert raw_pending(db) == []
+    with COUNTER.counting(db.database_name) as tally:
+        db.get_session("s")
+        db.get_last_runs("s", 3)
+    assert tally.commands == ["find", "find"]  # reads pay nothing when no commit is pending
+
+
+# -- an unreachable server ---------------------------------------------------------------------
+@pytest.mark.parametrize("cls", [MongoDb, AsyncMongoDb])
+def test_a_stopped_server_is_storage_unavailable_until_it_is_back(
+    nx_executable: Path, tmp_path: Path, cls: type
+) -> None:
+    """A server of this test's own, stopped (its process, by PID) and started again on the
+    same port and data: calls while it is down raise StorageUnavailableError with pymongo's
+    exception chained and no password in the message; the next call after the restart
+    works, on the same db object."""
+    server = NxServer(nx_executable, tmp_path / "nx")
+    server.start()
+    options = "?serverSelectionTimeoutMS=2000&connectTimeoutMS=1000"
+    where = f"127.0.0.1:{server.port}/faults"
+
+    async def call(result: Any) -> Any:
+        return await result if inspect.isawaitable(result) else result
+
+    async def scenario() -> None:
+        db = cls(db_url=f"mongodb://{where}{options}")
+        # nx-27017 has no authentication: this one is only used while the server is down
+        locked = cls(db_url=f"mongodb://kern:s3cret@{where}{options}")
+        try:
+            stored, session = await call(
+                db.commit_turn(turn("s", 0), Session(session_id="s"), expected_version=None)
+            )
+            server.stop()
+            calls = [
+                (db, lambda: db.get_session("s")),
+                (db, lambda: db.commit_turn(turn("s", 1), session, expected_version=1)),
+                (locked, lambda: locked.get_last_runs("s", 3)),
+            ]
+            for target, attempt in calls:
+                with pytest.raises(StorageUnavailableError) as down:
+                    await call(attempt())
+                assert isinstance(down.value.__cause__, ConnectionFailure)
+                message = str(down.value)
+                assert "the mongo database at mongodb://" in message and where in message
+                assert "s3cret" not in message and "s3cret" not in target.storage_target()
+            assert locked.storage_target() == f"mongodb://kern@{where}"
+            assert db.storage_target() == f"mongodb://{where}"
+
+            server.start(port=server.port)
+            assert await call(db.get_session("s")) == session
+            assert await call(db.get_last_runs("s", 3)) == [stored]
+            second, _ = await call(db.commit_turn(turn("s", 1), session, expected_version=1))
+            assert second.seq == 2
+        finally:
+            await call(db.close())
+            await call(locked.close())
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.stop()
+
+
+def test_only_connection_errors_are_storage_unavailable(db: MongoDb) -> None:
+    assert set(MongoDb.unavailable_errors) == set(AsyncMongoDb.unavailable_errors)
+    assert ConnectionFailure in MongoDb.unavailable_errors
+    for error in (OperationFailure("x"), DuplicateKeyError("x")):
+        assert not isinstance(error, MongoDb.unavailable_errors)
+    db.append_run(turn("s", 0, run_id="r"))
+    with pytest.raises(ValueError, match="already stored"):  # the server answered
+        db.append_run(turn("s", 1, run_id="r"))
+
+
+# -- the schema is checked at start-up, not taken on trust -------------------------------------
+APPENDER = """
+import os, sys
+from kern.db.mongo import MongoDb
+from kern.records import Run
+
+url, prefix = os.environ["KERN_CHILD_DB_URL"], os.environ["KERN_CHILD_PREFIX"]
+db = MongoDb(db_url=url, collection_prefix=prefix)
+for i in range(int(sys.argv[1])):
+    db.append_run(Run(session_id="s", input=f"{os.getpid()} {i}"))
+db.close()
+"""
+
+
+def test_dropped_indexes_are_made_again_before_concurrent_appends(
+    mongo: Any, mongo_url: str, mongo_kwargs: dict[str, str]
+) -> None:
+    """Issue 12: with the indexes dropped by hand (the version records still saying they
+    exist), 6 processes x 30 turns stored 50 duplicate seqs. Now every db object lists the
+    indexes on first use and makes the missing ones: appends from several processes and
+    threads, each with a new db object, get distinct, gapless seqs."""
+    first = MongoDb(**mongo_kwargs)
+    first.create_tables()
+    for table in ("sessions", "runs", "memories", "learnings"):
+        raw(first, table).drop_indexes()
+    assert _index_fields(raw(first, "runs")) == {("_id",)}
+    assert raw(first, "schema_versions").find_one({"_id": "runs"})["version"] == 2
+    first.close()
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KERN_")}
+    env.update(KERN_CHILD_DB_URL=mongo_url, KERN_CHILD_PREFIX=mongo.prefix)
+    processes, per_process = 4, 20
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", APPENDER, str(per_process)],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    dbs = [MongoDb(**mongo_kwargs), MongoDb(**mongo_kwargs)]
+    try:
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            list(pool.map(lambda i: dbs[i % 2].append_run(turn("s", i)), range(40)))
+        for child in children:
+            _, stderr = child.communicate(timeout=180)
+            assert child.returncode == 0, stderr
+        seqs = [doc["seq"] for doc in raw(dbs[0], "runs").find({"session_id": "s"})]
+        total = processes * per_process + 40
+        assert sorted(seqs) == list(range(1, total + 1))
+        runs_indexes = raw(dbs[0], "runs").index_information().values()
+        assert [
+            info.get("unique")
+            for info in runs_indexes
+            if [field for field, _ in info["key"]] == ["session_id", "seq"]
+        ] == [True]
+    finally:
+        for db in dbs:
+            db.close()
+    check = MongoDb(**mongo_kwargs)
+    try:
+        assert ("user_id", "terms") in _index_fields(raw(check, "memories"))
+        assert ("terms", "status") in _index_fields(raw(check, "learnings"))
+        assert ("user_id", "updated_at_us") in _index_fields(raw(check, "sessions"))
+        assert ("pending.user_id",) in _index_fields(raw(check, "runs"))
+    finally:
+        check.close()
+
+
+def test_a_unique_index_kern_cannot_make_names_the_fix(mongo_kwargs: dict[str, str]) -> None:
+    db = MongoDb(**mongo_kwargs)
+    db.create_tables()
+    runs = raw(db, "runs")
+    runs.drop_indexes()
+    runs.create_index([("session_id", 1), ("seq", 1)], name="by_hand")  # not unique
+    with (
+        MongoDb(**mongo_kwargs) as again,
+        pytest.raises(KernError, match=r"is not unique.*Drop that index"),
+    ):
+        again.get_last_runs("s", 3)
+    runs.drop_indexes()
+    runs.insert_many([codec.run_doc(turn("s", i), 1) for i in range(2)])  # a shared seq
+    with (
+        MongoDb(**mongo_kwargs) as again,
+        pytest.raises(KernError, match=r"share a \(session_id, seq\).*duplicates"),
+    ):
+        again.get_last_runs("s", 3)
+    db.close()
+
+
+# -- forget_user leaves no bytes -----------------------------------------------------------------
+def raw_scan(db: MongoDb) -> list[str]:
+    """Every document of every collection of the db's prefix, as text, read with pymongo."""
+    return raw_documents(db.client, db.database_name, db.collection_prefix)
+
+
+@pytest.mark.usefixtures("one_call_at_a_time")
+def test_forget_user_leaves_no_byte_of_hers(mongo_kwargs: dict[str, str]) -> None:
+    """Her words (in memories, learnings, session state, run messages) and her id are in
+    no document of any collection after forget_user: interrupted commits included, one in
+    her session and one of a session that was never written."""
+    marker = f"qz{uuid.uuid4().hex[:12]}"
+    user = f"forget-{marker}"
+    db = MongoDb(**mongo_kwargs)
+    db.upsert_session(Session(session_id="b", user_id="bob"), expected_version=None)
+    kept = db.append_run(turn("b", 0, user_id="bob"))
+    _, session = db.commit_turn(
+        Run(
+            session_id="s",
+            user_id=user,
+            input=f"about {marker}",
+            messages=[Message(role="user", content=f"about {marker}")],
+            output=f"{marker} noted",
+        ),
+        Session(session_id="s", user_id=user, state={"topic": marker}, metadata={"m": marker}),
+        expected_version=None,
+    )
+    db.append_run(Run(session_id="s", input=f"step {marker}"))  # no user_id: in her session
+    db.append_run(Run(session_id="b", user_id=user, input=marker))  # in another's session
+    db.upsert_memory(Memory(user_id=user, content=f"{marker} likes pistachio", topics=[marker]))
+    db.upsert_learning(Learning(kind="profile", user_id=user, content={"fact": marker}))
+    db.upsert_learning(Learning(kind="context", session_id="s", content={"note": marker}))
+
+    for crash_table, method, when, run_session, expected in (
+        ("runs", "update_one", _unsets("pending"), "s", 1),  # after her session's write
+        ("sessions", "insert_one", lambda *a, **k: True, "never", None),  # before any
+    ):
+        dying = MongoDb(**mongo_kwargs)
+        crash_on(dying, crash_table, method, when)
+        with pytest.raises(Crash):
+            dying.commit_turn(
+                Run(session_id=run_session, input=f"late {marker}"),  # the run has no user_id
+                Session(session_id=run_session, user_id=user, state={"late": marker}),
+                expected_version=expected,
+            )
+        dying.close()
+    assert any(marker in entry for entry in raw_scan(db))
+    assert any("pending" in entry and "never" in entry for entry in raw_scan(db))
+    bystander = db.get_session("b")
+
+    counts = db.forget_user(user)
+    assert counts == {"sessions": 1, "runs": 5, "memories": 1, "learnings": 2}
+    needles = [marker, user, user.encode().hex()]
+    left = [entry for entry in raw_scan(db) if any(needle in entry for needle in needles)]
+    assert left == []
+    assert db.get_session("b") == bystander and db.get_last_runs("b", 5) == [kept]
+    assert session.user_id == user and db.get_session("s") is None
+    db.close()
+
+
+# -- documents MongoDB cannot store --------------------------------------------------------------
+def test_a_run_too_large_for_one_document_is_refused_whole(db: MongoDb) -> None:
+    """A 20 MB input gave pymongo's DocumentTooLarge after the model call. A run is one
+    document (its input stored twice: as input and as the user message): one over 16 MiB
+    is refused with a kern error naming the fix, before anything is written."""
+    session = db.upsert_session(Session(session_id="s", state={"n": 1}), expected_version=None)
+    big = "x" * 8_500_000
+    run = Run(session_id="s", input=big, messages=[Message(role="user", content=big)])
+    changed = session.model_copy(update={"state": {"n": 2}})
+    with pytest.raises(DocumentTooLargeError) as refused:
+        db.commit_turn(run, changed, expected_version=1)
+    assert isinstance(refused.value, InvalidTextError) and isinstance(refused.value, KernError)
+    message = str(refused.value)
+    assert run.run_id in message and "16 MiB" in message and "17.0 MB" in message
+    assert "nothing was stored" in message and "by reference" in message
+    with pytest.raises(DocumentTooLargeError):
+        db.append_run(run)
+    # a session state too large: the run is not stored either
+    with pytest.raises(DocumentTooLargeError, match=r"session 's'.*session state"):
+        db.commit_turn(
+            turn("s", 0), session.model_copy(update={"state": {"big": big * 2}}), expected_version=1
+        )
+    with pytest.raises(DocumentTooLargeError):
+        db.upsert_session(
+            session.model_copy(update={"state": {"big": big * 2}}), expected_version=1
+        )
+    running = db.append_run(Run(session_id="s", status=RunStatus.RUNNING, input="hi"))
+    with pytest.raises(DocumentTooLargeError):
+        db.update_run(running.run_id, status=RunStatus.COMPLETED, output=big * 2)
+    with pytest.raises(DocumentTooLargeError):
+        db.upsert_memory(Memory(user_id="u", content=big * 2))
+    assert db.get_run(running.run_id) == running  # unchanged
+    assert raw(db, "runs").count_documents({}) == 1 and raw_pending(db) == []
+    assert db.get_session("s") == session.model_copy(update={"updated_at": running.created_at})
+    assert db.list_memories("u") == []
+
+    # near the limit is fine: about 15 MB
+    near = "y" * 7_400_000
+    fits = Run(session_id="s", input=near, messages=[Message(role="user", content=near)])
+    stored, _ = db.commit_turn(fits, changed, expected_version=1)
+    assert db.get_run(fits.run_id) == stored and stored.input == near
+
+
+async def test_async_too_large_run_is_refused(mongo_kwargs: dict[str, str]) -> None:
+    adb = AsyncMongoDb(**mongo_kwargs)
+    try:
+        big = "x" * 17_000_000
+        with pytest.raises(DocumentTooLargeError):
+            await adb.commit_turn(
+                Run(session_id="s", input=big), Session(session_id="s"), expected_version=None
+            )
+        assert await adb.get_session("s") is None and await adb.get_last_runs("s", 3) == []
+    finally:
+        await adb.close()

@@ -10,6 +10,8 @@
   ``.`` or a leading ``$``, an integer beyond 64 bits, text that is not valid UTF-8, very
   deep nesting) is stored as JSON text inside ``{"__kern_json__": "<text>"}`` instead, so
   it still comes back exactly.
+- A document is at most 16 MiB (MongoDB's ``maxBsonObjectSize``): ``check_size`` refuses a
+  bigger one with ``DocumentTooLargeError`` before anything is written.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import bson
 from pydantic import JsonValue, TypeAdapter, ValidationError
 
 from kern.db.mongo.search import document_terms
-from kern.errors import UnserializableError
+from kern.errors import InvalidTextError, UnserializableError
 from kern.records import Learning, Memory, Message, Run, Session
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -35,6 +38,46 @@ _INT64 = (-(2**63), 2**63 - 1)
 
 _JSON = TypeAdapter(JsonValue)
 _JSON_OBJECT = TypeAdapter(dict[str, JsonValue])
+
+#: The largest document MongoDB stores (``maxBsonObjectSize``), the same on every server.
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+
+#: What to do about a record too large for one document, per kind of record.
+FIX_RUN = (
+    "A run is one document holding its input, its messages (the input again, and the "
+    "reply), its output and metrics. Send large content by reference (a file path, URL or "
+    "id) instead of inline, or split it over several turns."
+)
+FIX_SESSION = (
+    "Keep large data out of the session state and metadata: store it elsewhere and keep a "
+    "reference (a path, URL or id) in the state."
+)
+FIX_CONTENT = "Shorten the content, or store it elsewhere and keep a reference to it here."
+
+
+class DocumentTooLargeError(InvalidTextError):
+    """A record would make a MongoDB document larger than the server stores (16 MiB).
+
+    Raised before anything of the operation is written (or when the server refused the one
+    write whole), so nothing was stored. A subclass of ``InvalidTextError``: the content is
+    what cannot be stored as it is; the message names the record, its size and the fix.
+    """
+
+    def __init__(self, what: str, size: int | None, fix: str) -> None:
+        self.size = size
+        shown = "larger than that" if size is None else f"{size / 1e6:.1f} MB"
+        super().__init__(
+            f"{what} would be a MongoDB document of {shown}; MongoDB stores at most "
+            f"16 MiB ({MAX_DOCUMENT_BYTES:,} bytes) in one document, so nothing was "
+            f"stored. {fix}"
+        )
+
+
+def check_size(doc: Mapping[str, Any], what: str, fix: str) -> None:
+    """Raise ``DocumentTooLargeError`` if ``doc`` encodes to more than 16 MiB of BSON."""
+    size = len(bson.encode(doc))
+    if size > MAX_DOCUMENT_BYTES:
+        raise DocumentTooLargeError(what, size, fix)
 
 
 # -- timestamps ----------------------------------------------------------------------------

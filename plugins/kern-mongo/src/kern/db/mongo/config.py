@@ -171,6 +171,24 @@ def build_client(factory: type, db_url: str, *, cls: str) -> Any:
         ) from None
 
 
+def url_target(db_url: str, database: str) -> str:
+    """``mongodb://[user@]hosts/database`` from ``db_url``: the password and the options
+    (which may hold secrets too) left out. For error messages."""
+    scheme, _, rest = db_url.partition("://")
+    netloc = rest.split("/", 1)[0].split("?", 1)[0]
+    userinfo, at, hosts = netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0] if at else ""
+    return f"{scheme.lower()}://{user + '@' if user else ''}{hosts}/{database}"
+
+
+def client_target(client: MongoClient[Any] | AsyncMongoClient[Any], database: str) -> str:
+    """``mongodb://hosts/database`` for a client given by the user (its seeds), for
+    error messages."""
+    addresses = client.topology_description.server_descriptions()
+    hosts = ",".join(f"{host}:{port}" for host, port in addresses) or "?"
+    return f"mongodb://{hosts}/{database}"
+
+
 def choose_database(database: str | None, from_url: str | None, *, cls: str) -> str:
     """``database=`` if given, else the URL's (or client's) database, else ``"kern"``."""
     return check_database(database or from_url or DEFAULT_DATABASE, cls=cls)

@@ -17,21 +17,52 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from pymongo import AsyncMongoClient, MongoClient
+from pymongo.errors import (
+    AutoReconnect,
+    ConnectionFailure,
+    NetworkTimeout,
+    ServerSelectionTimeoutError,
+)
+from pymongo.server_type import SERVER_TYPE
+from pymongo.topology_description import TOPOLOGY_TYPE
 
 from kern.db.base import TABLES, AsyncBaseDb, BaseDb
 from kern.db.mongo import config, ops
 from kern.db.mongo.calls import Op, arun, run
 from kern.db.mongo.locks import AsyncKeyedLocks, KeyedLocks
 from kern.errors import KernError
-from kern.records import Run
+from kern.records import Run, Session
 
 T = TypeVar("T")
+
+
+def transactions_supported(client: Any) -> bool:
+    """True if ``client`` is connected to servers that run multi-document transactions: a
+    replica-set primary, a mongos, or a load balancer in front of them. A standalone server
+    (and nx-27017, which says it is one) has none that kern could rely on."""
+    description = client.topology_description
+    if description.topology_type == TOPOLOGY_TYPE.LoadBalanced:
+        return True
+    return any(
+        server.server_type in (SERVER_TYPE.RSPrimary, SERVER_TYPE.Mongos)
+        for server in description.server_descriptions().values()
+    )
 
 
 class _Target:
     """What both classes share: the client, the database and the collections."""
 
     backend_name = "mongo"
+    #: pymongo's "the server cannot be reached" errors (connection refused or lost, no
+    #: server selectable in time, a network timeout): the door raises them as
+    #: ``StorageUnavailableError``. ``OperationFailure`` (``DuplicateKeyError``...) is not
+    #: among them: the server answered.
+    unavailable_errors = (
+        ConnectionFailure,
+        AutoReconnect,
+        ServerSelectionTimeoutError,
+        NetworkTimeout,
+    )
 
     def _connect(
         self,
@@ -59,6 +90,13 @@ class _Target:
             self._owns_client = True
         self.client = checked
         self.database_name = name
+        self._target = (
+            config.url_target(db_url, name)
+            if client is None
+            else config.client_target(checked, name)
+        )
+        #: Whether commit_turn uses transactions: decided at first use (create_tables).
+        self._transactions = ops.Transactions()
         #: The pymongo ``Database`` (sync or async) kern's collections live in.
         self.database = checked[name]
         #: Logical name (``"runs"``) -> the pymongo collection (``<prefix>runs``).
@@ -67,6 +105,14 @@ class _Target:
         }
         self._ready = False
         self._closed = False
+
+    def storage_target(self) -> str:
+        """The server and database, as ``mongodb://[user@]host[:port][,…]/database``: no
+        password and no URL options (they may hold secrets)."""
+        return self._target
+
+    def _after_setup(self) -> None:
+        self._transactions.enabled = transactions_supported(self.client)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -178,6 +224,7 @@ class MongoDb(_Target, BaseDb):
         with self._ready_lock:
             if not self._ready:
                 run(ops.create_tables(), self.collections)
+                self._after_setup()
                 self._ready = True
 
     def close(self) -> None:
@@ -191,6 +238,14 @@ class MongoDb(_Target, BaseDb):
     def append_run(self, run: Run) -> Run:
         with self._append_locks.hold(run.session_id):
             return self._do(ops.append_run(run))
+
+    def commit_turn(
+        self, run: Run, session: Session, *, expected_version: int | None
+    ) -> tuple[Run, Session]:
+        """``BaseDb.commit_turn``: in a transaction on a replica set or sharded cluster,
+        else by the pending-commit protocol of ``kern.db.mongo.ops``."""
+        with self._append_locks.hold(session.session_id):
+            return self._do(ops.commit_turn(run, session, expected_version, self._transactions))
 
 
 @_with_one_op_methods
@@ -223,6 +278,7 @@ class AsyncMongoDb(_Target, AsyncBaseDb):
         async with self._ready_lock:
             if not self._ready:
                 await arun(ops.create_tables(), self.collections)
+                self._after_setup()
                 self._ready = True
 
     async def close(self) -> None:
@@ -236,6 +292,15 @@ class AsyncMongoDb(_Target, AsyncBaseDb):
     async def append_run(self, run: Run) -> Run:
         async with self._append_locks.hold(run.session_id):
             return await self._do(ops.append_run(run))
+
+    async def commit_turn(
+        self, run: Run, session: Session, *, expected_version: int | None
+    ) -> tuple[Run, Session]:
+        """The async ``MongoDb.commit_turn``."""
+        async with self._append_locks.hold(session.session_id):
+            return await self._do(
+                ops.commit_turn(run, session, expected_version, self._transactions)
+            )
 
 
 __all__ = ["AsyncMongoDb", "MongoDb"]

@@ -6,7 +6,10 @@ start from the multikey ``terms`` index. Index names are explicit so that they r
 in ``db.collection.getIndexes()``.
 
 Migrations run forward: ``MIGRATIONS[name]`` lists, per version, the indexes that version
-adds. ``kern_schema_versions`` records the version each collection is at.
+adds. ``kern_schema_versions`` records the version each collection is at. The record is not
+trusted for the indexes themselves: on first use kern lists each collection's indexes and
+creates any required one that is missing (dropped by hand, lost in a restore), since a
+missing unique ``{session_id, seq}`` index would let concurrent writers share a seq.
 """
 
 from __future__ import annotations
@@ -21,9 +24,22 @@ class IndexSpec:
     name: str
     keys: tuple[tuple[str, int], ...]
     unique: bool = False
+    #: Only documents holding the field are indexed (MongoDB; nx-27017 indexes them all).
+    sparse: bool = False
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The indexed fields in order: what identifies the index whatever its name or
+        directions (nx-27017 names indexes its own way and does not keep directions)."""
+        return tuple(key for key, _ in self.keys)
 
     def options(self) -> dict[str, object]:
-        return {"name": self.name, "unique": True} if self.unique else {"name": self.name}
+        options: dict[str, object] = {"name": self.name}
+        if self.unique:
+            options["unique"] = True
+        if self.sparse:
+            options["sparse"] = True
+        return options
 
 
 @dataclass(frozen=True)
@@ -34,12 +50,12 @@ class Version:
     indexes: tuple[IndexSpec, ...] = field(default_factory=tuple)
 
 
-def _ix(name: str, *keys: str, unique: bool = False) -> IndexSpec:
+def _ix(name: str, *keys: str, unique: bool = False, sparse: bool = False) -> IndexSpec:
     """An index on ``keys``; a key written ``-field`` is descending."""
     parsed = tuple(
         (key[1:], DESCENDING) if key.startswith("-") else (key, ASCENDING) for key in keys
     )
-    return IndexSpec(name, parsed, unique)
+    return IndexSpec(name, parsed, unique, sparse)
 
 
 #: Logical collection names (``kern.db.base.TABLES``); stored with the prefix in front.
@@ -76,6 +92,14 @@ MIGRATIONS: dict[str, tuple[Version, ...]] = {
                 _ix("user", "user_id"),
             ),
         ),
+        Version(
+            2,
+            (
+                # forget_user: a commit_turn interrupted before its session was written
+                # holds the user's session in its pending marker (ops.commit_turn)
+                _ix("pending_user", "pending.user_id", sparse=True),
+            ),
+        ),
     ),
     MEMORIES: (
         Version(
@@ -110,6 +134,11 @@ def target_versions() -> dict[str, int]:
     return {name: versions[-1].number for name, versions in MIGRATIONS.items()}
 
 
+def required_indexes(name: str) -> list[IndexSpec]:
+    """Every index collection ``name`` has at its target version."""
+    return [index for version in MIGRATIONS[name] for index in version.indexes]
+
+
 def pending(name: str, current: int) -> list[Version]:
     """The versions of collection ``name`` newer than ``current``, oldest first."""
     return [version for version in MIGRATIONS[name] if version.number > current]
@@ -125,5 +154,6 @@ __all__ = [
     "IndexSpec",
     "Version",
     "pending",
+    "required_indexes",
     "target_versions",
 ]

@@ -117,36 +117,39 @@ def reachable(url: str, timeout_ms: int = 500) -> bool:
 
 class NxServer:
     """An nx-27017 process on a free loopback port, one SQLite file per database in
-    ``data_dir``. ``stop()`` ends that process (and only it)."""
+    ``data_dir``. ``stop()`` ends that process (and only it); ``start(port=server.port)``
+    starts it again where it was, on the same data."""
 
     def __init__(self, executable: Path, data_dir: Path) -> None:
         self.executable = executable
         self.data_dir = data_dir
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
+        self.port = 0
         self.stderr = data_dir / "nx-27017.stderr"
 
-    def start(self, timeout: float = 60.0) -> str:
+    def start(self, timeout: float = 60.0, *, port: int | None = None) -> str:
+        """Start the server (on ``port`` if given, else a free one); its URL."""
         last_error = ""
         for _ in range(3):  # a free port can be taken between the probe and the bind
-            port = _free_port()
+            chosen = port or _free_port()
             self.data_dir.mkdir(parents=True, exist_ok=True)
             log = self.data_dir / "nx-27017.log"
             command = [
                 str(self.executable),
                 "--data-dir", str(self.data_dir),
                 "--host", "127.0.0.1",
-                "--port", str(port),
+                "--port", str(chosen),
                 "--log-file", str(log),
                 "--pid-file", str(self.data_dir / "nx-27017.pid"),
             ]  # fmt: skip
             with open(self.stderr, "wb") as stderr:
                 self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
-            url = f"mongodb://127.0.0.1:{port}/"
+            url = f"mongodb://127.0.0.1:{chosen}/"
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and self.process.poll() is None:
                 if reachable(url, 300):
-                    self.url = url
+                    self.url, self.port = url, chosen
                     return url
                 time.sleep(0.1)
             last_error = self._stop_process()
@@ -324,6 +327,20 @@ def plan_uses_index(explained: dict[str, Any]) -> bool:
         main = [d for d in details if d.startswith(("SCAN", "SEARCH")) and "json_each" not in d]
         return bool(main) and all(d.startswith("SEARCH") and "INDEX" in d for d in main)
     return "IXSCAN" in text or "IDHACK" in text or "EXPRESS" in text
+
+
+def raw_documents(client: MongoClient[Any], database: str, prefix: str) -> list[str]:
+    """Every document of every collection of ``database`` whose name starts with ``prefix``
+    (kern's collections, all of them), as ``"<collection>: <document>"``, read with pymongo
+    and not through kern: for checking that data is gone (``forget_user``), pending-commit
+    markers included. Give a sync ``MongoClient``, also for an ``AsyncMongoDb``'s data."""
+    db = client[database]
+    return [
+        f"{name}: {doc!r}"
+        for name in sorted(db.list_collection_names())
+        if name.startswith(prefix)
+        for doc in db[name].find({})
+    ]
 
 
 _counter: CommandCounter | None = None
