@@ -40,3 +40,9 @@ def recall(session: nox.Session) -> None:
 def wheels(session: nox.Session) -> None:
     """Build every distribution and import every backend from a fresh virtualenv."""
     session.run("uv", "run", "pytest", "tests/test_layout.py", "-q", external=True)
+
+
+@nox.session
+def stress(session: nox.Session) -> None:
+    """kill -9 during turns: no committed run lost, no state ahead of its runs."""
+    session.run("uv", "run", "python", "benchmarks/kill_stress.py", *session.posargs, external=True)
