@@ -15,7 +15,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -35,9 +34,9 @@ from kern.errors import (
     KernError,
     StorageUnavailableError,
     SyncAsyncMismatchError,
-    VersionConflictError,
 )
 from kern.records import Learning, Memory, Message, Run, RunStatus, Session
+from kern.testing.turns import Awaiting, fault_between_halves
 
 ODD_QUERIES = ('what\'s "up" AND (x', '"', "'", "*", "-", "!", "a & b | !c", "<->", ":*", "")
 NOWHERE = "postgresql://kern:s3cret@db.invalid:5432/app"
@@ -871,101 +870,9 @@ def test_a_memory_search_examines_only_its_users_matches(
     assert 0 < count[0] < 100, count
 
 
-# -- commit_turn: the run and the session in one transaction -------------------------------
-class Awaiting:
-    """A sync db whose methods can be awaited, so one scenario serves both classes."""
-
-    def __init__(self, db: Any) -> None:
-        self.db = db
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.db, name)
-
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            return method(*args, **kwargs)
-
-        return call
-
-
-def injected(*args: Any, **kwargs: Any) -> Any:
-    raise RuntimeError("injected: after the session write, before the commit")
-
-
-async def commit_turn_scenario(store: Any, ops: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Both or neither; a conflict stores no run; a retry stores nothing more; a run_id of
-    another session is refused with the session left as it was."""
-    sid = f"s-{uuid.uuid4().hex[:8]}"
-    first = turn(sid, 0)
-    new = Session(session_id=sid, user_id="u", state={"n": 1})
-
-    # a fault after the session was written (creating it) leaves neither
-    monkeypatch.setattr(ops, "store_run", injected)
-    with pytest.raises(RuntimeError, match="injected"):
-        await store.commit_turn(first, new, expected_version=None)
-    assert await store.get_session(sid) is None
-    assert await store.get_run(first.run_id) is None
-    monkeypatch.undo()
-
-    run, session = await store.commit_turn(first, new, expected_version=None)
-    assert (run.seq, session.version, session.state) == (1, 1, {"n": 1})
-    assert await store.get_run(first.run_id) == run
-    assert await store.get_session(sid) == session
-
-    # ... and updating it
-    second = turn(sid, 1)
-    changed = session.model_copy(update={"state": {"n": 2}})
-    monkeypatch.setattr(ops, "store_run", injected)
-    with pytest.raises(RuntimeError, match="injected"):
-        await store.commit_turn(second, changed, expected_version=1)
-    monkeypatch.undo()
-    assert await store.get_session(sid) == session
-    assert await store.get_run(second.run_id) is None
-
-    # a version conflict stores no run
-    with pytest.raises(VersionConflictError):
-        await store.commit_turn(second, changed, expected_version=7)
-    with pytest.raises(VersionConflictError):
-        await store.commit_turn(second, changed, expected_version=None)
-    assert await store.get_run(second.run_id) is None
-    assert await store.get_session(sid) == session
-
-    run2, session2 = await store.commit_turn(second, changed, expected_version=1)
-    assert (run2.seq, session2.version, session2.state) == (2, 2, {"n": 2})
-    assert session2.created_at == session.created_at
-
-    # a retry (same run_id, whatever version or state it carries) returns what is stored
-    for expected in (1, None, 2):
-        retried = changed.model_copy(update={"state": {"n": 99}})
-        assert await store.commit_turn(second, retried, expected_version=expected) == (
-            run2,
-            session2,
-        )
-    assert await store.get_last_runs(sid, 10) == [run, run2]
-    assert await store.get_session(sid) == session2
-
-    # a run_id stored in another session: ValueError, this session untouched
-    other_sid = f"o-{uuid.uuid4().hex[:8]}"
-    other = await store.upsert_session(Session(session_id=other_sid), expected_version=None)
-    stolen = Run(run_id=second.run_id, session_id=other_sid, input="x")
-    with pytest.raises(ValueError, match="already stored"):
-        await store.commit_turn(
-            stolen, other.model_copy(update={"state": {"x": 1}}), expected_version=1
-        )
-    assert await store.get_session(other_sid) == other
-    assert await store.get_last_runs(other_sid, 10) == []
-    with pytest.raises(ValueError, match="belongs to the session"):
-        await store.commit_turn(turn(other_sid, 0), session2, expected_version=2)
-
-    # a run stamped later than now moves the session's updated_at to it, as append_run does
-    later = turn(sid, 2, created_at=datetime.now(UTC) + timedelta(hours=1))
-    run3, session3 = await store.commit_turn(later, session2, expected_version=2)
-    assert session3.updated_at == later.created_at
-    assert await store.get_session(sid) == session3
-    assert await store.get_run(later.run_id) == run3
-
-
+# -- commit_turn: a fault between the halves stores neither (kern.testing.turns) --------
 def test_commit_turn(db: PostgresDb, monkeypatch: pytest.MonkeyPatch) -> None:
-    asyncio.run(commit_turn_scenario(Awaiting(db), db._ops, monkeypatch))
+    asyncio.run(fault_between_halves(Awaiting(db), db._ops, "store_run", monkeypatch))
 
 
 async def test_async_commit_turn(
@@ -973,7 +880,7 @@ async def test_async_commit_turn(
 ) -> None:
     adb = AsyncPostgresDb(db_url=pg_database.async_url, schema=fresh_schema)
     try:
-        await commit_turn_scenario(adb, adb.sync_db._ops, monkeypatch)
+        await fault_between_halves(adb, adb.sync_db._ops, "store_run", monkeypatch)
     finally:
         await adb.close()
 

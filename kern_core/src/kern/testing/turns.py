@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ import pytest
 from kern.errors import VersionConflictError
 from kern.records import Message, Run, Session
 
-__all__ = ["TurnScenarios"]
+__all__ = ["Awaiting", "TurnScenarios", "fault_between_halves"]
 
 
 def _uid(prefix: str) -> str:
@@ -38,6 +39,15 @@ def _run(session_id: str, text: str, user_id: str | None = None) -> Run:
         input=text,
         messages=[Message(role="user", content=text), Message(role="assistant", content="ok")],
         output="ok",
+    )
+
+
+def _numbered(session_id: str, i: int, **fields: Any) -> Run:
+    return Run(
+        session_id=session_id,
+        input=f"question {i}",
+        messages=[Message(role="user", content=f"question {i}")],
+        **fields,
     )
 
 
@@ -177,3 +187,101 @@ class TurnScenarios:
         assert sorted(r.seq for r in runs) == list(range(1, 18))
         assert (await store.get_session(sid)).state == {"turns": 9}
         assert sum(r.input.startswith(("turn", "start")) for r in runs) == 9
+
+
+# -- a fault between the two halves, for backends with a seam to inject it -----------------
+class Awaiting:
+    """A sync db whose methods can be awaited, so one scenario serves both classes."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.db, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return method(*args, **kwargs)
+
+        return call
+
+
+def injected(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("injected: after the session write, before the commit")
+
+
+async def fault_between_halves(
+    store: Any, seam: Any, attribute: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``commit_turn`` with a fault injected between its two halves: ``seam.<attribute>``
+    (the backend's step that stores the run, after the session was written) raises. For a
+    backend with such a seam (kern-sql's ``SqlOps.store_run``): neither half is stored, on
+    create and on update; then conflicts, retries with any version, a run id of another
+    session and a run stamped later than now behave as the contract says."""
+    sid = f"s-{uuid.uuid4().hex[:8]}"
+    first = _numbered(sid, 0)
+    new = Session(session_id=sid, user_id="u", state={"n": 1})
+
+    # a fault after the session was written (creating it) leaves neither
+    monkeypatch.setattr(seam, attribute, injected)
+    with pytest.raises(RuntimeError, match="injected"):
+        await store.commit_turn(first, new, expected_version=None)
+    assert await store.get_session(sid) is None
+    assert await store.get_run(first.run_id) is None
+    monkeypatch.undo()
+
+    run, session = await store.commit_turn(first, new, expected_version=None)
+    assert (run.seq, session.version, session.state) == (1, 1, {"n": 1})
+    assert await store.get_run(first.run_id) == run
+    assert await store.get_session(sid) == session
+
+    # ... and updating it
+    second = _numbered(sid, 1)
+    changed = session.model_copy(update={"state": {"n": 2}})
+    monkeypatch.setattr(seam, attribute, injected)
+    with pytest.raises(RuntimeError, match="injected"):
+        await store.commit_turn(second, changed, expected_version=1)
+    monkeypatch.undo()
+    assert await store.get_session(sid) == session
+    assert await store.get_run(second.run_id) is None
+
+    # a version conflict stores no run
+    with pytest.raises(VersionConflictError):
+        await store.commit_turn(second, changed, expected_version=7)
+    with pytest.raises(VersionConflictError):
+        await store.commit_turn(second, changed, expected_version=None)
+    assert await store.get_run(second.run_id) is None
+    assert await store.get_session(sid) == session
+
+    run2, session2 = await store.commit_turn(second, changed, expected_version=1)
+    assert (run2.seq, session2.version, session2.state) == (2, 2, {"n": 2})
+    assert session2.created_at == session.created_at
+
+    # a retry (same run_id, whatever version or state it carries) returns what is stored
+    for expected in (1, None, 2):
+        retried = changed.model_copy(update={"state": {"n": 99}})
+        assert await store.commit_turn(second, retried, expected_version=expected) == (
+            run2,
+            session2,
+        )
+    assert await store.get_last_runs(sid, 10) == [run, run2]
+    assert await store.get_session(sid) == session2
+
+    # a run_id stored in another session: ValueError, this session untouched
+    other_sid = f"o-{uuid.uuid4().hex[:8]}"
+    other = await store.upsert_session(Session(session_id=other_sid), expected_version=None)
+    stolen = Run(run_id=second.run_id, session_id=other_sid, input="x")
+    with pytest.raises(ValueError, match="already stored"):
+        await store.commit_turn(
+            stolen, other.model_copy(update={"state": {"x": 1}}), expected_version=1
+        )
+    assert await store.get_session(other_sid) == other
+    assert await store.get_last_runs(other_sid, 10) == []
+    with pytest.raises(ValueError, match="belongs to the session"):
+        await store.commit_turn(_numbered(other_sid, 0), session2, expected_version=2)
+
+    # a run stamped later than now moves the session's updated_at to it, as append_run does
+    later = _numbered(sid, 2, created_at=datetime.now(UTC) + timedelta(hours=1))
+    run3, session3 = await store.commit_turn(later, session2, expected_version=2)
+    assert session3.updated_at == later.created_at
+    assert await store.get_session(sid) == session3
+    assert await store.get_run(later.run_id) == run3
