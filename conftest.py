@@ -2,4 +2,9 @@
 
 import pytest
 
-pytest.register_assert_rewrite("kern.testing.conformance", "kern.testing.learning")
+pytest.register_assert_rewrite(
+    "kern.testing.conformance",
+    "kern.testing.isolation",
+    "kern.testing.turns",
+    "kern.testing.learning",
+)
