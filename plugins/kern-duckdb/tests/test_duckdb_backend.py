@@ -33,7 +33,7 @@ from kern.models.openai import OpenAIChat
 from kern.records import Learning, LearningStatus, Memory, Message, Run, RunStatus, Session
 from kern.testing.files import FileBackendScenarios
 from kern.testing.scripted_server import ScriptedServer
-from kern.testing.turns import Awaiting, fault_between_halves
+from kern.testing.turns import Awaiting, a_turn, fault_between_halves
 
 ODD_QUERIES = ('what\'s "up" AND (x', '"', "*", "NEAR(", "a OR", "col:value", "^x", "(((", "")
 
@@ -760,17 +760,6 @@ def test_forget_user_leaves_no_row_holding_the_users_words(tmp_path: Path) -> No
 
 
 # -- the schema is checked at start-up --------------------------------------------------------
-def a_turn(db: Any, sid: str) -> None:
-    """What an agent turn does: state, a run, history, recall."""
-    session = db.upsert_session(Session(session_id=sid, user_id="u"), expected_version=None)
-    db.upsert_memory(Memory(user_id="u", content=f"likes hiking {sid}"))
-    run = db.append_run(turn(sid, 0))
-    db.commit_turn(turn(sid, 1), session.model_copy(update={"state": {"k": 1}}), expected_version=1)
-    history = db.get_last_runs(sid, 10)
-    assert [r.seq for r in history] == [1, 2] and history[0].run_id == run.run_id
-    assert db.search_memories("u", f"hiking {sid}")
-
-
 def catalog(path: Path) -> set[str]:
     conn = raw(path)
     try:

@@ -37,6 +37,7 @@ from kern.errors import (
 )
 from kern.records import Learning, Memory, Message, Run, RunStatus, Session
 from kern.testing.turns import Awaiting, fault_between_halves
+from kern.testing.turns import a_turn as shared_turn
 
 ODD_QUERIES = ('what\'s "up" AND (x', '"', "'", "*", "-", "!", "a & b | !c", "<->", ":*", "")
 NOWHERE = "postgresql://kern:s3cret@db.invalid:5432/app"
@@ -976,14 +977,9 @@ def test_forget_user_leaves_no_row_holding_the_users_words(
 
 # -- the schema is checked at start-up --------------------------------------------------------
 def a_turn(db: Any, sid: str) -> None:
-    """What an agent turn does: state, a run, history, recall."""
-    session = db.upsert_session(Session(session_id=sid, user_id="u"), expected_version=None)
-    db.upsert_memory(Memory(user_id="u", content=f"likes hiking {sid}"))
-    run = db.append_run(turn(sid, 0))
-    db.commit_turn(turn(sid, 1), session.model_copy(update={"state": {"k": 1}}), expected_version=1)
-    history = db.get_last_runs(sid, 10, top_level_only=True)
-    assert [r.seq for r in history] == [1, 2] and history[0].run_id == run.run_id
-    assert db.search_memories("u", f"hiking {sid}")
+    """A turn (kern.testing.turns.a_turn) through the history index, then a learning search
+    (both read objects the schema check restores)."""
+    shared_turn(db, sid, top_level_only=True)
     assert db.search_learnings("nothing") == []
 
 

@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 
 from kern.errors import VersionConflictError
-from kern.records import Message, Run, Session
+from kern.records import Memory, Message, Run, Session
 
-__all__ = ["Awaiting", "TurnScenarios", "fault_between_halves"]
+__all__ = ["Awaiting", "TurnScenarios", "a_turn", "fault_between_halves"]
 
 
 def _uid(prefix: str) -> str:
@@ -285,3 +285,18 @@ async def fault_between_halves(
     assert session3.updated_at == later.created_at
     assert await store.get_session(sid) == session3
     assert await store.get_run(later.run_id) == run3
+
+
+def a_turn(db: Any, sid: str, **history: Any) -> None:
+    """What an agent turn does, on a sync db: state, a run, history (read with
+    ``get_last_runs(..., **history)``), recall. The SQL backends' schema-repair tests check a
+    repaired database with it."""
+    session = db.upsert_session(Session(session_id=sid, user_id="u"), expected_version=None)
+    db.upsert_memory(Memory(user_id="u", content=f"likes hiking {sid}"))
+    run = db.append_run(_numbered(sid, 0))
+    db.commit_turn(
+        _numbered(sid, 1), session.model_copy(update={"state": {"k": 1}}), expected_version=1
+    )
+    runs = db.get_last_runs(sid, 10, **history)
+    assert [r.seq for r in runs] == [1, 2] and runs[0].run_id == run.run_id
+    assert db.search_memories("u", f"hiking {sid}")
