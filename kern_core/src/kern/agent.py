@@ -8,33 +8,40 @@ one new run. Session state is written only when it changed, compare-and-set on i
 from __future__ import annotations
 
 import copy
+import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
+from kern import storage
 from kern.db.base import AsyncBaseDb, BaseDb
-from kern.effects import Call, DbCall, ModelCall, Turn, adrive, alast, drive, last
+from kern.effects import Call, Done, ModelCall, Turn
 from kern.errors import (
     ConfigurationError,
+    KernError,
     SessionNotFoundError,
     StorageUnavailableError,
     SyncAsyncMismatchError,
+    ToolError,
 )
 from kern.ids import check_id, check_input
 from kern.learn.scope import LearningScope, Recall
 from kern.models import default_model, get_model
 from kern.models.base import Model, ModelResponse
+from kern.performers import arun_turn, astream_turn, run_turn, stream_turn
 from kern.printing import aprint_stream, print_run, print_stream
 from kern.records import Message, Run, RunStatus, Session, SessionType, new_id
 from kern.run import RunEvent, RunOutput
 from kern.sessions import SHARED_KEY, check_owner, checked_state, commit, read_owned
-from kern.tools import Tool, argument_error_text, as_tool, result_text
+from kern.tools import Tool, ToolRetry, argument_error_text, as_tool, result_text
 
 #: How many model calls one turn may make before the agent stops following tool calls.
 MAX_MODEL_CALLS = 10
+
+log = logging.getLogger(__name__)
 
 
 class Agent:
@@ -125,8 +132,7 @@ class Agent:
         """
         self._require_sync_db("run", "arun")
         turn = self._turn(input, session_id, user_id, session_state, run_id)
-        events = drive(turn, db=self.db, stream=stream)
-        return _events(events) if stream else last(events)
+        return _events(stream_turn(turn, self.db)) if stream else run_turn(turn, self.db)
 
     async def arun(
         self,
@@ -140,8 +146,9 @@ class Agent:
     ) -> RunOutput | AsyncIterator[RunEvent]:
         """``run`` for async code. A sync db is used from a worker thread, never the loop."""
         turn = self._turn(input, session_id, user_id, session_state, run_id)
-        events = adrive(turn, db=self.db, stream=stream)
-        return _aevents(events) if stream else await alast(events)
+        if stream:
+            return _aevents(astream_turn(turn, self.db))
+        return await arun_turn(turn, self.db)
 
     def print_response(self, input: str, *, stream: bool = False, **kwargs: Any) -> RunOutput:
         """Run and print the exchange to the terminal (the model's text is never markup)."""
@@ -174,10 +181,10 @@ class Agent:
     def get_session(self, session_id: str | None = None) -> Session | None:
         """The stored session; refused if the agent's ``user_id`` is not its owner's."""
         self._require_sync_db("get_session", "aget_session")
-        return last(drive(self._read_session(session_id), db=self._require_db()))
+        return run_turn(self._read_session(session_id), self._require_db())
 
     async def aget_session(self, session_id: str | None = None) -> Session | None:
-        return await alast(adrive(self._read_session(session_id), db=self._require_db()))
+        return await arun_turn(self._read_session(session_id), self._require_db())
 
     def get_session_state(self, session_id: str | None = None) -> dict[str, Any]:
         session = self.get_session(session_id)
@@ -188,13 +195,13 @@ class Agent:
     ) -> list[Message]:
         """The session's messages, oldest first: every run's, or the last ``last_n_runs``'."""
         self._require_sync_db("get_chat_history", "aget_chat_history")
-        return last(drive(self._read_history(session_id, last_n_runs), db=self._require_db()))
+        return run_turn(self._read_history(session_id, last_n_runs), self._require_db())
 
     async def aget_chat_history(
         self, session_id: str | None = None, *, last_n_runs: int | None = None
     ) -> list[Message]:
         reader = self._read_history(session_id, last_n_runs)
-        return await alast(adrive(reader, db=self._require_db()))
+        return await arun_turn(reader, self._require_db())
 
     def default_session_id(self, user_id: str | None = None) -> str:
         """The session a turn uses when it names none: ``session_id`` given to the agent, or
@@ -204,8 +211,8 @@ class Agent:
             return self.session_id
         return self._user_sessions.setdefault(user_id, new_id())
 
-    def _read_session(self, session_id: str | None) -> Turn:
-        session = yield DbCall("get_session", (session_id or self.session_id,))
+    def _read_session(self, session_id: str | None) -> Turn[Session | None]:
+        session = yield from storage.get_session(session_id or self.session_id)
         return self._owned(session)
 
     def _owned(self, session: Session | None) -> Session | None:
@@ -214,23 +221,21 @@ class Agent:
             check_owner(session, self.user_id)
         return session
 
-    def _read_history(self, session_id: str | None, last_n_runs: int | None) -> Turn:
+    def _read_history(self, session_id: str | None, last_n_runs: int | None) -> Turn[list[Message]]:
         sid = session_id or self.session_id
         if self.user_id is not None:
-            self._owned((yield DbCall("get_session", (sid,))))
+            self._owned((yield from storage.get_session(sid)))
         if last_n_runs is not None:
-            runs = yield DbCall("get_last_runs", (sid, last_n_runs), {"top_level_only": True})
+            runs = yield from storage.get_last_runs(sid, last_n_runs, top_level_only=True)
             return _history(runs)
         pages: list[list[Run]] = []
         before: int | None = None
         while page := (
-            yield DbCall(
-                "get_last_runs", (sid, 500), {"before_seq": before, "top_level_only": True}
-            )
+            yield from storage.get_last_runs(sid, 500, before_seq=before, top_level_only=True)
         ):
             pages.append(page)
             before = page[0].seq
-        if not pages and (yield DbCall("get_session", (sid,))) is None:
+        if not pages and (yield from storage.get_session(sid)) is None:
             raise SessionNotFoundError(
                 f"no session {sid!r} is stored in {self.db!r}. Check the session_id; "
                 "db.list_sessions(user_id=...) lists the stored ones."
@@ -245,7 +250,7 @@ class Agent:
         user_id: str | None,
         state_override: dict[str, Any] | None,
         run_id: str | None = None,
-    ) -> Turn:
+    ) -> Turn[RunOutput]:
         """A top-level turn: the session is read (refused if another user's), the model
         answers, then the run and the state it left are committed together."""
         started = time.perf_counter()
@@ -265,7 +270,7 @@ class Agent:
         stored = False
         if persist:
             if run_id is not None:
-                done = yield DbCall("get_run", (run_id,))
+                done = yield from storage.get_run(run_id)
                 if done is not None:  # a retry of a turn that was stored: answer from it
                     if done.session_id != session_id:
                         raise ConfigurationError(
@@ -283,10 +288,8 @@ class Agent:
 
         history: list[Message] = []
         if stored and self.add_history_to_context and self.num_history_runs:
-            runs = yield DbCall(
-                "get_last_runs",
-                (session_id, self.num_history_runs),
-                {"top_level_only": True, "status": RunStatus.COMPLETED},
+            runs = yield from storage.get_last_runs(
+                session_id, self.num_history_runs, top_level_only=True, status=RunStatus.COMPLETED
             )
             history = _history(runs)
 
@@ -313,7 +316,7 @@ class Agent:
             yield from learning.process(scope, run, self.model)
         return _output(run, state)
 
-    def _stored_output(self, run: Run, user_id: str | None) -> Turn:
+    def _stored_output(self, run: Run, user_id: str | None) -> Turn[RunOutput]:
         """The output of a turn that is already stored (a retry with its ``run_id``)."""
         session = yield from read_owned(run.session_id, user_id)
         state = session.state if session is not None else dict(self.session_state)
@@ -321,7 +324,7 @@ class Agent:
 
     def _member_turn(
         self, input: str, parent: ParentRun, tags: dict[str, Any] | None = None
-    ) -> Turn:
+    ) -> Turn[RunOutput]:
         """A turn inside another component's run (a team member, a workflow step): stored as
         a run of the parent's session with ``parent_run_id``, sharing the parent's state.
         ``tags`` are added to the run's metrics (a workflow notes the step's index)."""
@@ -345,7 +348,7 @@ class Agent:
         )
         run.metrics.update(tags or {}, duration_s=round(time.perf_counter() - started, 6))
         if parent.persist:
-            run = yield DbCall("append_run", (run,))
+            run = yield from storage.append_run(run)
         if learning:
             yield from learning.process(scope, run, self.model)
         return _output(run, parent.state)
@@ -359,7 +362,7 @@ class Agent:
         parent_run_id: str | None,
         quiet: bool,
         recall: Recall | None = None,
-    ) -> Turn:
+    ) -> Turn[Run]:
         """The model and tool loop of one run; returns the run, not yet stored."""
         recall = recall or Recall()
         user_message = Message(role="user", content=input)
@@ -373,7 +376,7 @@ class Agent:
         response = ModelResponse()
         for _ in range(MAX_MODEL_CALLS):
             request = ModelCall(self.model, [*context, *run_messages[1:]], tool_specs, quiet)
-            response = yield request
+            response = yield from request
             usage["input_tokens"] += response.usage.input_tokens
             usage["output_tokens"] += response.usage.output_tokens
             usage["model_calls"] += 1
@@ -416,8 +419,9 @@ class Agent:
 
     def _call_tool(
         self, tools: dict[str, Tool], name: str, arguments: str, state: dict[str, Any]
-    ) -> Turn:
-        """Run one tool call; a bad call or a failing tool is reported to the model, not raised."""
+    ) -> Turn[str]:
+        """Run one tool call. Told to the model: an unknown tool, invalid arguments and a
+        ``ToolRetry``. Any other exception is logged and fails the run (``ToolError``)."""
         tool = tools.get(name)
         if tool is None:
             return f"Error: there is no tool named {name!r}."
@@ -429,9 +433,19 @@ class Agent:
             if tool.subturn is not None:
                 result = yield from tool.subturn(**kwargs)
             else:
-                result = yield Call(tool.function, kwargs, tool.spec.name)
+                result = yield from Call(tool.function, kwargs, tool.spec.name)
+        except ToolRetry as retry:
+            return f"Error: {retry.message}"
+        except KernError:
+            raise  # kern's own (a member's storage or model failing): already explained
         except Exception as exc:
-            return argument_error_text(tool, exc)
+            log.exception("tool %r raised; the run fails and nothing of it is stored", name)
+            raise ToolError(
+                f"tool {name!r} raised {type(exc).__name__}: {exc}. The run failed and nothing "
+                "of it was stored. To let the model correct its call instead, raise "
+                "kern.tools.ToolRetry('what to do differently') in the tool.",
+                tool_name=name,
+            ) from exc
         return result_text(result)
 
     def _system_messages(self, state: dict[str, Any], recalled: str = "") -> list[Message]:
@@ -513,14 +527,14 @@ def _history(runs: Sequence[Run]) -> list[Message]:
     return [message for run in runs for message in run.messages]
 
 
-def _events(items: Iterator[Any]) -> Iterator[RunEvent]:
-    for item in items:
-        yield item if isinstance(item, RunEvent) else RunEvent(event="completed", output=item)
+def _events(events: Generator[RunEvent, None, RunOutput]) -> Iterator[RunEvent]:
+    output = yield from events
+    yield RunEvent(event="completed", output=output)
 
 
 async def _aevents(items: AsyncIterator[Any]) -> AsyncIterator[RunEvent]:
     async for item in items:
-        yield item if isinstance(item, RunEvent) else RunEvent(event="completed", output=item)
+        yield RunEvent(event="completed", output=item.value) if isinstance(item, Done) else item
 
 
 __all__ = ["Agent", "RunEvent", "RunOutput"]

@@ -1,39 +1,76 @@
-"""One turn's logic, two ways to run it: the sync and the async driver.
+"""Logic written once as a generator of effects; one sync and one async driver run it.
 
-An agent's turn is written once, as a generator that *yields* what it needs done
-(``DbCall``, ``ModelCall``, ``ToolRun``) and receives the result. The sync driver performs
-those effects with blocking calls; the async driver awaits them, offloading a sync database
-or a sync tool to a worker thread so the event loop never blocks. Neither driver knows
-anything about agents, and the turn knows nothing about sync or async.
+An agent's turn, a learning store's step, a Mongo or Redis operation: each is a generator
+that *yields* what it needs done (an effect) and receives the result, or has the failure
+thrown back in at the ``yield``, so its own ``try``/``except`` decides what a failure means.
+``drive`` performs the effects with blocking calls; ``adrive`` awaits them. Neither knows
+what the effects mean: the caller gives a *performer*, a function from one effect to its
+result (``Callable[[E], Any]``, or ``Callable[[E], Awaitable[Any]]`` for ``adrive``). The
+logic knows nothing about sync or async, so the two can never drift apart.
 
-A failed effect is thrown back into the turn at the ``yield`` that asked for it, so the
-turn's own ``try``/``except`` decides what a failure means.
+Effects are typed: ``Effect[T]`` is something whose result is a ``T``, and
+``result = yield from effect`` gives the generator that ``T`` (``yield effect`` works too,
+but a generator's ``send`` type is one for all its yields, so the result is then ``Any``).
+``kern.storage`` has one typed ``DbCall`` factory per method of the storage contract::
+
+    from kern import storage
+
+    def last_outputs(session_id: str) -> Turn[list[object]]:
+        runs = yield from storage.get_last_runs(session_id, 3)  # list[Run]
+        return [run.output for run in runs]
+
+A performer may answer in pieces (a streamed model response): it returns ``Streamed``
+(sync) or ``AStreamed`` (async), whose events the driver passes on to its own caller
+before sending the turn the final value. ``drive`` yields those events and returns the
+turn's result; ``adrive`` yields them and then ``Done(result)``. ``run`` / ``arun`` are the
+same drivers for callers that want the result only.
 """
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeAlias, TypeVar
 
-from kern.models.base import Model, ModelDelta, ModelResponse, ToolSpec
+from kern.models.base import Model, ModelResponse, ToolSpec
 from kern.records import Message
-from kern.run import RunEvent
+
+T = TypeVar("T")
+E = TypeVar("E")
 
 
-@dataclass(frozen=True)
-class DbCall:
-    """Call ``method`` of the storage contract."""
+class Effect(Generic[T]):
+    """Something a generator asks its driver to do, whose result is a ``T``.
+
+    ``yield from effect`` (and ``await effect`` in a coroutine a driver runs, as the
+    conformance suite's sync scenarios do) yields the effect itself and evaluates to the
+    result the driver sends back.
+    """
+
+    __slots__ = ()
+
+    def __iter__(self) -> Generator[Effect[T], Any, T]:
+        result: T = yield self
+        return result
+
+    __await__ = __iter__
+
+
+#: A turn (or any logic written for the drivers) whose result is a ``T``.
+Turn: TypeAlias = Generator[Effect[Any], Any, T]
+
+
+@dataclass(frozen=True, slots=True)
+class DbCall(Effect[T]):
+    """Call ``method`` of the storage contract (build them with ``kern.storage``)."""
 
     method: str
     args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class ModelCall:
+@dataclass(frozen=True, slots=True)
+class ModelCall(Effect[ModelResponse]):
     """Ask ``model`` for its next response (a team's leader and members differ)."""
 
     model: Model
@@ -43,8 +80,8 @@ class ModelCall:
     quiet: bool = False
 
 
-@dataclass(frozen=True)
-class Call:
+@dataclass(frozen=True, slots=True)
+class Call(Effect[Any]):
     """Call user code (a tool, a workflow step function) with keyword arguments."""
 
     function: Callable[..., Any]
@@ -53,98 +90,113 @@ class Call:
     name: str = ""
 
 
-Effect = DbCall | ModelCall | Call
-Turn = Generator[Effect, Any, Any]
+@dataclass(frozen=True, slots=True)
+class Done(Generic[T]):
+    """The last item ``adrive`` yields, and the last an ``AStreamed`` yields: the value."""
+
+    value: T
 
 
-def drive(turn: Turn, *, db: Any, stream: bool = False) -> Iterator[RunEvent | Any]:
-    """Run ``turn`` with blocking calls. Yields streamed events; the last item is the result."""
+@dataclass(frozen=True, slots=True)
+class Streamed(Generic[T]):
+    """A sync performer's answer in pieces: ``events`` yields what the driver passes on
+    and returns the value the turn receives."""
+
+    events: Generator[Any, None, T]
+
+
+@dataclass(frozen=True, slots=True)
+class AStreamed:
+    """An async performer's answer in pieces: ``items`` yields what the driver passes on,
+    and last ``Done(value)``, the value the turn receives."""
+
+    items: AsyncIterator[Any]
+
+
+def drive(turn: Generator[E, Any, T], perform: Callable[[E], Any]) -> Generator[Any, None, T]:
+    """Run ``turn`` with blocking calls; yields what streamed performers emit, returns the
+    turn's result. A performer's exception is thrown into the turn at its ``yield``."""
     value: Any = None
-    error: BaseException | None = None
+    error: Exception | None = None
     while True:
         try:
-            effect = turn.throw(error) if error is not None else turn.send(value)
+            effect = turn.send(value) if error is None else turn.throw(error)
         except StopIteration as finished:
-            yield finished.value
-            return
-        value, error = None, None
+            return finished.value  # type: ignore[no-any-return]
         try:
-            if isinstance(effect, DbCall):
-                value = getattr(db, effect.method)(*effect.args, **effect.kwargs)
-            elif isinstance(effect, ModelCall):
-                if stream and not effect.quiet:
-                    for item in effect.model.stream(effect.messages, effect.tools or None):
-                        if isinstance(item, ModelDelta):
-                            yield RunEvent(event="content", content=item.content)
-                        else:
-                            value = item
-                else:
-                    value = effect.model.response(effect.messages, effect.tools or None)
-            else:
-                if stream and effect.name:
-                    yield RunEvent(event="tool_call", tool_name=effect.name)
-                value = effect.function(**effect.kwargs)
-                if inspect.isawaitable(value):
-                    value = asyncio.run(_awaited(value))
+            value, error = perform(effect), None
+            if isinstance(value, Streamed):
+                value = yield from value.events
         except Exception as exc:  # handed to the turn, which decides
-            error = exc
+            value, error = None, exc
 
 
-async def adrive(turn: Turn, *, db: Any, stream: bool = False) -> AsyncIterator[RunEvent | Any]:
-    """Run ``turn`` without blocking the event loop. Same protocol as ``drive``."""
+async def adrive(
+    turn: Generator[E, Any, T], perform: Callable[[E], Awaitable[Any]]
+) -> AsyncIterator[Any]:
+    """Run ``turn`` without blocking the event loop; yields what streamed performers emit,
+    then ``Done(result)``. Same protocol as ``drive``."""
     value: Any = None
-    error: BaseException | None = None
+    error: Exception | None = None
     while True:
         try:
-            effect = turn.throw(error) if error is not None else turn.send(value)
+            effect = turn.send(value) if error is None else turn.throw(error)
         except StopIteration as finished:
-            yield finished.value
+            yield Done(finished.value)
             return
-        value, error = None, None
         try:
-            if isinstance(effect, DbCall):
-                method = getattr(db, effect.method)
-                if db.is_async:
-                    value = await method(*effect.args, **effect.kwargs)
-                else:
-                    value = await asyncio.to_thread(method, *effect.args, **effect.kwargs)
-            elif isinstance(effect, ModelCall):
-                if stream and not effect.quiet:
-                    async for item in effect.model.astream(effect.messages, effect.tools or None):
-                        if isinstance(item, ModelDelta):
-                            yield RunEvent(event="content", content=item.content)
-                        else:
-                            value = item
-                else:
-                    value = await effect.model.aresponse(effect.messages, effect.tools or None)
-            else:
-                if stream and effect.name:
-                    yield RunEvent(event="tool_call", tool_name=effect.name)
-                if inspect.iscoroutinefunction(effect.function):
-                    value = await effect.function(**effect.kwargs)
-                else:
-                    value = await asyncio.to_thread(effect.function, **effect.kwargs)
+            value, error = await perform(effect), None
+            if isinstance(value, AStreamed):
+                async for item in value.items:
+                    if isinstance(item, Done):
+                        value = item.value
+                    else:
+                        yield item
         except Exception as exc:
-            error = exc
+            value, error = None, exc
 
 
-async def _awaited(value: Any) -> Any:
-    return await value
+def run(turn: Generator[E, Any, T], perform: Callable[[E], Any]) -> T:
+    """``drive`` for a caller that wants only the result."""
+    return result(drive(turn, perform))
 
 
-def last(items: Iterator[Any]) -> Any:
-    """Exhaust a driver and return its final item (the turn's result)."""
-    result = None
-    for result in items:  # noqa: B007
-        pass
-    return result
+async def arun(turn: Generator[E, Any, T], perform: Callable[[E], Awaitable[Any]]) -> T:
+    """``adrive`` for a caller that wants only the result."""
+    async for item in adrive(turn, perform):
+        if isinstance(item, Done):
+            return item.value  # type: ignore[no-any-return]
+    raise AssertionError("adrive ended without a result")  # pragma: no cover
 
 
-async def alast(items: AsyncIterator[Any]) -> Any:
-    result = None
-    async for result in items:  # noqa: B007
-        pass
-    return result
+def result(events: Generator[Any, None, T]) -> T:
+    """Exhaust a ``drive`` and return the turn's result (its events are dropped)."""
+    while True:
+        try:
+            next(events)
+        except StopIteration as finished:
+            return finished.value  # type: ignore[no-any-return]
 
 
-__all__ = ["Call", "DbCall", "ModelCall", "ModelResponse", "adrive", "alast", "drive", "last"]
+def events_then_result(events: Generator[Any, None, T]) -> Iterator[Any]:
+    """A ``drive``'s events, then ``Done(result)``: the shape ``adrive`` yields."""
+    value = yield from events
+    yield Done(value)
+
+
+__all__ = [
+    "AStreamed",
+    "Call",
+    "DbCall",
+    "Done",
+    "Effect",
+    "ModelCall",
+    "Streamed",
+    "Turn",
+    "adrive",
+    "arun",
+    "drive",
+    "events_then_result",
+    "result",
+    "run",
+]

@@ -112,5 +112,15 @@ class SessionOwnershipError(KernError, PermissionError):
     """
 
 
+class ToolError(KernError):
+    """A tool (or a workflow step function) raised: the run failed and nothing of it was
+    stored. The tool's exception is chained; ``tool_name`` names the tool. A tool that wants
+    the model to correct its call raises ``kern.tools.ToolRetry`` instead."""
+
+    def __init__(self, message: str, *, tool_name: str) -> None:
+        super().__init__(message)
+        self.tool_name = tool_name
+
+
 class ModelProviderError(KernError):
     """The model provider could not be reached or refused the request."""

@@ -6,7 +6,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kern.effects import DbCall, Turn
+from kern import storage
+from kern.effects import Turn
 from kern.errors import SessionOwnershipError, UnserializableError, VersionConflictError
 from kern.ids import check_text
 from kern.records import Run, Session
@@ -33,7 +34,7 @@ def check_owner(session: Session, user_id: str | None) -> Session:
 
 def read_owned(session_id: str, user_id: str | None) -> Turn:
     """The stored session (or None), refused if it belongs to another user."""
-    stored = yield DbCall("get_session", (session_id,))
+    stored = yield from storage.get_session(session_id)
     return None if stored is None else check_owner(stored, user_id)
 
 
@@ -47,11 +48,11 @@ def commit(session: Session, stored: bool, state: dict[str, Any], run: Run) -> T
     as this turn found it; otherwise ``VersionConflictError``, and nothing is stored.
     """
     if stored and state == session.state:
-        return (yield DbCall("append_run", (run,))), session
+        return (yield from storage.append_run(run)), session
     expected = session.version if stored else None
     try:
         changed = session.model_copy(update={"state": state})
-        return (yield DbCall("commit_turn", (run, changed), {"expected_version": expected}))
+        return (yield from storage.commit_turn(run, changed, expected_version=expected))
     except VersionConflictError:
         if stored:
             raise
@@ -66,13 +67,13 @@ def load_or_create(new: Session) -> Turn:
 
     When another process creates it at the same moment, theirs is read back and used.
     """
-    stored = yield DbCall("get_session", (new.session_id,))
+    stored = yield from storage.get_session(new.session_id)
     if stored is not None:
         return stored
     try:
-        return (yield DbCall("upsert_session", (new,), {"expected_version": None}))
+        return (yield from storage.upsert_session(new, expected_version=None))
     except VersionConflictError:
-        stored = yield DbCall("get_session", (new.session_id,))
+        stored = yield from storage.get_session(new.session_id)
         if stored is None:
             raise
         return stored
@@ -83,7 +84,7 @@ def save_state(session: Session, state: dict[str, Any]) -> Turn:
     if state == session.state:
         return session
     changed = session.model_copy(update={"state": state})
-    return (yield DbCall("upsert_session", (changed,), {"expected_version": session.version}))
+    return (yield from storage.upsert_session(changed, expected_version=session.version))
 
 
 def checked_state(state: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,21 @@ from pydantic import ConfigDict, ValidationError, create_model
 
 from kern.models.base import ToolSpec
 
+
+class ToolRetry(Exception):
+    """Raise in a tool to tell the model ``message`` as the tool's result, so it can correct
+    its call (a missing record, an argument out of range).
+
+    The rule for a tool's failures: invalid arguments (not JSON, failing the schema) and
+    ``ToolRetry`` go back to the model as text; any other exception is logged with its
+    traceback and fails the run (``kern.errors.ToolError``), storing nothing of it.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 #: Parameters the agent fills in itself; they never appear in the model-facing schema.
 INJECTED = frozenset({"session_state"})
 
@@ -100,4 +115,4 @@ def argument_error_text(tool: Tool, exc: Exception) -> str:
         return f"Error: the arguments for {tool.spec.name} were not valid JSON ({exc})."
     if isinstance(exc, ValidationError):
         return f"Error: invalid arguments for {tool.spec.name}: {exc.errors(include_url=False)}"
-    return f"Error: {tool.spec.name} failed: {type(exc).__name__}: {exc}"
+    return f"Error: invalid arguments for {tool.spec.name}: {exc}"

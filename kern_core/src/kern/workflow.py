@@ -18,11 +18,13 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from kern import storage
 from kern.agent import Agent, ParentRun
 from kern.db.base import AsyncBaseDb, BaseDb
-from kern.effects import Call, DbCall, Turn, adrive, alast, drive, last
+from kern.effects import Call, Turn
 from kern.errors import ConfigurationError, SyncAsyncMismatchError
 from kern.ids import check_id
+from kern.performers import arun_turn, run_turn
 from kern.records import Run, RunStatus, Session, SessionType, new_id
 from kern.sessions import check_owner, checked_state, load_or_create, save_state
 
@@ -104,7 +106,7 @@ class Workflow:
                 f"workflow.run() was called with an async database ({type(self.db).__name__}): "
                 "use `await workflow.arun(...)`, or give the workflow the sync class."
             )
-        return last(drive(self._turn(input, session_id, user_id, run_id), db=self.db))
+        return run_turn(self._turn(input, session_id, user_id, run_id), self.db)
 
     async def arun(
         self,
@@ -115,7 +117,7 @@ class Workflow:
         run_id: str | None = None,
     ) -> WorkflowRunOutput:
         turn = self._turn(input, session_id, user_id, run_id)
-        return await alast(adrive(turn, db=self.db))
+        return await arun_turn(turn, self.db)
 
     # -- the run, written once for sync and async ----------------------------------
     def _turn(
@@ -172,9 +174,7 @@ class Workflow:
             outputs[name] = previous
 
         if persist:
-            yield DbCall(
-                "update_run", (run.run_id,), {"status": RunStatus.COMPLETED, "output": previous}
-            )
+            yield from storage.update_run(run.run_id, status=RunStatus.COMPLETED, output=previous)
         return WorkflowRunOutput(
             run_id=run.run_id,
             session_id=session_id,
@@ -187,7 +187,7 @@ class Workflow:
         self, input: Any, session_id: str, user_id: str | None, run_id: str | None
     ) -> Turn:
         """The workflow run (appended now, or the stored one) and its completed steps."""
-        stored = (yield DbCall("get_run", (run_id,))) if run_id and self.db is not None else None
+        stored = (yield from storage.get_run(run_id)) if run_id and self.db is not None else None
         if stored is None:
             run = Run(
                 run_id=run_id or new_id(),
@@ -198,7 +198,7 @@ class Workflow:
                 input=input,
             )
             if self.db is not None:
-                run = yield DbCall("append_run", (run,))
+                run = yield from storage.append_run(run)
             return run, {}
         if stored.session_id != session_id:
             raise ConfigurationError(
@@ -213,7 +213,7 @@ class Workflow:
         done: dict[int, Run] = {}
         before: int | None = None
         while True:
-            page = yield DbCall("get_last_runs", (run.session_id, 50), {"before_seq": before})
+            page = yield from storage.get_last_runs(run.session_id, 50, before_seq=before)
             for child in page:
                 if (
                     child.parent_run_id == run.run_id
@@ -247,7 +247,7 @@ class Workflow:
                 metrics=output.metrics,
             )
         step_input = StepInput(input, previous, dict(outputs), here.state)
-        result = yield Call(step, {"step_input": step_input} if _wants_input(step) else {})
+        result = yield from Call(step, {"step_input": step_input} if _wants_input(step) else {})
         run = Run(
             session_id=here.session_id,
             parent_run_id=here.run_id,
@@ -259,7 +259,7 @@ class Workflow:
             metrics=tags,
         )
         if here.persist:
-            run = yield DbCall("append_run", (run,))
+            run = yield from storage.append_run(run)
         return run
 
     def _output(

@@ -2,9 +2,17 @@
 
 The contract is small on purpose: everything else (history assembly, recall, curation) is
 core code written once on top of it. The two classes have the same method names; the async
-one's are coroutines. ``kern.testing.conformance`` checks a backend against this contract.
+one's are coroutines. ``kern.testing.conformance`` checks a backend against this contract,
+and docs/plugins.md says how to write one.
 
-Rules every implementation keeps (DESIGN.md section 3):
+What the registry and the core rely on beyond the methods:
+
+- The constructor takes the URL as its first argument, ``db_url`` (``kern.db.connect`` calls
+  ``cls(db_url=url, **options)``); ``backend_name`` is the name the plugin registers.
+- ``is_async`` tells the two flavours apart; ``unavailable_errors`` and ``storage_target()``
+  let the door (``kern.db.door``) report an unreachable database the same way everywhere.
+
+Rules every implementation keeps (docs/architecture.md, "The storage model"):
 
 - ``append_run`` writes the run once, as its own row, and assigns ``seq`` atomically:
   concurrent writers from several processes never lose or duplicate a run.
@@ -225,6 +233,27 @@ class BaseDb(_DbInfo, metaclass=ContractMeta):
     @abc.abstractmethod
     def delete_memory(self, memory_id: str) -> bool: ...
 
+    def recall_memories(
+        self,
+        user_id: str,
+        query: str,
+        *,
+        agent_id: str | None = None,
+        limit: int = 5,
+        recent: int = 3,
+    ) -> tuple[list[ScoredMemory], list[Memory]]:
+        """What a turn's recall reads of a user's memories: up to ``limit`` ranked for
+        ``query`` (none when it is empty) and the ``recent`` newest.
+
+        Two contract reads here; a backend overrides it to read both in one round trip
+        (one connection, one pipeline).
+        """
+        ranked = (
+            self.search_memories(user_id, query, agent_id=agent_id, limit=limit) if query else []
+        )
+        newest = self.list_memories(user_id, agent_id=agent_id, limit=recent) if recent else []
+        return ranked, newest
+
     # -- learnings -----------------------------------------------------------------
     @abc.abstractmethod
     def upsert_learning(self, learning: Learning) -> Learning:
@@ -352,6 +381,26 @@ class AsyncBaseDb(_DbInfo, metaclass=ContractMeta):
     ) -> list[ScoredMemory]: ...
     @abc.abstractmethod
     async def delete_memory(self, memory_id: str) -> bool: ...
+
+    async def recall_memories(
+        self,
+        user_id: str,
+        query: str,
+        *,
+        agent_id: str | None = None,
+        limit: int = 5,
+        recent: int = 3,
+    ) -> tuple[list[ScoredMemory], list[Memory]]:
+        """The async ``BaseDb.recall_memories``."""
+        ranked = (
+            await self.search_memories(user_id, query, agent_id=agent_id, limit=limit)
+            if query
+            else []
+        )
+        newest = (
+            await self.list_memories(user_id, agent_id=agent_id, limit=recent) if recent else []
+        )
+        return ranked, newest
 
     @abc.abstractmethod
     async def upsert_learning(self, learning: Learning) -> Learning: ...

@@ -161,10 +161,6 @@ def arguments_check(method: str, contract: Callable[..., Any]) -> Callable[..., 
     return check_arguments
 
 
-def _recall_memories(self: Any, user_id: str, query: str, *, agent_id: str | None = None) -> None:
-    """The signature of ``recall_memories``, which SQL and Redis backends add."""
-
-
 def unavailable_error(
     db: Any, exc: BaseException, *, secrets: Iterable[str] = ()
 ) -> StorageUnavailableError:
@@ -244,12 +240,12 @@ class ContractMeta(abc.ABCMeta):
         return _guard(method, ContractMeta.checks[name], bool(getattr(cls, "is_async", False)))
 
 
-#: Methods beyond the abstract ones that the door guards.
+#: Contract methods with a default implementation, guarded like the abstract ones.
 EXTRA_METHODS = ("recall_memories",)
 
 
 def guard_contract(contract: type) -> None:
     """Read the argument checks from ``contract`` (``BaseDb``); called once, in db.base."""
-    for name in sorted({*contract.__abstractmethods__, *EXTRA_METHODS}):
-        signature_of = getattr(contract, name, None) or _recall_memories
-        ContractMeta.checks[name] = arguments_check(name, signature_of)
+    abstract: frozenset[str] = getattr(contract, "__abstractmethods__", frozenset())
+    for name in sorted({*abstract, *EXTRA_METHODS}):
+        ContractMeta.checks[name] = arguments_check(name, getattr(contract, name))

@@ -1,8 +1,9 @@
 """The learning-store protocol: recall, build_context, process, get_tools.
 
 A store is written once, as generators of effects (``kern.effects``): ``recall`` and
-``process`` *yield* ``DbCall`` / ``ModelCall`` and receive the results, so the same code
-runs under the sync and the async driver, on every backend. The Agent runs them inside its
+``process`` ask for storage calls (``kern.storage``) and model calls (``ModelCall``) with
+``yield from`` and receive the typed results, so the same code runs under the sync and the
+async driver, on every backend. The Agent runs them inside its
 turn; the learning machine's API (approve, reject, the curator) drives them on its own.
 
 Writing a store::
@@ -11,10 +12,13 @@ Writing a store::
         kind = "todo"
         title = "Open to-dos"
 
-        def recall(self, scope, query):
-            rows = yield DbCall("query_learnings", (), {"kind": self.kind,
-                                "user_id": scope.user_id, "status": LearningStatus.ACTIVE,
-                                "limit": self.limit})
+        def recall(self, scope: LearningScope, query: str) -> Turn[list[Learning]]:
+            rows = yield from storage.query_learnings(
+                kind=self.kind,
+                user_id=scope.user_id,
+                status=LearningStatus.ACTIVE,
+                limit=self.limit,
+            )
             return rows
 
         def build_context(self, items):
@@ -35,7 +39,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from kern.effects import DbCall, Turn
+from kern import storage
+from kern.effects import Turn
 from kern.errors import ConfigurationError, KernError
 from kern.learn.scope import LearningScope
 from kern.models.base import Model, ToolSpec
@@ -196,11 +201,11 @@ class LearningStore:
 
     def approve(self, learning: Learning) -> Turn:
         """Make a proposed item active; return what is stored now."""
-        return (yield DbCall("upsert_learning", (_with_status(learning, LearningStatus.ACTIVE),)))
+        return (yield from storage.upsert_learning(_with_status(learning, LearningStatus.ACTIVE)))
 
     def reject(self, learning: Learning) -> Turn:
         """Mark a proposed item rejected (kept for the record, never recalled)."""
-        return (yield DbCall("upsert_learning", (_with_status(learning, LearningStatus.REJECTED),)))
+        return (yield from storage.upsert_learning(_with_status(learning, LearningStatus.REJECTED)))
 
     def item_text(self, content: dict[str, Any]) -> str:
         """The text the curator compares for duplicates."""

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from kern.effects import Call, DbCall, Turn
+from kern import storage
+from kern.effects import Call, Turn
 from kern.errors import ConfigurationError
 from kern.ids import check_id
 from kern.learn.text import cosine, normalise, prefix_length, token_set
@@ -201,7 +202,7 @@ class Curator:
             vectors: list[list[float]] | None = None
             if embedder is not None and len(items) > 1:
                 texts = [item.text for item in items]
-                vectors = yield Call(embedder.embed, {"texts": texts})
+                vectors = yield from Call(embedder.embed, {"texts": texts})
             plan += [
                 (items[index], removed)
                 for index, removed in find_duplicates(
@@ -232,7 +233,7 @@ class Curator:
         items: list[_Item] = []
         offset = 0
         while True:
-            page = yield DbCall("list_memories", (user_id,), {"limit": PAGE, "offset": offset})
+            page = yield from storage.list_memories(user_id, limit=PAGE, offset=offset)
             items += [
                 _Item(
                     m.memory_id,
@@ -255,17 +256,13 @@ class Curator:
         items: list[_Item] = []
         offset = 0
         while True:
-            page = yield DbCall(
-                "query_learnings",
-                (),
-                {
-                    "kind": kind,
-                    "user_id": user_id,
-                    "namespace": namespace,
-                    "status": LearningStatus.ACTIVE,
-                    "limit": PAGE,
-                    "offset": offset,
-                },
+            page = yield from storage.query_learnings(
+                kind=kind,
+                user_id=user_id,
+                namespace=namespace,
+                status=LearningStatus.ACTIVE,
+                limit=PAGE,
+                offset=offset,
             )
             items += [
                 _Item(
@@ -288,8 +285,8 @@ class Curator:
         plan.sort(key=lambda pair: (pair[0].kind, pair[0].created_at, pair[0].id))
         if not dry_run:
             for item, _ in plan:
-                method = "delete_memory" if item.is_memory else "delete_learning"
-                yield DbCall(method, (item.id,))
+                delete = storage.delete_memory if item.is_memory else storage.delete_learning
+                yield from delete(item.id)
         return CurationReport(action, dry_run, [removed for _, removed in plan])
 
 

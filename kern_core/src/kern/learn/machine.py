@@ -24,7 +24,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from kern.effects import DbCall, ModelCall, Turn, adrive, alast, drive, last
+from kern import storage
+from kern.effects import ModelCall, Turn
 from kern.errors import ConfigurationError, SyncAsyncMismatchError
 from kern.learn.base import (
     AGENT,
@@ -39,6 +40,7 @@ from kern.learn.base import (
 )
 from kern.learn.scope import LearningScope, Recall
 from kern.models.base import Model
+from kern.performers import arun_turn, run_turn
 from kern.plugins import Registry, registry, resolve
 from kern.records import Learning, LearningStatus, Message, Run, RunStatus
 
@@ -321,7 +323,7 @@ class LearningMachine:
             messages = extraction_messages([e for _, e in extractions], run)
             specs = [e.spec for _, e in extractions]
             try:
-                response = yield ModelCall(model, messages, specs, quiet=True)
+                response = yield from ModelCall(model, messages, specs, quiet=True)
             except Exception as exc:  # the answer is stored; learning is skipped, not fatal
                 log.warning("learning extraction failed for run %s: %s", run.run_id, exc)
                 response = None
@@ -339,7 +341,7 @@ class LearningMachine:
 
     # -- the proposal queue ----------------------------------------------------------
     def _approve(self, learning_id: str, approve: bool) -> Turn:
-        learning = yield DbCall("get_learning", (learning_id,))
+        learning = yield from storage.get_learning(learning_id)
         if learning is None:
             raise LearningNotFoundError(f"no learning {learning_id!r} is stored")
         if learning.status is not LearningStatus.PROPOSED:
@@ -372,16 +374,12 @@ class LearningMachine:
         self, user_id: str | None, kind: str | None, namespace: str | None, limit: int
     ) -> Turn:
         return (
-            yield DbCall(
-                "query_learnings",
-                (),
-                {
-                    "kind": kind,
-                    "namespace": namespace,
-                    "user_id": user_id,
-                    "status": LearningStatus.PROPOSED,
-                    "limit": limit,
-                },
+            yield from storage.query_learnings(
+                kind=kind,
+                namespace=namespace,
+                user_id=user_id,
+                status=LearningStatus.PROPOSED,
+                limit=limit,
             )
         )
 
@@ -412,15 +410,8 @@ class LearningMachine:
 
     # -- reading ---------------------------------------------------------------------
     def _profile(self, user_id: str) -> Turn:
-        rows = yield DbCall(
-            "query_learnings",
-            (),
-            {
-                "kind": "user_profile",
-                "user_id": user_id,
-                "status": LearningStatus.ACTIVE,
-                "limit": 1,
-            },
+        rows = yield from storage.query_learnings(
+            kind="user_profile", user_id=user_id, status=LearningStatus.ACTIVE, limit=1
         )
         return dict(rows[0].content) if rows else None
 
@@ -456,10 +447,10 @@ class LearningMachine:
                 f"lm.{name}() was called on a learning machine with an async database "
                 f"({type(db).__name__}). Use `await lm.{async_name or 'a' + name}(...)`."
             )
-        return last(drive(turn, db=db))
+        return run_turn(turn, db)
 
     async def _async(self, turn: Turn) -> Any:
-        return await alast(adrive(turn, db=self._require_db()))
+        return await arun_turn(turn, self._require_db())
 
     def __repr__(self) -> str:
         return f"LearningMachine(stores={self.kinds!r}, mode={self.mode.value!r})"

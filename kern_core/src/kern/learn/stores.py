@@ -26,7 +26,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kern.effects import DbCall, Turn
+from kern import storage
+from kern.effects import Turn
 from kern.learn.base import (
     AGENT,
     USER,
@@ -260,10 +261,8 @@ class DocumentStore(LearningStore):
         raise NotImplementedError
 
     def current(self, filters: dict[str, Any]) -> Turn:
-        rows = yield DbCall(
-            "query_learnings",
-            (),
-            {"kind": self.kind, **filters, "status": LearningStatus.ACTIVE, "limit": 1},
+        rows = yield from storage.query_learnings(
+            kind=self.kind, **filters, status=LearningStatus.ACTIVE, limit=1
         )
         return rows[0] if rows else None
 
@@ -279,7 +278,7 @@ class DocumentStore(LearningStore):
                 status=LearningStatus.PROPOSED,
                 source_run_id=scope.run_id,
             )
-            return (yield DbCall("upsert_learning", (proposal,)))
+            return (yield from storage.upsert_learning(proposal))
         existing = yield from self.current(filters)
         if existing is None:
             row = Learning(
@@ -291,7 +290,7 @@ class DocumentStore(LearningStore):
         else:
             merged = self._merge(existing.content, content)
             row = existing.model_copy(update={"content": merged, "source_run_id": scope.run_id})
-        return (yield DbCall("upsert_learning", (row,)))
+        return (yield from storage.upsert_learning(row))
 
     def approve(self, learning: Learning) -> Turn:
         filters = self.key_of(learning)
@@ -299,10 +298,10 @@ class DocumentStore(LearningStore):
         base = existing.content if existing is not None else {}
         merged = self._merge(base, learning.content)
         approved = learning.model_copy(update={"content": merged, "status": LearningStatus.ACTIVE})
-        stored = yield DbCall("upsert_learning", (approved,))
+        stored = yield from storage.upsert_learning(approved)
         if existing is not None and existing.learning_id != learning.learning_id:
             superseded = existing.model_copy(update={"status": LearningStatus.SUPERSEDED})
-            yield DbCall("upsert_learning", (superseded,))
+            yield from storage.upsert_learning(superseded)
         return stored
 
     def _merge(self, old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -554,16 +553,13 @@ def _search(store: LearningStore, scope: LearningScope, query: str) -> Turn:
     if not text:
         return []
     namespace = store.resolved_namespace(scope)
-    hits = yield DbCall(
-        "search_learnings",
-        (text,),
-        {
-            "kind": store.kind,
-            "namespace": namespace,
-            "user_id": scope.user_id if namespace == USER else None,
-            "status": LearningStatus.ACTIVE,
-            "limit": store.limit,
-        },
+    hits = yield from storage.search_learnings(
+        text,
+        kind=store.kind,
+        namespace=namespace,
+        user_id=scope.user_id if namespace == USER else None,
+        status=LearningStatus.ACTIVE,
+        limit=store.limit,
     )
     return [hit.learning for hit in hits]
 
@@ -598,25 +594,19 @@ class CollectionStore(LearningStore):
             query = search_query(text, exclude=_field_words(self.schema))
             hits = []
             if query:
-                hits = yield DbCall(
-                    "search_learnings",
-                    (query,),
-                    {
-                        "kind": self.kind,
-                        "namespace": namespace,
-                        "user_id": user_id,
-                        # A proposal must not repeat anything, even a rejected item.
-                        "status": LearningStatus.ACTIVE
-                        if status is LearningStatus.ACTIVE
-                        else None,
-                        "limit": 5,
-                    },
+                hits = yield from storage.search_learnings(
+                    query,
+                    kind=self.kind,
+                    namespace=namespace,
+                    user_id=user_id,
+                    status=LearningStatus.ACTIVE if status is LearningStatus.ACTIVE else None,
+                    limit=5,
                 )
             for hit in hits:
                 if _is_duplicate(text, self.item_text(hit.learning.content)):
                     if hit.learning.status is LearningStatus.ACTIVE:
                         # Restated: refresh it, so age-based pruning keeps it.
-                        return (yield DbCall("upsert_learning", (hit.learning,)))
+                        return (yield from storage.upsert_learning(hit.learning))
                     return hit.learning
         row = Learning(
             kind=self.kind,
@@ -627,7 +617,7 @@ class CollectionStore(LearningStore):
             status=status,
             source_run_id=scope.run_id,
         )
-        return (yield DbCall("upsert_learning", (row,)))
+        return (yield from storage.upsert_learning(row))
 
     def process(
         self,
@@ -795,25 +785,14 @@ class UserMemoryStore(LearningStore):
             yield from self.read_memories(scope.user_id, search_query(query), self._agent(scope))
         )
 
-    def read_memories(self, user_id: str, text: str, agent_id: str | None) -> Turn:
+    def read_memories(self, user_id: str, text: str, agent_id: str | None) -> Turn[list[Memory]]:
         """What recall shows: up to ``limit`` memories ranked for ``text`` (the search
-        query, maybe empty), then up to ``recent`` of the newest not among them.
-
-        Two storage calls here, through the contract; a backend's own store overrides this
-        to read both in one round trip.
-        """
-        memories: list[Memory] = []
-        if text:
-            hits = yield DbCall(
-                "search_memories", (user_id, text), {"agent_id": agent_id, "limit": self.limit}
-            )
-            memories = [hit.memory for hit in hits]
-        if self.recent:
-            newest = yield DbCall(
-                "list_memories", (user_id,), {"agent_id": agent_id, "limit": self.recent}
-            )
-            memories = merge_newest(memories, newest)
-        return memories
+        query, maybe empty), then up to ``recent`` of the newest not among them: one
+        ``recall_memories`` call, which a backend may answer in one round trip."""
+        ranked, newest = yield from storage.recall_memories(
+            user_id, text, agent_id=agent_id, limit=self.limit, recent=self.recent
+        )
+        return merge_newest([hit.memory for hit in ranked], newest)
 
     def build_context(self, items: Sequence[Any]) -> str:
         if not items:
@@ -832,13 +811,11 @@ class UserMemoryStore(LearningStore):
         agent_id = self._agent(scope)
         if self.status_for_new is LearningStatus.PROPOSED:
             if query:
-                stored = yield DbCall(
-                    "search_memories", (scope.user_id, query), {"agent_id": agent_id, "limit": 5}
+                stored = yield from storage.search_memories(
+                    scope.user_id, query, agent_id=agent_id, limit=5
                 )
-                proposed = yield DbCall(
-                    "search_learnings",
-                    (query,),
-                    {"kind": self.kind, "user_id": scope.user_id, "status": None, "limit": 5},
+                proposed = yield from storage.search_learnings(
+                    query, kind=self.kind, user_id=scope.user_id, status=None, limit=5
                 )
                 texts = [h.memory.content for h in stored]
                 texts += [self.item_text(h.learning.content) for h in proposed]
@@ -853,17 +830,17 @@ class UserMemoryStore(LearningStore):
                 status=LearningStatus.PROPOSED,
                 source_run_id=scope.run_id,
             )
-            return (yield DbCall("upsert_learning", (proposal,)))
+            return (yield from storage.upsert_learning(proposal))
         if query:
-            hits = yield DbCall(
-                "search_memories", (scope.user_id, query), {"agent_id": agent_id, "limit": 5}
+            hits = yield from storage.search_memories(
+                scope.user_id, query, agent_id=agent_id, limit=5
             )
             for hit in hits:
                 if _is_duplicate(content, hit.memory.content):
                     memory = hit.memory.model_copy(
                         update={"topics": merge_lists(hit.memory.topics, list(topics))}
                     )
-                    return (yield DbCall("upsert_memory", (memory,)))
+                    return (yield from storage.upsert_memory(memory))
         memory = Memory(
             user_id=scope.user_id,  # type: ignore[arg-type]  # applies() checked it
             agent_id=scope.agent_id,
@@ -871,7 +848,7 @@ class UserMemoryStore(LearningStore):
             topics=list(topics),
             source_run_id=scope.run_id,
         )
-        return (yield DbCall("upsert_memory", (memory,)))
+        return (yield from storage.upsert_memory(memory))
 
     def process(
         self,
@@ -895,8 +872,8 @@ class UserMemoryStore(LearningStore):
             source_run_id=learning.source_run_id,
             created_at=learning.created_at,
         )
-        stored = yield DbCall("upsert_memory", (memory,))
-        yield DbCall("delete_learning", (learning.learning_id,))
+        stored = yield from storage.upsert_memory(memory)
+        yield from storage.delete_learning(learning.learning_id)
         return stored
 
     def extraction(self) -> Extraction:
@@ -931,23 +908,9 @@ class UserMemoryStore(LearningStore):
         ]
 
 
-class OneCallUserMemoryStore(UserMemoryStore):
-    """``UserMemoryStore`` for backends that read recall's memories in one call.
-
-    Such a backend's Db has ``recall_memories(user_id, query, *, agent_id, limit, recent)``
-    returning ``(ranked ScoredMemory list, newest Memory list)`` (the SQL backends: one
-    connection; Redis: the commands of both reads pipelined together), and its plugin
-    registers this class for ``user_memory`` on that backend through
-    ``register_learning_stores``. The generic store makes two contract calls instead.
-    """
-
-    def read_memories(self, user_id: str, text: str, agent_id: str | None) -> Turn:
-        ranked, newest = yield DbCall(
-            "recall_memories",
-            (user_id, text),
-            {"agent_id": agent_id, "limit": self.limit, "recent": self.recent},
-        )
-        return merge_newest([hit.memory for hit in ranked], newest)
+#: The name plugins registered for their one-round-trip recall before ``recall_memories``
+#: joined the contract; every backend's ``UserMemoryStore`` now makes that one call.
+OneCallUserMemoryStore = UserMemoryStore
 
 
 def _jsonable(value: Any) -> Any:

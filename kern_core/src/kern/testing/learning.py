@@ -43,9 +43,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from kern import plugins
+from kern import plugins, storage
 from kern.agent import Agent
-from kern.effects import DbCall
 from kern.hookspecs import hookimpl
 from kern.learn import (
     DecisionLogStore,
@@ -148,10 +147,8 @@ class NotesStore(LearningStore):
     per_user = True
 
     def recall(self, scope, query):
-        rows = yield DbCall(
-            "query_learnings",
-            (),
-            {"kind": self.kind, "user_id": scope.user_id, "status": LearningStatus.ACTIVE},
+        rows = yield from storage.query_learnings(
+            kind=self.kind, user_id=scope.user_id, status=LearningStatus.ACTIVE
         )
         return rows
 
@@ -167,7 +164,7 @@ class NotesStore(LearningStore):
             content={"text": f"asked: {run.input}"},
             source_run_id=scope.run_id,
         )
-        yield DbCall("upsert_learning", (note,))
+        yield from storage.upsert_learning(note)
 
 
 class NotesPlugin:

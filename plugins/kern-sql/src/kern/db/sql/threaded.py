@@ -1,8 +1,8 @@
 """The async twin of an embedded, file-backed ``SqlDb`` (SQLite, DuckDB).
 
-Each call runs the sync db's method in a worker thread (``ThreadedAsyncDb``); this adds what
-such twins share beyond the contract: the sync db's engine, file and table prefix, and
-``recall_memories`` (what ``kern.learn.stores.OneCallUserMemoryStore`` reads).
+Each call runs the sync db's method in a worker thread (``ThreadedAsyncDb``), its
+``recall_memories`` (one connection for both reads) included; this adds what such twins
+share beyond the contract: the sync db's engine, file and table prefix.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import ClassVar
 from sqlalchemy import Engine
 
 from kern.db.sql.db import SqlDb
-from kern.db.threaded import ThreadedAsyncDb, offloaded
+from kern.db.threaded import ThreadedAsyncDb
 
 
 class ThreadedSqlFileDb(ThreadedAsyncDb):
@@ -20,7 +20,6 @@ class ThreadedSqlFileDb(ThreadedAsyncDb):
 
     sync_class: ClassVar[type[SqlDb]]
     sync_db: SqlDb
-    recall_memories = offloaded("recall_memories", SqlDb)
 
     @property
     def engine(self) -> Engine:

@@ -1,0 +1,228 @@
+"""An async db whose every call runs the matching method of a sync db somewhere else.
+
+Three backends' async classes are this: SQLite and DuckDB run the sync db's calls in a
+worker thread (``kern.db.threaded.ThreadedAsyncDb``), Postgres runs them inside SQLAlchemy's
+greenlet bridge on the async driver (``kern.db.postgres.AsyncPostgresDb``). Each contract
+method is written out here, once, so that a type checker sees every signature; a subclass
+says only *how* a call runs (``_call``).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable, Sequence
+from typing import ParamSpec, TypeVar
+
+from kern.db.base import AsyncBaseDb, BaseDb
+from kern.records import (
+    Learning,
+    LearningStatus,
+    Memory,
+    Run,
+    RunStatus,
+    ScoredLearning,
+    ScoredMemory,
+    Session,
+    SessionType,
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class SyncBackedAsyncDb(AsyncBaseDb):
+    """The contract's coroutines, each running ``sync_db``'s method through ``_call``."""
+
+    #: The sync db doing the work.
+    sync_db: BaseDb
+
+    @abc.abstractmethod
+    def _call(self, method: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
+        """Run ``method(*args, **kwargs)`` of ``sync_db`` without blocking the event loop."""
+
+    def storage_target(self) -> str:
+        return self.sync_db.storage_target()
+
+    async def create_tables(self) -> None:
+        return await self._call(self.sync_db.create_tables)
+
+    async def forget_user(self, user_id: str) -> dict[str, int]:
+        return await self._call(self.sync_db.forget_user, user_id)
+
+    async def close(self) -> None:
+        return await self._call(self.sync_db.close)
+
+    async def get_session(self, session_id: str) -> Session | None:
+        return await self._call(self.sync_db.get_session, session_id)
+
+    async def upsert_session(self, session: Session, *, expected_version: int | None) -> Session:
+        return await self._call(
+            self.sync_db.upsert_session, session, expected_version=expected_version
+        )
+
+    async def list_sessions(
+        self,
+        *,
+        user_id: str | None = None,
+        component_id: str | None = None,
+        session_type: SessionType | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> list[Session]:
+        return await self._call(
+            self.sync_db.list_sessions,
+            user_id=user_id,
+            component_id=component_id,
+            session_type=session_type,
+            limit=limit,
+            offset=offset,
+        )
+
+    async def delete_session(self, session_id: str) -> bool:
+        return await self._call(self.sync_db.delete_session, session_id)
+
+    async def commit_turn(
+        self, run: Run, session: Session, *, expected_version: int | None
+    ) -> tuple[Run, Session]:
+        return await self._call(
+            self.sync_db.commit_turn, run, session, expected_version=expected_version
+        )
+
+    async def append_run(self, run: Run) -> Run:
+        return await self._call(self.sync_db.append_run, run)
+
+    async def get_run(self, run_id: str) -> Run | None:
+        return await self._call(self.sync_db.get_run, run_id)
+
+    async def get_last_runs(
+        self,
+        session_id: str,
+        limit: int,
+        *,
+        before_seq: int | None = None,
+        top_level_only: bool = False,
+        status: RunStatus | None = None,
+    ) -> list[Run]:
+        return await self._call(
+            self.sync_db.get_last_runs,
+            session_id,
+            limit,
+            before_seq=before_seq,
+            top_level_only=top_level_only,
+            status=status,
+        )
+
+    async def update_run(
+        self,
+        run_id: str,
+        *,
+        status: RunStatus,
+        output: object = None,
+        messages: Sequence[object] | None = None,
+        metrics: dict[str, object] | None = None,
+    ) -> Run:
+        return await self._call(
+            self.sync_db.update_run,
+            run_id,
+            status=status,
+            output=output,
+            messages=messages,
+            metrics=metrics,
+        )
+
+    async def upsert_memory(self, memory: Memory) -> Memory:
+        return await self._call(self.sync_db.upsert_memory, memory)
+
+    async def get_memory(self, memory_id: str) -> Memory | None:
+        return await self._call(self.sync_db.get_memory, memory_id)
+
+    async def list_memories(
+        self, user_id: str, *, agent_id: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[Memory]:
+        return await self._call(
+            self.sync_db.list_memories, user_id, agent_id=agent_id, limit=limit, offset=offset
+        )
+
+    async def search_memories(
+        self, user_id: str, query: str, *, agent_id: str | None = None, limit: int = 5
+    ) -> list[ScoredMemory]:
+        return await self._call(
+            self.sync_db.search_memories, user_id, query, agent_id=agent_id, limit=limit
+        )
+
+    async def delete_memory(self, memory_id: str) -> bool:
+        return await self._call(self.sync_db.delete_memory, memory_id)
+
+    async def recall_memories(
+        self,
+        user_id: str,
+        query: str,
+        *,
+        agent_id: str | None = None,
+        limit: int = 5,
+        recent: int = 3,
+    ) -> tuple[list[ScoredMemory], list[Memory]]:
+        return await self._call(
+            self.sync_db.recall_memories,
+            user_id,
+            query,
+            agent_id=agent_id,
+            limit=limit,
+            recent=recent,
+        )
+
+    async def upsert_learning(self, learning: Learning) -> Learning:
+        return await self._call(self.sync_db.upsert_learning, learning)
+
+    async def get_learning(self, learning_id: str) -> Learning | None:
+        return await self._call(self.sync_db.get_learning, learning_id)
+
+    async def query_learnings(
+        self,
+        *,
+        kind: str | None = None,
+        namespace: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        entity_id: str | None = None,
+        status: LearningStatus | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Learning]:
+        return await self._call(
+            self.sync_db.query_learnings,
+            kind=kind,
+            namespace=namespace,
+            user_id=user_id,
+            session_id=session_id,
+            entity_id=entity_id,
+            status=status,
+            limit=limit,
+            offset=offset,
+        )
+
+    async def search_learnings(
+        self,
+        query: str,
+        *,
+        kind: str | None = None,
+        namespace: str | None = None,
+        user_id: str | None = None,
+        status: LearningStatus | None = LearningStatus.ACTIVE,
+        limit: int = 5,
+    ) -> list[ScoredLearning]:
+        return await self._call(
+            self.sync_db.search_learnings,
+            query,
+            kind=kind,
+            namespace=namespace,
+            user_id=user_id,
+            status=status,
+            limit=limit,
+        )
+
+    async def delete_learning(self, learning_id: str) -> bool:
+        return await self._call(self.sync_db.delete_learning, learning_id)
+
+
+__all__ = ["SyncBackedAsyncDb"]

@@ -1,0 +1,64 @@
+"""The storage contract as typed effects: one ``DbCall`` factory per ``BaseDb`` method.
+
+Logic written for the drivers (``kern.effects``) reaches the database through these::
+
+    from kern import storage
+
+    session = yield from storage.get_session(session_id)  # Session | None
+
+Each factory takes exactly the arguments of the ``BaseDb`` method of the same name (a type
+checker reads them from ``BaseDb`` itself, so they cannot drift) and returns a
+``DbCall[R]``, ``R`` being that method's result type. A misspelt method is an attribute
+error of this module, found by the type checker, not a failure at run time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Concatenate, ParamSpec, TypeVar
+
+from kern.db.base import BaseDb
+from kern.effects import DbCall
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _call_of(method: Callable[Concatenate[BaseDb, P], R]) -> Callable[P, DbCall[R]]:
+    """The factory of ``DbCall``\\ s for ``method``, with its parameters and result type."""
+    name = method.__name__
+
+    def call(*args: P.args, **kwargs: P.kwargs) -> DbCall[R]:
+        return DbCall(name, args, kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = method.__doc__
+    return call
+
+
+create_tables = _call_of(BaseDb.create_tables)
+forget_user = _call_of(BaseDb.forget_user)
+
+get_session = _call_of(BaseDb.get_session)
+upsert_session = _call_of(BaseDb.upsert_session)
+list_sessions = _call_of(BaseDb.list_sessions)
+delete_session = _call_of(BaseDb.delete_session)
+
+commit_turn = _call_of(BaseDb.commit_turn)
+append_run = _call_of(BaseDb.append_run)
+get_run = _call_of(BaseDb.get_run)
+get_last_runs = _call_of(BaseDb.get_last_runs)
+update_run = _call_of(BaseDb.update_run)
+
+upsert_memory = _call_of(BaseDb.upsert_memory)
+get_memory = _call_of(BaseDb.get_memory)
+list_memories = _call_of(BaseDb.list_memories)
+search_memories = _call_of(BaseDb.search_memories)
+recall_memories = _call_of(BaseDb.recall_memories)
+delete_memory = _call_of(BaseDb.delete_memory)
+
+upsert_learning = _call_of(BaseDb.upsert_learning)
+get_learning = _call_of(BaseDb.get_learning)
+query_learnings = _call_of(BaseDb.query_learnings)
+search_learnings = _call_of(BaseDb.search_learnings)
+delete_learning = _call_of(BaseDb.delete_learning)
