@@ -14,6 +14,7 @@ error of this module, found by the type checker, not a failure at run time.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -33,6 +34,11 @@ def _call_of(method: Callable[Concatenate[BaseDb, P], R]) -> Callable[P, DbCall[
 
     call.__name__ = call.__qualname__ = name
     call.__doc__ = method.__doc__
+    contract = inspect.signature(method)
+    parameters = list(contract.parameters.values())[1:]  # without self
+    call.__signature__ = contract.replace(  # type: ignore[attr-defined]
+        parameters=parameters, return_annotation=f"DbCall[{contract.return_annotation}]"
+    )
     return call
 
 

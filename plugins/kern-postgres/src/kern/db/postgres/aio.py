@@ -15,35 +15,25 @@ here first, under an ``asyncio.Lock``, before any operation reaches the sync cod
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
-from kern.db.base import AsyncBaseDb, BaseDb
+from kern.db.delegated import SyncBackedAsyncDb
 from kern.db.postgres import engine as pg_engine
 from kern.db.postgres.db import PostgresSqlDb, one_location
 from kern.db.postgres.dialect import UNAVAILABLE_ERRORS
 from kern.db.sql.schema import DEFAULT_PREFIX
 
-#: Contract methods that need no tables first (they make them, or let go of them).
-_LIFECYCLE = frozenset({"create_tables", "close"})
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def _bridged(name: str, sync_class: type = BaseDb) -> Callable[..., Any]:
-    async def method(self: AsyncPostgresDb, *args: Any, **kwargs: Any) -> Any:
-        if not self._ready:
-            await self.create_tables()
-        return await greenlet_spawn(getattr(self.sync_db, name), *args, **kwargs)
-
-    method.__name__ = method.__qualname__ = name
-    method.__doc__ = getattr(sync_class, name).__doc__
-    return method
-
-
-class AsyncPostgresDb(AsyncBaseDb):
+class AsyncPostgresDb(SyncBackedAsyncDb):
     """kern's storage in PostgreSQL for async code: same arguments and methods as
     ``PostgresDb``, as coroutines.
 
@@ -55,6 +45,7 @@ class AsyncPostgresDb(AsyncBaseDb):
     """
 
     backend_name = "postgres"
+    sync_db: PostgresSqlDb
     # Faults are raised as StorageUnavailableError by the sync code it bridges to; these
     # catch raw ones that would reach this door unwrapped.
     unavailable_errors = UNAVAILABLE_ERRORS
@@ -94,8 +85,12 @@ class AsyncPostgresDb(AsyncBaseDb):
     def schema(self) -> str | None:
         return self.sync_db.schema
 
-    def storage_target(self) -> str:
-        return self.sync_db.storage_target()
+    async def _call(self, method: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``method`` of ``sync_db`` inside the greenlet bridge, tables made ready first."""
+        if not self._ready:
+            await self.create_tables()
+        result: R = await greenlet_spawn(functools.partial(method, *args, **kwargs))
+        return result
 
     async def create_tables(self) -> None:
         """Create missing tables and indexes and run pending migrations forward (once)."""
@@ -122,12 +117,5 @@ class AsyncPostgresDb(AsyncBaseDb):
             f"schema={self.schema!r}, table_prefix={self.table_prefix!r})"
         )
 
-
-for _name in sorted({*AsyncBaseDb.__abstractmethods__, "commit_turn"} - _LIFECYCLE):
-    setattr(AsyncPostgresDb, _name, _bridged(_name))
-# Beyond the contract: what the backend's own memory store reads (OneCallUserMemoryStore).
-AsyncPostgresDb.recall_memories = _bridged("recall_memories", PostgresSqlDb)  # type: ignore[attr-defined]
-AsyncPostgresDb.__abstractmethods__ = frozenset()
-del _name
 
 __all__ = ["AsyncPostgresDb"]
