@@ -46,10 +46,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kern.db import connect
-from kern.effects import drive, last
 from kern.learn import LearningMachine, UserMemoryStore, UserProfileStore
 from kern.learn.scope import LearningScope
 from kern.learn.text import search_query
+from kern.performers import run_turn
 from kern.records import Learning, LearningStatus, Memory
 
 #: Function words (all dropped from recall queries, as real ones are); the content words,
@@ -168,7 +168,7 @@ def measure(db, users: list[str], queries: int, text: Text) -> dict[str, list[fl
         def recall(n: int) -> None:
             user, question = asked[n]
             scope = LearningScope(user, "bench-session", None, f"run-{n}", backend)
-            last(drive(chosen.recall(scope, question), db=db))
+            run_turn(chosen.recall(scope, question), db)
 
         return recall
 
