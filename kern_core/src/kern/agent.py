@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack, overload
 
 from pydantic import ValidationError
 
@@ -38,10 +38,22 @@ from kern.run import RunEvent, RunOutput
 from kern.sessions import SHARED_KEY, check_owner, checked_state, commit, read_owned
 from kern.tools import Tool, ToolRetry, argument_error_text, as_tool, result_text
 
+if TYPE_CHECKING:
+    from kern.learn.machine import LearningMachine
+
 #: How many model calls one turn may make before the agent stops following tool calls.
 MAX_MODEL_CALLS = 10
 
 log = logging.getLogger(__name__)
+
+
+class RunOptions(TypedDict, total=False):
+    """The keyword arguments of ``Agent.run`` that ``print_response`` passes on."""
+
+    session_id: str | None
+    user_id: str | None
+    session_state: dict[str, Any] | None
+    run_id: str | None
 
 
 class Agent:
@@ -71,7 +83,7 @@ class Agent:
         num_history_runs: int = 3,
         add_session_state_to_context: bool = False,
         markdown: bool = False,
-        learning: Any = None,
+        learning: bool | LearningMachine | None = None,
         shared_session: bool = False,
     ) -> None:
         if db is not None and not isinstance(db, BaseDb | AsyncBaseDb):
@@ -112,6 +124,30 @@ class Agent:
         return self._model
 
     # -- running -------------------------------------------------------------------
+    @overload
+    def run(
+        self,
+        input: str,
+        *,
+        session_id: str | None = None,
+        user_id: str | None = None,
+        session_state: dict[str, Any] | None = None,
+        stream: Literal[False] = False,
+        run_id: str | None = None,
+    ) -> RunOutput: ...
+
+    @overload
+    def run(
+        self,
+        input: str,
+        *,
+        session_id: str | None = None,
+        user_id: str | None = None,
+        session_state: dict[str, Any] | None = None,
+        stream: Literal[True],
+        run_id: str | None = None,
+    ) -> Iterator[RunEvent]: ...
+
     def run(
         self,
         input: str,
@@ -134,6 +170,30 @@ class Agent:
         turn = self._turn(input, session_id, user_id, session_state, run_id)
         return _events(stream_turn(turn, self.db)) if stream else run_turn(turn, self.db)
 
+    @overload
+    async def arun(
+        self,
+        input: str,
+        *,
+        session_id: str | None = None,
+        user_id: str | None = None,
+        session_state: dict[str, Any] | None = None,
+        stream: Literal[False] = False,
+        run_id: str | None = None,
+    ) -> RunOutput: ...
+
+    @overload
+    async def arun(
+        self,
+        input: str,
+        *,
+        session_id: str | None = None,
+        user_id: str | None = None,
+        session_state: dict[str, Any] | None = None,
+        stream: Literal[True],
+        run_id: str | None = None,
+    ) -> AsyncIterator[RunEvent]: ...
+
     async def arun(
         self,
         input: str,
@@ -150,25 +210,27 @@ class Agent:
             return _aevents(astream_turn(turn, self.db))
         return await arun_turn(turn, self.db)
 
-    def print_response(self, input: str, *, stream: bool = False, **kwargs: Any) -> RunOutput:
+    def print_response(
+        self, input: str, *, stream: bool = False, **kwargs: Unpack[RunOptions]
+    ) -> RunOutput:
         """Run and print the exchange to the terminal (the model's text is never markup)."""
         if stream:
             return print_stream(input, self.run(input, stream=True, **kwargs), self.markdown)
-        output = self.run(input, **kwargs)
+        output = self.run(input, stream=False, **kwargs)
         print_run(input, output, self.markdown)
         return output
 
     async def aprint_response(
-        self, input: str, *, stream: bool = False, **kwargs: Any
+        self, input: str, *, stream: bool = False, **kwargs: Unpack[RunOptions]
     ) -> RunOutput:
         if stream:
             events = await self.arun(input, stream=True, **kwargs)
             return await aprint_stream(input, events, self.markdown)
-        output = await self.arun(input, **kwargs)
+        output = await self.arun(input, stream=False, **kwargs)
         print_run(input, output, self.markdown)
         return output
 
-    def get_learning_machine(self) -> Any:
+    def get_learning_machine(self) -> LearningMachine:
         """The agent's learning machine, bound to its db and model (for the curator)."""
         if self.learning is None:
             raise ConfigurationError(
@@ -399,7 +461,7 @@ class Agent:
             input=input,
             messages=run_messages,
             output=response.content,
-            metrics=usage,
+            metrics={**usage},
         )
 
     def _new_session(self, session_id: str, user_id: str | None) -> Session:
@@ -493,7 +555,7 @@ class ParentRun:
     backend: str | None = None
 
 
-def _learning_machine(learning: Any) -> Any:
+def _learning_machine(learning: object) -> LearningMachine | None:
     """``True`` means the default machine (user profile and user memory, always mode)."""
     if learning is None or learning is False:
         return None

@@ -162,11 +162,17 @@ def run(turn: Generator[E, Any, T], perform: Callable[[E], Any]) -> T:
 
 
 async def arun(turn: Generator[E, Any, T], perform: Callable[[E], Awaitable[Any]]) -> T:
-    """``adrive`` for a caller that wants only the result."""
+    """``adrive`` for a caller that wants only the result.
+
+    ``adrive`` is run to its end (its last item is the result): an async generator left
+    suspended would be closed later by a task of its own, a cost on every call."""
+    done: Done[T] | None = None
     async for item in adrive(turn, perform):
         if isinstance(item, Done):
-            return item.value  # type: ignore[no-any-return]
-    raise AssertionError("adrive ended without a result")  # pragma: no cover
+            done = item
+    if done is None:  # pragma: no cover - adrive always ends with Done
+        raise AssertionError("adrive ended without a result")
+    return done.value
 
 
 def result(events: Generator[Any, None, T]) -> T:

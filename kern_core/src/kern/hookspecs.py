@@ -17,9 +17,12 @@ A plugin module looks like::
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pluggy
+
+if TYPE_CHECKING:
+    from kern.plugins import Backend, LearningStoreSpec
 
 PROJECT = "kern"
 
@@ -28,12 +31,12 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def register_backends(register: Callable[[Any], None]) -> None:
+def register_backends(register: Callable[[Backend], None]) -> None:
     """Register storage backends: call ``register(kern.plugins.Backend(...))`` for each."""
 
 
 @hookspec
-def register_learning_stores(register: Callable[..., None]) -> None:
+def register_learning_stores(register: Callable[[LearningStoreSpec], None]) -> None:
     """Register learning-store kinds and their per-backend implementations.
 
     ``register(kern.plugins.LearningStoreSpec(kind=..., store=..., backend=None))``: with no
@@ -43,7 +46,7 @@ def register_learning_stores(register: Callable[..., None]) -> None:
 
 
 @hookspec
-def register_models(register: Callable[..., None]) -> None:
+def register_models(register: Callable[[str, type | str], None]) -> None:
     """Register model classes under a provider prefix: ``register("openai", OpenAIChat)``.
 
     ``Agent(model="openai:gpt-4.1-mini")`` then builds ``OpenAIChat(id="gpt-4.1-mini")``.

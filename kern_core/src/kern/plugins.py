@@ -19,12 +19,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from kern import hookspecs
 from kern.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from kern.db.base import AsyncBaseDb, BaseDb
 
 ENTRY_POINT_GROUP = "kern"
 
@@ -47,12 +50,14 @@ class Backend:
     async_: type | str | None = None
     async_schemes: tuple[str, ...] = ()
 
-    def load(self, *, is_async: bool) -> type:
+    def load(self, *, is_async: bool) -> type[BaseDb | AsyncBaseDb]:
+        """The backend's sync or async Db class (imported now if registered by name)."""
         target = self.async_ if is_async else self.sync
         if target is None:
             flavour = "async" if is_async else "sync"
             raise ConfigurationError(f"backend {self.name!r} has no {flavour} class")
-        return resolve(target)
+        db_class: type[BaseDb | AsyncBaseDb] = resolve(target)  # what the plugin registered
+        return db_class
 
 
 @dataclass(frozen=True)

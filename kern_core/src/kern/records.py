@@ -1,7 +1,8 @@
 """The records kern stores: sessions, runs, messages, memories and learnings.
 
-Every backend stores the same logical records (DESIGN.md section 3). They are pydantic
-models so that a value that cannot be stored as JSON is refused before anything is written.
+Every backend stores the same logical records (docs/architecture.md, "Stored records"). They
+are pydantic models so that a value that cannot be stored as JSON is refused before anything
+is written.
 """
 
 from __future__ import annotations

@@ -32,13 +32,15 @@ def check_owner(session: Session, user_id: str | None) -> Session:
     )
 
 
-def read_owned(session_id: str, user_id: str | None) -> Turn:
+def read_owned(session_id: str, user_id: str | None) -> Turn[Session | None]:
     """The stored session (or None), refused if it belongs to another user."""
     stored = yield from storage.get_session(session_id)
     return None if stored is None else check_owner(stored, user_id)
 
 
-def commit(session: Session, stored: bool, state: dict[str, Any], run: Run) -> Turn:
+def commit(
+    session: Session, stored: bool, state: dict[str, Any], run: Run
+) -> Turn[tuple[Run, Session]]:
     """Store a turn's run and the state it left, in one atomic write; ``(run, session)``.
 
     ``stored`` says whether ``session`` was read from the database (else it is created
@@ -62,7 +64,7 @@ def commit(session: Session, stored: bool, state: dict[str, Any], run: Run) -> T
         return (yield from commit(current, True, state, run))
 
 
-def load_or_create(new: Session) -> Turn:
+def load_or_create(new: Session) -> Turn[Session]:
     """The stored session ``new.session_id``, created from ``new`` if it is not stored.
 
     When another process creates it at the same moment, theirs is read back and used.
@@ -79,7 +81,7 @@ def load_or_create(new: Session) -> Turn:
         return stored
 
 
-def save_state(session: Session, state: dict[str, Any]) -> Turn:
+def save_state(session: Session, state: dict[str, Any]) -> Turn[Session]:
     """Write ``state`` if it changed, compare-and-set on the version that was read."""
     if state == session.state:
         return session

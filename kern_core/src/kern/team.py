@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from types import EllipsisType
 from typing import Any
 
 from kern.agent import Agent, ParentRun
+from kern.effects import Turn
 from kern.errors import ConfigurationError
+from kern.models.base import Model
 from kern.records import SessionType
 from kern.tools import Tool
 
@@ -35,8 +38,8 @@ class Team(Agent):
 
     def __init__(
         self,
-        members: Sequence[Agent] = (),
-        model: Any = None,
+        members: Sequence[Agent | EllipsisType] = (),
+        model: Model | str | None = None,
         *,
         team_id: str | None = None,
         instructions: str | Sequence[str] | None = None,
@@ -55,27 +58,29 @@ class Team(Agent):
                 raise ConfigurationError(
                     f"team members must be Agent (or Team) objects, not {type(member).__name__}"
                 )
-        self.members = list(members)
+        #: The members; ``...`` is a placeholder (``members=[...]``) that fails the run.
+        self.members: list[Agent | EllipsisType] = list(members)
 
     @property
     def team_id(self) -> str | None:
         return self.agent_id
 
     def _run_tools(self, here: ParentRun) -> list[Tool]:
-        if not self.members or Ellipsis in self.members:
+        members = [member for member in self.members if not isinstance(member, EllipsisType)]
+        if not members or len(members) < len(self.members):
             raise ConfigurationError(
                 "this team has no members yet (members=[...] is a placeholder): pass the "
                 "agents, e.g. Team(db=db, members=[researcher, writer])"
             )
-        names = _tool_names(self.members)
+        names = _tool_names(members)
         return [
             _delegation_tool(member, name, here)
-            for member, name in zip(self.members, names, strict=True)
+            for member, name in zip(members, names, strict=True)
         ]
 
 
 def _tool_names(members: Sequence[Agent]) -> list[str]:
-    names = []
+    names: list[str] = []
     for index, member in enumerate(members, start=1):
         slug = re.sub(r"[^a-zA-Z0-9_]+", "_", member.name or "").strip("_").lower()
         name = f"delegate_to_{slug or f'member_{index}'}"
@@ -95,7 +100,7 @@ def _delegation_tool(member: Agent, tool_name: str, here: ParentRun) -> Tool:
         about += f" ({' '.join(member.instructions)[:200]})"
     delegate.__doc__ = f"Give a task to {about} and get their answer. `task` says what to do."
 
-    def subturn(task: str):
+    def subturn(task: str) -> Turn[str]:
         output = yield from member._member_turn(task, here)
         return output.content or ""
 

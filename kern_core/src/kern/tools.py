@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, get_type_hints
 
-from pydantic import ConfigDict, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from kern.effects import Turn
 from kern.models.base import ToolSpec
 
 
@@ -42,20 +43,20 @@ class Tool:
 
     function: Callable[..., Any]
     spec: ToolSpec
-    arguments_model: Any
+    arguments_model: type[BaseModel]
     injected: frozenset[str]
     #: For tools that run another component's turn (a team delegating to a member): a
     #: function returning that turn, run inside the caller's turn instead of ``function``.
-    subturn: Callable[..., Any] | None = None
+    subturn: Callable[..., Turn[Any]] | None = None
 
     @classmethod
     def from_function(
-        cls, function: Callable[..., Any], *, subturn: Callable[..., Any] | None = None
+        cls, function: Callable[..., Any], *, subturn: Callable[..., Turn[Any]] | None = None
     ) -> Tool:
         signature = inspect.signature(function)
         hints = get_type_hints(function)
         fields: dict[str, Any] = {}
-        injected = set()
+        injected: set[str] = set()
         for name, param in signature.parameters.items():
             if name in INJECTED:
                 injected.add(name)

@@ -14,9 +14,10 @@ import copy
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from types import EllipsisType
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, JsonValue
 
 from kern import storage
 from kern.agent import Agent, ParentRun
@@ -72,7 +73,7 @@ class Workflow:
         self,
         *,
         db: BaseDb | AsyncBaseDb | None = None,
-        steps: Sequence[Step] = (),
+        steps: Sequence[Step | EllipsisType] = (),
         name: str | None = None,
         workflow_id: str | None = None,
         session_id: str | None = None,
@@ -85,7 +86,8 @@ class Workflow:
                     f"workflow steps must be agents, teams or functions, not {type(step).__name__}"
                 )
         self.db = db
-        self.steps = list(steps)
+        #: The steps; ``...`` is a placeholder (``steps=[...]``) that fails the run.
+        self.steps: list[Step | EllipsisType] = list(steps)
         self.name = name
         self.workflow_id = workflow_id or name
         self.session_id = session_id or new_id()
@@ -122,8 +124,9 @@ class Workflow:
     # -- the run, written once for sync and async ----------------------------------
     def _turn(
         self, input: Any, session_id: str | None, user_id: str | None, run_id: str | None
-    ) -> Turn:
-        if not self.steps or Ellipsis in self.steps:
+    ) -> Turn[WorkflowRunOutput]:
+        steps = [step for step in self.steps if not isinstance(step, EllipsisType)]
+        if not steps or len(steps) < len(self.steps):
             raise ConfigurationError(
                 "this workflow has no steps yet (steps=[...] is a placeholder): pass agents, "
                 "teams or functions, e.g. Workflow(db=db, steps=[research, write])"
@@ -151,12 +154,14 @@ class Workflow:
 
         run, done = yield from self._start_or_resume(input, session_id, user_id, run_id)
         if run.status == RunStatus.COMPLETED:
-            return self._output(run, done, state, resumed=True)
+            return self._output(steps, run, done, state, resumed=True)
         input = run.input
         backend = self.db.backend_name if self.db is not None else None
         here = ParentRun(run.run_id, session_id, user_id, state, persist=persist, backend=backend)
-        previous, outputs, results = input, {}, []
-        for index, step in enumerate(self.steps):
+        previous: Any = input
+        outputs: dict[str, Any] = {}
+        results: list[StepResult] = []
+        for index, step in enumerate(steps):
             name = _step_name(step, index)
             if index in done:
                 previous = done[index].output
@@ -185,7 +190,7 @@ class Workflow:
 
     def _start_or_resume(
         self, input: Any, session_id: str, user_id: str | None, run_id: str | None
-    ) -> Turn:
+    ) -> Turn[tuple[Run, dict[int, Run]]]:
         """The workflow run (appended now, or the stored one) and its completed steps."""
         stored = (yield from storage.get_run(run_id)) if run_id and self.db is not None else None
         if stored is None:
@@ -207,7 +212,7 @@ class Workflow:
             )
         return stored, (yield from self._completed_steps(stored))
 
-    def _completed_steps(self, run: Run) -> Turn:
+    def _completed_steps(self, run: Run) -> Turn[dict[int, Run]]:
         """Completed child runs of ``run``, by step index: read back from the newest run
         down to the workflow run itself (steps are always appended after it)."""
         done: dict[int, Run] = {}
@@ -215,12 +220,13 @@ class Workflow:
         while True:
             page = yield from storage.get_last_runs(run.session_id, 50, before_seq=before)
             for child in page:
+                step = child.metrics.get(STEP_KEY)
                 if (
                     child.parent_run_id == run.run_id
                     and child.status == RunStatus.COMPLETED
-                    and isinstance(child.metrics.get(STEP_KEY), int)
+                    and isinstance(step, int)
                 ):
-                    done.setdefault(child.metrics[STEP_KEY], child)
+                    done.setdefault(step, child)
             if not page or page[0].seq is None or page[0].seq <= (run.seq or 0):
                 return done
             before = page[0].seq
@@ -234,9 +240,9 @@ class Workflow:
         previous: Any,
         outputs: dict[str, Any],
         here: ParentRun,
-    ) -> Turn:
+    ) -> Turn[Run]:
         """Run one step and store its result as a child run; return that run."""
-        tags = {STEP_KEY: index}
+        tags: dict[str, JsonValue] = {STEP_KEY: index}
         if isinstance(step, Agent):
             output = yield from step._member_turn(_as_text(previous), here, tags)
             return Run(
@@ -263,23 +269,29 @@ class Workflow:
         return run
 
     def _output(
-        self, run: Run, done: dict[int, Run], state: dict[str, Any], *, resumed: bool
+        self,
+        steps: list[Step],
+        run: Run,
+        done: dict[int, Run],
+        state: dict[str, Any],
+        *,
+        resumed: bool,
     ) -> WorkflowRunOutput:
-        steps = [
+        results = [
             StepResult(
                 name=_step_name(step, i),
                 output=done[i].output,
                 run_id=done[i].run_id,
                 resumed=resumed,
             )
-            for i, step in enumerate(self.steps)
+            for i, step in enumerate(steps)
             if i in done
         ]
         return WorkflowRunOutput(
             run_id=run.run_id,
             session_id=run.session_id,
             content=run.output,
-            steps=steps,
+            steps=results,
             session_state=state,
         )
 

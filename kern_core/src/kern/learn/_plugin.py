@@ -5,6 +5,8 @@ they run on every backend; a backend plugin may register its own implementation 
 (``LearningStoreSpec(kind, store, backend="postgres")``), which is then preferred there.
 """
 
+from collections.abc import Callable
+
 from kern.hookspecs import hookimpl
 from kern.plugins import LearningStoreSpec
 
@@ -19,6 +21,6 @@ STORES = {
 
 
 @hookimpl
-def register_learning_stores(register):
+def register_learning_stores(register: Callable[[LearningStoreSpec], None]) -> None:
     for kind, store in STORES.items():
         register(LearningStoreSpec(kind=kind, store=store))

@@ -35,6 +35,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from types import GenericAlias
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
@@ -44,7 +45,7 @@ from kern.effects import Turn
 from kern.errors import ConfigurationError, KernError
 from kern.learn.scope import LearningScope
 from kern.models.base import Model, ToolSpec
-from kern.records import Learning, LearningStatus, Run
+from kern.records import Learning, LearningStatus, Memory, Run
 from kern.tools import Tool
 
 
@@ -163,7 +164,7 @@ class LearningStore:
         }
 
     # -- the protocol --------------------------------------------------------------
-    def recall(self, scope: LearningScope, query: str) -> Turn:
+    def recall(self, scope: LearningScope, query: str) -> Turn[Sequence[Any]]:
         """Yield effects; return the items relevant to ``query`` (bounded by ``limit``)."""
         return []
         yield  # a generator
@@ -178,7 +179,7 @@ class LearningStore:
         run: Run,
         model: Model,
         extracted: Sequence[BaseModel] = (),
-    ) -> Turn:
+    ) -> Turn[None]:
         """After the run is stored: learn from it. ``extracted`` holds the validated
         arguments of the model's calls to this store's ``extraction()`` tool."""
         return None
@@ -199,11 +200,11 @@ class LearningStore:
             return False
         return not (self.namespace == USER and scope.user_id is None)
 
-    def approve(self, learning: Learning) -> Turn:
+    def approve(self, learning: Learning) -> Turn[Learning | Memory]:
         """Make a proposed item active; return what is stored now."""
         return (yield from storage.upsert_learning(_with_status(learning, LearningStatus.ACTIVE)))
 
-    def reject(self, learning: Learning) -> Turn:
+    def reject(self, learning: Learning) -> Turn[Learning]:
         """Mark a proposed item rejected (kept for the record, never recalled)."""
         return (yield from storage.upsert_learning(_with_status(learning, LearningStatus.REJECTED)))
 
@@ -276,6 +277,7 @@ def partial_model(model: type[BaseModel], name: str | None = None) -> type[BaseM
     fields: dict[str, Any] = {}
     for field_name, info in model.model_fields.items():
         annotation = info.annotation
+        assert annotation is not None  # pydantic sets it on every field of a model class
         fields[field_name] = (annotation | None, _optional_field(info))
     return create_model(
         name or f"{model.__name__}Update",
@@ -296,18 +298,16 @@ def list_model(name: str, field: str, item: type[BaseModel], description: str) -
     """Arguments ``{field: [item, ...]}`` of an extraction tool that saves several items."""
     from pydantic import Field
 
-    return create_model(
-        name,
-        __config__=ConfigDict(extra="ignore"),
-        **{field: (list[item], Field(default_factory=list, description=description))},  # type: ignore[valid-type]
-    )
+    items = GenericAlias(list, (item,))  # list[item], with ``item`` known only at run time
+    fields: dict[str, Any] = {field: (items, Field(default_factory=list, description=description))}
+    return create_model(name, __config__=ConfigDict(extra="ignore"), **fields)
 
 
 def model_tool(
     name: str,
     description: str,
     arguments: type[BaseModel],
-    subturn: Callable[..., Turn],
+    subturn: Callable[..., Turn[str]],
 ) -> Tool:
     """A tool whose arguments are ``arguments``' fields and whose call runs ``subturn``
     (a generator of effects: a db write inside the agent's turn)."""

@@ -164,7 +164,7 @@ class Curator:
         kinds: Sequence[str],
         namespace: str | None,
         dry_run: bool,
-    ) -> Turn:
+    ) -> Turn[CurationReport]:
         if max_age_days is None and max_count is None:
             raise ConfigurationError("prune needs max_age_days=, max_count= or both")
         if max_age_days is not None and max_age_days < 0:
@@ -192,7 +192,7 @@ class Curator:
         threshold: float,
         embedding_threshold: float,
         dry_run: bool,
-    ) -> Turn:
+    ) -> Turn[CurationReport]:
         if not 0 < threshold <= 1 or not 0 < embedding_threshold <= 1:
             raise ConfigurationError("thresholds must be in (0, 1]")
         embedder = self.machine.embedder
@@ -212,7 +212,9 @@ class Curator:
         return (yield from self._apply("deduplicate", plan, dry_run))
 
     # -- helpers -----------------------------------------------------------------------
-    def _groups(self, user_id: str | None, kinds: Sequence[str], namespace: str | None) -> Turn:
+    def _groups(
+        self, user_id: str | None, kinds: Sequence[str], namespace: str | None
+    ) -> Turn[list[list[_Item]]]:
         """The items to curate, grouped by (kind, namespace, user)."""
         check_id("user_id", user_id, optional=True)
         if isinstance(kinds, str):
@@ -229,7 +231,7 @@ class Curator:
                     groups[(kind, item.namespace, item.user_id)].append(item)
         return list(groups.values())
 
-    def _memories(self, user_id: str) -> Turn:
+    def _memories(self, user_id: str) -> Turn[list[_Item]]:
         items: list[_Item] = []
         offset = 0
         while True:
@@ -251,7 +253,9 @@ class Curator:
                 return items
             offset += PAGE
 
-    def _learnings(self, kind: str, user_id: str | None, namespace: str | None) -> Turn:
+    def _learnings(
+        self, kind: str, user_id: str | None, namespace: str | None
+    ) -> Turn[list[_Item]]:
         store = self.machine.store(kind)
         items: list[_Item] = []
         offset = 0
@@ -281,7 +285,9 @@ class Curator:
                 return items
             offset += PAGE
 
-    def _apply(self, action: str, plan: list[tuple[_Item, CuratedItem]], dry_run: bool) -> Turn:
+    def _apply(
+        self, action: str, plan: list[tuple[_Item, CuratedItem]], dry_run: bool
+    ) -> Turn[CurationReport]:
         plan.sort(key=lambda pair: (pair[0].kind, pair[0].created_at, pair[0].id))
         if not dry_run:
             for item, _ in plan:

@@ -19,10 +19,9 @@ preferred, then the generic one (``backend=None``).
 from __future__ import annotations
 
 import copy
-import inspect
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Generator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kern import storage
 from kern.effects import ModelCall, Turn
@@ -42,7 +41,15 @@ from kern.learn.scope import LearningScope, Recall
 from kern.models.base import Model
 from kern.performers import arun_turn, run_turn
 from kern.plugins import Registry, registry, resolve
-from kern.records import Learning, LearningStatus, Message, Run, RunStatus
+from kern.records import Learning, LearningStatus, Memory, Message, Run, RunStatus
+from kern.tools import Tool
+
+if TYPE_CHECKING:
+    from kern.db.base import AsyncBaseDb, BaseDb
+    from kern.learn.curator import Curator
+    from kern.learn.embedder import Embedder
+
+T = TypeVar("T")
 
 log = logging.getLogger("kern.learn")
 
@@ -193,9 +200,9 @@ class LearningMachine:
         stores: Sequence[Any] = (),
         mode: LearningMode | str = LearningMode.ALWAYS,
         namespace: str | None = None,
-        embedder: Any = None,
+        embedder: Embedder | None = None,
         model: Model | None = None,
-        db: Any = None,
+        db: BaseDb | AsyncBaseDb | None = None,
     ) -> None:
         default_on = not stores
         flags = {
@@ -271,7 +278,9 @@ class LearningMachine:
             store.namespace = self.namespace
         return store
 
-    def bind(self, *, db: Any = None, model: Model | None = None) -> LearningMachine:
+    def bind(
+        self, *, db: BaseDb | AsyncBaseDb | None = None, model: Model | None = None
+    ) -> LearningMachine:
         """A copy of this machine working on ``db`` (its own ``model`` kept if it has one)."""
         bound = copy.copy(self)
         if db is not None:
@@ -285,11 +294,11 @@ class LearningMachine:
         return getattr(self.db, "backend_name", None) or None
 
     # -- the turn --------------------------------------------------------------------
-    def recall(self, scope: LearningScope, input: Any) -> Turn:
+    def recall(self, scope: LearningScope, input: Any) -> Turn[Recall]:
         """Before the model loop: the context and tools the stores add to this turn."""
         query = input if isinstance(input, str) else str(input or "")
         sections: list[str] = []
-        tools = []
+        tools: list[Tool] = []
         for store in self.stores_for(scope.backend):
             if not store.applies(scope):
                 continue
@@ -307,7 +316,7 @@ class LearningMachine:
         context = "\n\n".join([CONTEXT_HEADER, *sections]) if sections else ""
         return Recall(context=context, tools=tools)
 
-    def process(self, scope: LearningScope, run: Run, model: Model) -> Turn:
+    def process(self, scope: LearningScope, run: Run, model: Model) -> Turn[None]:
         """After the run is stored: extract (ALWAYS / PROPOSE) and let every store learn."""
         model = self.model or model
         stores = [s for s in self.stores_for(scope.backend) if s.applies(scope)]
@@ -340,7 +349,8 @@ class LearningMachine:
             yield from _turn_of(store.process(scope, run, model, extracted[id(store)]))
 
     # -- the proposal queue ----------------------------------------------------------
-    def _approve(self, learning_id: str, approve: bool) -> Turn:
+    def _proposal(self, learning_id: str, approve: bool) -> Turn[tuple[LearningStore, Learning]]:
+        """The stored proposal ``learning_id`` and the store of its kind."""
         learning = yield from storage.get_learning(learning_id)
         if learning is None:
             raise LearningNotFoundError(f"no learning {learning_id!r} is stored")
@@ -350,29 +360,34 @@ class LearningMachine:
                 f"learning {learning_id!r} is {learning.status.value}, not proposed: only "
                 f"proposed learnings can be {verb}"
             )
-        store = self.store(learning.kind)
-        if approve:
-            return (yield from store.approve(learning))
+        return self.store(learning.kind), learning
+
+    def _approve(self, learning_id: str) -> Turn[Learning | Memory]:
+        store, learning = yield from self._proposal(learning_id, True)
+        return (yield from store.approve(learning))
+
+    def _reject(self, learning_id: str) -> Turn[Learning]:
+        store, learning = yield from self._proposal(learning_id, False)
         return (yield from store.reject(learning))
 
-    def approve(self, learning_id: str) -> Any:
+    def approve(self, learning_id: str) -> Learning | Memory:
         """Approve a proposed learning: it becomes active (and is recalled from now on).
         Returns what is stored (a ``Memory`` for a user memory, else a ``Learning``)."""
-        return self._sync(self._approve(learning_id, True), "approve")
+        return self._sync(self._approve(learning_id), "approve")
 
-    async def aapprove(self, learning_id: str) -> Any:
-        return await self._async(self._approve(learning_id, True))
+    async def aapprove(self, learning_id: str) -> Learning | Memory:
+        return await self._async(self._approve(learning_id))
 
     def reject(self, learning_id: str) -> Learning:
         """Reject a proposed learning: it is kept as ``rejected`` and never recalled."""
-        return self._sync(self._approve(learning_id, False), "reject")
+        return self._sync(self._reject(learning_id), "reject")
 
     async def areject(self, learning_id: str) -> Learning:
-        return await self._async(self._approve(learning_id, False))
+        return await self._async(self._reject(learning_id))
 
     def _pending(
         self, user_id: str | None, kind: str | None, namespace: str | None, limit: int
-    ) -> Turn:
+    ) -> Turn[list[Learning]]:
         return (
             yield from storage.query_learnings(
                 kind=kind,
@@ -409,7 +424,7 @@ class LearningMachine:
         return await self._async(self._pending(user_id, kind, namespace, limit))
 
     # -- reading ---------------------------------------------------------------------
-    def _profile(self, user_id: str) -> Turn:
+    def _profile(self, user_id: str) -> Turn[dict[str, Any] | None]:
         rows = yield from storage.query_learnings(
             kind="user_profile", user_id=user_id, status=LearningStatus.ACTIVE, limit=1
         )
@@ -424,14 +439,14 @@ class LearningMachine:
 
     # -- maintenance -----------------------------------------------------------------
     @property
-    def curator(self) -> Any:
+    def curator(self) -> Curator:
         """Pruning and deduplication of stored memories and learnings."""
         from kern.learn.curator import Curator
 
         return Curator(self)
 
     # -- driving ---------------------------------------------------------------------
-    def _require_db(self) -> Any:
+    def _require_db(self) -> BaseDb | AsyncBaseDb:
         if self.db is None:
             raise ConfigurationError(
                 "this learning machine has no db: use agent.get_learning_machine(), or "
@@ -439,7 +454,7 @@ class LearningMachine:
             )
         return self.db
 
-    def _sync(self, turn: Turn, name: str, async_name: str | None = None) -> Any:
+    def _sync(self, turn: Turn[T], name: str, async_name: str | None = None) -> T:
         db = self._require_db()
         if db.is_async:
             turn.close()
@@ -449,19 +464,19 @@ class LearningMachine:
             )
         return run_turn(turn, db)
 
-    async def _async(self, turn: Turn) -> Any:
+    async def _async(self, turn: Turn[T]) -> T:
         return await arun_turn(turn, self._require_db())
 
     def __repr__(self) -> str:
         return f"LearningMachine(stores={self.kinds!r}, mode={self.mode.value!r})"
 
 
-def _turn_of(result: Any) -> Turn:
+def _turn_of(result: Turn[T]) -> Turn[T]:
     """A store method's generator run as part of the turn; a plain return value (a store
-    that needs no database call) is taken as it is."""
-    if inspect.isgenerator(result):
+    that needs no database call, written as a plain function) is taken as it is."""
+    if isinstance(result, Generator):
         return (yield from result)
-    return result
+    return result  # not a generator, despite the protocol: the value itself
 
 
 def extraction_messages(extractions: Sequence[Extraction], run: Run) -> list[Message]:

@@ -260,14 +260,15 @@ class DocumentStore(LearningStore):
         """The same filters, read back from a stored row."""
         raise NotImplementedError
 
-    def current(self, filters: dict[str, Any]) -> Turn:
+    def current(self, filters: dict[str, Any]) -> Turn[Learning | None]:
         rows = yield from storage.query_learnings(
             kind=self.kind, **filters, status=LearningStatus.ACTIVE, limit=1
         )
         return rows[0] if rows else None
 
-    def save(self, scope: LearningScope, content: dict[str, Any]) -> Turn:
-        """Merge ``content`` into the document (or propose it); return the stored row."""
+    def save(self, scope: LearningScope, content: dict[str, Any]) -> Turn[Learning | None]:
+        """Merge ``content`` into the document (or propose it); return the stored row
+        (None: nothing was stored, as for an entity without a name)."""
         filters = self.key(scope, content)
         row_fields = {"namespace": self.row_namespace, **filters}
         if self.status_for_new is LearningStatus.PROPOSED:
@@ -292,7 +293,7 @@ class DocumentStore(LearningStore):
             row = existing.model_copy(update={"content": merged, "source_run_id": scope.run_id})
         return (yield from storage.upsert_learning(row))
 
-    def approve(self, learning: Learning) -> Turn:
+    def approve(self, learning: Learning) -> Turn[Learning]:
         filters = self.key_of(learning)
         existing = yield from self.current(filters)
         base = existing.content if existing is not None else {}
@@ -313,7 +314,7 @@ class DocumentStore(LearningStore):
         run: Run,
         model: Model,
         extracted: Sequence[BaseModel] = (),
-    ) -> Turn:
+    ) -> Turn[None]:
         for update in extracted:
             for content in self.contents(update):
                 if content:
@@ -352,7 +353,7 @@ class SingleDocumentStore(DocumentStore):
         )
 
     def get_tools(self, scope: LearningScope) -> list[Tool]:
-        def update(**fields: Any) -> Turn:
+        def update(**fields: Any) -> Turn[str]:
             content = {k: _jsonable(v) for k, v in fields.items() if v is not None}
             if not content:
                 return "Nothing to update."
@@ -388,7 +389,7 @@ class UserProfileStore(SingleDocumentStore):
     def key_of(self, learning: Learning) -> dict[str, Any]:
         return {"user_id": learning.user_id}
 
-    def recall(self, scope: LearningScope, query: str) -> Turn:
+    def recall(self, scope: LearningScope, query: str) -> Turn[list[Learning]]:
         profile = yield from self.current({"user_id": scope.user_id})
         return [profile] if profile is not None else []
 
@@ -418,11 +419,11 @@ class SessionContextStore(SingleDocumentStore):
     def key_of(self, learning: Learning) -> dict[str, Any]:
         return {"session_id": learning.session_id}
 
-    def current(self, filters: dict[str, Any]) -> Turn:
+    def current(self, filters: dict[str, Any]) -> Turn[Learning | None]:
         # The session alone identifies the document (user_id is stored, not filtered on).
         return (yield from super().current({"session_id": filters["session_id"]}))
 
-    def recall(self, scope: LearningScope, query: str) -> Turn:
+    def recall(self, scope: LearningScope, query: str) -> Turn[list[Learning]]:
         context = yield from self.current({"session_id": scope.session_id})
         return [context] if context is not None else []
 
@@ -475,7 +476,7 @@ class EntityMemoryStore(DocumentStore):
     def entity_model(self) -> type[BaseModel]:
         return self.schema or Entity
 
-    def recall(self, scope: LearningScope, query: str) -> Turn:
+    def recall(self, scope: LearningScope, query: str) -> Turn[list[Learning]]:
         return (yield from _search(self, scope, query))
 
     def build_context(self, items: Sequence[Any]) -> str:
@@ -505,7 +506,7 @@ class EntityMemoryStore(DocumentStore):
             return [_dump(update)]
         return [_dump(entity) for entity in entities]
 
-    def save(self, scope: LearningScope, content: dict[str, Any]) -> Turn:
+    def save(self, scope: LearningScope, content: dict[str, Any]) -> Turn[Learning | None]:
         if not str(content.get("name", "")).strip():
             return None
         return (yield from super().save(scope, content))
@@ -528,7 +529,7 @@ class EntityMemoryStore(DocumentStore):
         )
 
     def get_tools(self, scope: LearningScope) -> list[Tool]:
-        def save(**fields: Any) -> Turn:
+        def save(**fields: Any) -> Turn[str]:
             content = {k: _jsonable(v) for k, v in fields.items() if v is not None}
             stored = yield from self.save(scope, content)
             return "Saved." if stored is not None else "An entity needs a name."
@@ -547,7 +548,7 @@ class EntityMemoryStore(DocumentStore):
 # -- collection stores: one row per item, found by ranked search -------------------------
 
 
-def _search(store: LearningStore, scope: LearningScope, query: str) -> Turn:
+def _search(store: LearningStore, scope: LearningScope, query: str) -> Turn[list[Learning]]:
     """Active items of ``store`` relevant to ``query`` in the scope's namespace."""
     text = search_query(query, exclude=_field_words(store.schema))
     if not text:
@@ -579,13 +580,13 @@ class CollectionStore(LearningStore):
         assert self.schema is not None
         return self.schema
 
-    def recall(self, scope: LearningScope, query: str) -> Turn:
+    def recall(self, scope: LearningScope, query: str) -> Turn[list[Learning]]:
         return (yield from _search(self, scope, query))
 
     def item_text(self, content: dict[str, Any]) -> str:
         raise NotImplementedError
 
-    def save(self, scope: LearningScope, content: dict[str, Any]) -> Turn:
+    def save(self, scope: LearningScope, content: dict[str, Any]) -> Turn[Learning]:
         namespace = self.resolved_namespace(scope)
         status = self.status_for_new
         user_id = scope.user_id if namespace == USER else None
@@ -625,7 +626,7 @@ class CollectionStore(LearningStore):
         run: Run,
         model: Model,
         extracted: Sequence[BaseModel] = (),
-    ) -> Turn:
+    ) -> Turn[None]:
         for update in extracted:
             for item in getattr(update, self.items_field, None) or []:
                 yield from self.save(scope, self.content_of(scope, item))
@@ -656,7 +657,7 @@ class CollectionStore(LearningStore):
     tool_description: ClassVar[str] = ""
 
     def get_tools(self, scope: LearningScope) -> list[Tool]:
-        def save(**fields: Any) -> Turn:
+        def save(**fields: Any) -> Turn[str]:
             item = self.item_model.model_validate({k: _jsonable(v) for k, v in fields.items()})
             yield from self.save(scope, self.content_of(scope, item))
             return "Saved."
@@ -780,10 +781,9 @@ class UserMemoryStore(LearningStore):
     def _agent(self, scope: LearningScope) -> str | None:
         return scope.agent_id if self.per_agent else None
 
-    def recall(self, scope: LearningScope, query: str) -> Turn:
-        return (
-            yield from self.read_memories(scope.user_id, search_query(query), self._agent(scope))
-        )
+    def recall(self, scope: LearningScope, query: str) -> Turn[list[Memory]]:
+        user_id = _user_id(scope)
+        return (yield from self.read_memories(user_id, search_query(query), self._agent(scope)))
 
     def read_memories(self, user_id: str, text: str, agent_id: str | None) -> Turn[list[Memory]]:
         """What recall shows: up to ``limit`` memories ranked for ``text`` (the search
@@ -802,20 +802,23 @@ class UserMemoryStore(LearningStore):
     def item_text(self, content: dict[str, Any]) -> str:
         return str(content.get("content", ""))
 
-    def save(self, scope: LearningScope, content: str, topics: Sequence[str] = ()) -> Turn:
+    def save(
+        self, scope: LearningScope, content: str, topics: Sequence[str] = ()
+    ) -> Turn[Learning | Memory | None]:
         """Store a memory (or propose it); a restated memory is refreshed, not repeated."""
         content = content.strip()
         if not content:
             return None
+        user_id = _user_id(scope)
         query = search_query(content)
         agent_id = self._agent(scope)
         if self.status_for_new is LearningStatus.PROPOSED:
             if query:
                 stored = yield from storage.search_memories(
-                    scope.user_id, query, agent_id=agent_id, limit=5
+                    user_id, query, agent_id=agent_id, limit=5
                 )
                 proposed = yield from storage.search_learnings(
-                    query, kind=self.kind, user_id=scope.user_id, status=None, limit=5
+                    query, kind=self.kind, user_id=user_id, status=None, limit=5
                 )
                 texts = [h.memory.content for h in stored]
                 texts += [self.item_text(h.learning.content) for h in proposed]
@@ -824,7 +827,7 @@ class UserMemoryStore(LearningStore):
             proposal = Learning(
                 kind=self.kind,
                 namespace=USER,
-                user_id=scope.user_id,
+                user_id=user_id,
                 session_id=scope.session_id,
                 content={"content": content, "topics": list(topics), "agent_id": scope.agent_id},
                 status=LearningStatus.PROPOSED,
@@ -832,9 +835,7 @@ class UserMemoryStore(LearningStore):
             )
             return (yield from storage.upsert_learning(proposal))
         if query:
-            hits = yield from storage.search_memories(
-                scope.user_id, query, agent_id=agent_id, limit=5
-            )
+            hits = yield from storage.search_memories(user_id, query, agent_id=agent_id, limit=5)
             for hit in hits:
                 if _is_duplicate(content, hit.memory.content):
                     memory = hit.memory.model_copy(
@@ -842,7 +843,7 @@ class UserMemoryStore(LearningStore):
                     )
                     return (yield from storage.upsert_memory(memory))
         memory = Memory(
-            user_id=scope.user_id,  # type: ignore[arg-type]  # applies() checked it
+            user_id=user_id,
             agent_id=scope.agent_id,
             content=content,
             topics=list(topics),
@@ -856,19 +857,20 @@ class UserMemoryStore(LearningStore):
         run: Run,
         model: Model,
         extracted: Sequence[BaseModel] = (),
-    ) -> Turn:
+    ) -> Turn[None]:
         for update in extracted:
             for item in getattr(update, "memories", None) or []:
                 yield from self.save(scope, item.content, item.topics)
 
-    def approve(self, learning: Learning) -> Turn:
+    def approve(self, learning: Learning) -> Turn[Memory]:
         content = learning.content
+        agent_id, topics = content.get("agent_id"), content.get("topics")
         memory = Memory(
             memory_id=learning.learning_id,
             user_id=learning.user_id or "",
-            agent_id=content.get("agent_id") if isinstance(content.get("agent_id"), str) else None,
+            agent_id=agent_id if isinstance(agent_id, str) else None,
             content=str(content.get("content", "")),
-            topics=[str(t) for t in content.get("topics") or []],  # type: ignore[union-attr]
+            topics=[str(t) for t in topics] if isinstance(topics, list) else [],
             source_run_id=learning.source_run_id,
             created_at=learning.created_at,
         )
@@ -893,7 +895,7 @@ class UserMemoryStore(LearningStore):
         )
 
     def get_tools(self, scope: LearningScope) -> list[Tool]:
-        def save(content: str, topics: list[str] | None = None) -> Turn:
+        def save(content: str, topics: list[str] | None = None) -> Turn[str]:
             stored = yield from self.save(scope, content, topics or [])
             return "Saved to memory." if stored is not None else "Nothing to save."
 
@@ -911,6 +913,12 @@ class UserMemoryStore(LearningStore):
 #: The name plugins registered for their one-round-trip recall before ``recall_memories``
 #: joined the contract; every backend's ``UserMemoryStore`` now makes that one call.
 OneCallUserMemoryStore = UserMemoryStore
+
+
+def _user_id(scope: LearningScope) -> str:
+    """The scope's user: a per-user store acts only for a scope that has one (``applies``)."""
+    assert scope.user_id is not None, "a per-user store acts only for a scope with a user_id"
+    return scope.user_id
 
 
 def _jsonable(value: Any) -> Any:

@@ -28,7 +28,8 @@ def get_model(spec: str | Model) -> Model:
         raise ConfigurationError(
             f"no model provider {provider!r} is installed (installed providers: {known})"
         )
-    return resolve(model_class)(id=model_id)
+    model: Model = resolve(model_class)(id=model_id)  # a provider's Model subclass
+    return model
 
 
 def default_model() -> Model:
