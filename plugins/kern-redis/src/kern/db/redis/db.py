@@ -1,48 +1,31 @@
 """``RedisDb`` and ``AsyncRedisDb``: the storage contract on Redis, standalone or Cluster.
 
-Both classes hand the same plans (``kern.db.redis.sessions``, ``runs``, ``memories``,
-``learnings``, ``forget``) to a runner: blocking for ``RedisDb``, awaited for
-``AsyncRedisDb``. The key layout is described in ``kern.db.redis.keys`` and
-docs/backends/redis.md.
-
-Each operation is written once, as ``_RedisCommon._plan_<name>``: it takes the arguments of
-the public method ``<name>`` and returns the plan. ``@_runs_plans`` gives each class that
-public method, running the plan blocking or awaited. To add an operation, write its
-``_plan_<name>``; both classes get ``<name>``. Construction is shared too; each class
-writes only what differs: running a plan (``_run``), ``create_tables`` and ``close``.
+Each operation is written once, as a plan (``kern.db.redis.contract.RedisPlans``, one
+builder per contract method); ``PlannedDb`` and ``AsyncPlannedDb`` (``kern.db.planned``) give
+each class the contract's methods as "run the plan of the same name", and a runner
+(``kern.db.redis.plans``) runs it: blocking for ``RedisDb``, awaited for ``AsyncRedisDb``.
+Construction is shared too; each class writes only what differs: running a plan (``_run``,
+which creates the tables on first use), ``create_tables``, ``close`` and ``schema_versions``.
+The key layout is described in ``kern.db.redis.keys`` and docs/backends/redis.md.
 """
 
 from __future__ import annotations
 
-import abc
 import asyncio
-import inspect
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, TypeVar, get_args
+from typing import Any, ClassVar, TypeVar
 
-from kern.db.base import AsyncBaseDb, BaseDb
-from kern.db.redis import docs, forget, learnings, memories, runs, schema, sessions, turns
+from kern.db.planned import AsyncPlannedDb, ContractPlans, PlannedDb
+from kern.db.redis import learnings, memories, schema
 from kern.db.redis.client import Connection, connect
+from kern.db.redis.contract import RedisPlans
 from kern.db.redis.indexes import Ctx
 from kern.db.redis.keys import DEFAULT_PREFIX, Keys
-from kern.db.redis.plans import UNAVAILABLE, AsyncRunner, Plan, SyncRunner
+from kern.db.redis.plans import UNAVAILABLE, AsyncRunner, Plan, Step, SyncRunner
 from kern.errors import ConfigurationError, KernError
-from kern.records import (
-    Learning,
-    LearningStatus,
-    Memory,
-    Run,
-    RunStatus,
-    ScoredLearning,
-    ScoredMemory,
-    Session,
-    SessionType,
-)
 
 T = TypeVar("T")
-C = TypeVar("C", bound=type)
 #: Seconds between checks while another process migrates the schema.
 _MIGRATION_POLL = 0.05
 
@@ -69,7 +52,7 @@ def _check_ttl(session_ttl: int | None) -> int:
 
 
 class _RedisCommon:
-    """Construction and the plans, shared by the sync and async classes."""
+    """Construction, shared by the sync and async classes."""
 
     backend_name = "redis"
     #: redis-py's "cannot reach the server" errors (``kern.db.redis.plans.UNAVAILABLE``):
@@ -77,8 +60,9 @@ class _RedisCommon:
     unavailable_errors: ClassVar[tuple[type[BaseException], ...]] = UNAVAILABLE
     is_async: ClassVar[bool]
     connection: Connection
-    _runner: Any  # SyncRunner or AsyncRunner
-    _ready_lock: Any  # threading.Lock or asyncio.Lock
+    plans: ContractPlans[Step]  # a RedisPlans, typed as PlannedDb's (or the bases disagree)
+    _runner: SyncRunner | AsyncRunner  # each class narrows it to its own
+    _ready_lock: threading.Lock | asyncio.Lock
 
     def __init__(
         self,
@@ -105,14 +89,17 @@ class _RedisCommon:
         self.ctx = Ctx(keys, ttl, self.connection.cluster)
         self._memories = memories.spec(self.ctx)
         self._learnings = learnings.spec(self.ctx)
-        runner = AsyncRunner if want_async else SyncRunner
-        self._runner = runner(
-            self.connection.client, cluster=self.connection.cluster, limit=self.max_connections
-        )
+        self.plans = RedisPlans(self.ctx, self._memories, self._learnings)
         # create_tables() runs once. In the async class the lock also keeps concurrent first
         # commands on a fresh asyncio RedisCluster from racing inside redis-py while it
         # connects (seen with redis-py 8.1).
-        self._ready_lock = asyncio.Lock() if want_async else threading.Lock()
+        limit = self.max_connections
+        if want_async:
+            self._runner = AsyncRunner(self.client, cluster=self.cluster, limit=limit)
+            self._ready_lock = asyncio.Lock()
+        else:
+            self._runner = SyncRunner(self.client, cluster=self.cluster, limit=limit)
+            self._ready_lock = threading.Lock()
         self._ready = False
         self._closed = False
 
@@ -147,226 +134,8 @@ class _RedisCommon:
     def _closed_error(self) -> KernError:
         return KernError(f"{self!r} is closed: create a new one to keep using the database.")
 
-    # -- the plans, one per public method (see the module docstring) ---------------------
-    # A docstring here is the public method's; without one it is the contract's (BaseDb).
-    def _plan_schema_versions(self) -> Plan[dict[str, int]]:
-        """The recorded version of each logical table's key layout."""
-        return schema.read_versions(self.ctx)
 
-    def _plan_forget_user(self, user_id: str) -> Plan[dict[str, int]]:
-        return forget.forget_user(self.ctx, self._memories, self._learnings, user_id)
-
-    # -- sessions -----------------------------------------------------------------------
-    def _plan_get_session(self, session_id: str) -> Plan[Session | None]:
-        return sessions.get_session(self.ctx, session_id)
-
-    def _plan_upsert_session(
-        self, session: Session, *, expected_version: int | None
-    ) -> Plan[Session]:
-        return sessions.upsert_session(self.ctx, session, expected_version)
-
-    def _plan_list_sessions(
-        self,
-        *,
-        user_id: str | None = None,
-        component_id: str | None = None,
-        session_type: SessionType | None = None,
-        limit: int = 20,
-        offset: int = 0,
-    ) -> Plan[list[Session]]:
-        return sessions.list_sessions(
-            self.ctx,
-            user_id=user_id,
-            component_id=component_id,
-            session_type=session_type,
-            limit=limit,
-            offset=offset,
-        )
-
-    def _plan_delete_session(self, session_id: str) -> Plan[bool]:
-        return sessions.delete_session(self.ctx, session_id)
-
-    # -- runs ---------------------------------------------------------------------------
-    def _plan_commit_turn(
-        self, run: Run, session: Session, *, expected_version: int | None
-    ) -> Plan[tuple[Run, Session]]:
-        return turns.commit_turn(self.ctx, run, session, expected_version)
-
-    def _plan_append_run(self, run: Run) -> Plan[Run]:
-        return runs.append_run(self.ctx, run)
-
-    def _plan_get_run(self, run_id: str) -> Plan[Run | None]:
-        return runs.get_run(self.ctx, run_id)
-
-    def _plan_get_last_runs(
-        self,
-        session_id: str,
-        limit: int,
-        *,
-        before_seq: int | None = None,
-        top_level_only: bool = False,
-        status: RunStatus | None = None,
-    ) -> Plan[list[Run]]:
-        return runs.get_last_runs(
-            self.ctx,
-            session_id,
-            limit,
-            before_seq=before_seq,
-            top_level_only=top_level_only,
-            status=status,
-        )
-
-    def _plan_update_run(
-        self,
-        run_id: str,
-        *,
-        status: RunStatus,
-        output: object = None,
-        messages: Sequence[object] | None = None,
-        metrics: dict[str, object] | None = None,
-    ) -> Plan[Run]:
-        return runs.update_run(
-            self.ctx, run_id, status=status, output=output, messages=messages, metrics=metrics
-        )
-
-    # -- memories -----------------------------------------------------------------------
-    def _plan_upsert_memory(self, memory: Memory) -> Plan[Memory]:
-        return docs.upsert(self.ctx, self._memories, memory)
-
-    def _plan_get_memory(self, memory_id: str) -> Plan[Memory | None]:
-        return docs.get(self.ctx, self._memories, memory_id)
-
-    def _plan_list_memories(
-        self, user_id: str, *, agent_id: str | None = None, limit: int = 100, offset: int = 0
-    ) -> Plan[list[Memory]]:
-        return memories.list_memories(
-            self.ctx, self._memories, user_id, agent_id=agent_id, limit=limit, offset=offset
-        )
-
-    def _plan_search_memories(
-        self, user_id: str, query: str, *, agent_id: str | None = None, limit: int = 5
-    ) -> Plan[list[ScoredMemory]]:
-        return memories.search_memories(
-            self.ctx, self._memories, user_id, query, agent_id=agent_id, limit=limit
-        )
-
-    def _plan_recall_memories(
-        self,
-        user_id: str,
-        query: str,
-        *,
-        agent_id: str | None = None,
-        limit: int = 5,
-        recent: int = 3,
-    ) -> Plan[tuple[list[ScoredMemory], list[Memory]]]:
-        """What a turn's recall reads of a user's memories: up to ``limit`` ranked for
-        ``query`` (none if it is empty) and the ``recent`` newest, their commands pipelined
-        together. Beyond the contract: for ``kern.learn.stores.OneCallUserMemoryStore``."""
-        return memories.recall_memories(
-            self.ctx, self._memories, user_id, query,
-            agent_id=agent_id, limit=limit, recent=recent,
-        )  # fmt: skip
-
-    def _plan_delete_memory(self, memory_id: str) -> Plan[bool]:
-        return docs.delete(self.ctx, self._memories, memory_id)
-
-    # -- learnings ----------------------------------------------------------------------
-    def _plan_upsert_learning(self, learning: Learning) -> Plan[Learning]:
-        return docs.upsert(self.ctx, self._learnings, learning)
-
-    def _plan_get_learning(self, learning_id: str) -> Plan[Learning | None]:
-        return docs.get(self.ctx, self._learnings, learning_id)
-
-    def _plan_query_learnings(
-        self,
-        *,
-        kind: str | None = None,
-        namespace: str | None = None,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        entity_id: str | None = None,
-        status: LearningStatus | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> Plan[list[Learning]]:
-        filters = {
-            "kind": kind,
-            "namespace": namespace,
-            "user_id": user_id,
-            "session_id": session_id,
-            "entity_id": entity_id,
-        }
-        return learnings.query_learnings(
-            self.ctx, self._learnings, filters=filters, status=status, limit=limit, offset=offset
-        )
-
-    def _plan_search_learnings(
-        self,
-        query: str,
-        *,
-        kind: str | None = None,
-        namespace: str | None = None,
-        user_id: str | None = None,
-        status: LearningStatus | None = LearningStatus.ACTIVE,
-        limit: int = 5,
-    ) -> Plan[list[ScoredLearning]]:
-        return learnings.search_learnings(
-            self.ctx,
-            self._learnings,
-            query,
-            kind=kind,
-            namespace=namespace,
-            user_id=user_id,
-            status=status,
-            limit=limit,
-        )
-
-    def _plan_delete_learning(self, learning_id: str) -> Plan[bool]:
-        return docs.delete(self.ctx, self._learnings, learning_id)
-
-
-#: The public methods made from ``_plan_<name>``, in the order written above.
-_PLANNED = tuple(
-    name.removeprefix("_plan_") for name in vars(_RedisCommon) if name.startswith("_plan_")
-)
-
-
-def _plan_runner(name: str, *, is_async: bool) -> Callable[..., Any]:
-    """The public method ``name``: runs the plan ``_plan_<name>`` builds from its arguments,
-    blocking or awaited. It shows the builder's parameters, the plan's result type, and the
-    builder's docstring (else the contract's)."""
-    build = getattr(_RedisCommon, f"_plan_{name}")
-    method: Callable[..., Any]
-    if is_async:
-
-        async def method(self: AsyncRedisDb, *args: Any, **kwargs: Any) -> Any:
-            return await self._run(build(self, *args, **kwargs))
-
-    else:
-
-        def method(self: RedisDb, *args: Any, **kwargs: Any) -> Any:
-            return self._run(build(self, *args, **kwargs))
-
-    signature = inspect.signature(build, eval_str=True)
-    result = get_args(signature.return_annotation)[-1]  # Plan[X] is Generator[..., ..., X]
-    method.__signature__ = signature.replace(return_annotation=result)  # type: ignore[attr-defined]
-    method.__name__ = name
-    method.__doc__ = build.__doc__ or getattr(BaseDb, name).__doc__
-    return method
-
-
-def _runs_plans(cls: C) -> C:
-    """Class decorator: gives ``cls`` each ``_PLANNED`` method, awaited if ``cls.is_async``."""
-    for name in _PLANNED:
-        method = _plan_runner(name, is_async=cls.is_async)
-        method.__qualname__ = f"{cls.__qualname__}.{name}"
-        setattr(cls, name, method)
-    abc.update_abstractmethods(cls)
-    return cls
-
-
-@_runs_plans
-class RedisDb(_RedisCommon, BaseDb):
+class RedisDb(_RedisCommon, PlannedDb[Step]):
     """kern's storage in Redis (redis-py), standalone or Redis Cluster.
 
     Give one of ``db_url`` (``redis://host:6379/0``, ``rediss://…``, ``unix://…``; add
@@ -377,8 +146,15 @@ class RedisDb(_RedisCommon, BaseDb):
     ``max_connections`` bounds the calls on the wire at once (and the pool of a client
     built from ``db_url``): more threads than that wait for a free one.
 
-    Beyond the contract: ``schema_versions()`` and ``recall_memories(...)``.
+    Beyond the contract: ``schema_versions()``.
     """
+
+    _runner: SyncRunner
+    _ready_lock: threading.Lock
+
+    def schema_versions(self) -> dict[str, int]:
+        """The recorded version of each logical table's key layout."""
+        return self._run(schema.read_versions(self.ctx))
 
     def _run(self, plan: Plan[T]) -> T:
         if not self._ready:
@@ -404,12 +180,18 @@ class RedisDb(_RedisCommon, BaseDb):
             self.connection.client.close()
 
 
-@_runs_plans
-class AsyncRedisDb(_RedisCommon, AsyncBaseDb):
+class AsyncRedisDb(_RedisCommon, AsyncPlannedDb[Step]):
     """The async twin of ``RedisDb`` on ``redis.asyncio``: same arguments and behaviour.
 
     ``client`` is a ``redis.asyncio.Redis`` or ``redis.asyncio.cluster.RedisCluster``.
     """
+
+    _runner: AsyncRunner
+    _ready_lock: asyncio.Lock
+
+    async def schema_versions(self) -> dict[str, int]:
+        """The recorded version of each logical table's key layout."""
+        return await self._run(schema.read_versions(self.ctx))
 
     async def _run(self, plan: Plan[T]) -> T:
         if not self._ready:

@@ -2,9 +2,11 @@
 
 An operation is a generator (a *plan*) that yields a *step* — a list of Redis commands
 (``Cmd``) and script calls (``Lua``) that may run together — and receives their results in
-order. ``SyncRunner`` sends a step with blocking calls, ``AsyncRunner`` awaits it; neither
-knows what the operation means, and the operation knows nothing of sync or async (the same
-pattern as ``kern.effects`` for the Agent's turn).
+order. ``kern.effects`` drives it (``run`` blocking, ``arun`` awaited), with the runner's
+``execute`` as the performer: ``SyncRunner`` sends a step with blocking calls,
+``AsyncRunner`` awaits it. Neither knows what the operation means, and the operation knows
+nothing of sync or async. A failed step is thrown into the plan at its ``yield``; no plan
+catches there, so the error leaves the plan unchanged.
 
 A step of one command is sent as that command. A longer step is pipelined (one round trip
 on a single server; one per node on a cluster, where redis-py refuses scripts inside a
@@ -23,6 +25,7 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from kern import effects
 from kern.db.redis.lua import SCRIPTS
 from redis.exceptions import (
     ClusterDownError,
@@ -39,7 +42,7 @@ T = TypeVar("T")
 class ClusterUnreachableError(RedisConnectionError):
     """No node of a Redis Cluster could be reached. redis-py says so with a
     ``RedisClusterException`` ("Redis Cluster cannot be connected"), which is not a
-    ``ConnectionError``; the runners raise this instead, chained to it."""
+    ``ConnectionError``; the runners' ``execute`` raises this instead, chained to it."""
 
 
 #: What redis-py raises when the server cannot be reached or answer (connection refused or
@@ -54,11 +57,9 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
-def _unreachable(exc: RedisClusterException) -> BaseException:
-    """``exc`` as a ``ClusterUnreachableError`` when a lost connection caused it."""
-    if isinstance(exc.__cause__, RedisConnectionError | RedisTimeoutError):
-        return ClusterUnreachableError(str(exc))
-    return exc
+def _lost_connection(exc: RedisClusterException) -> bool:
+    """Whether a lost connection caused ``exc`` (it then means "unreachable")."""
+    return isinstance(exc.__cause__, RedisConnectionError | RedisTimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,16 +143,18 @@ class SyncRunner(_Runner):
         self._slots = threading.BoundedSemaphore(limit)
 
     def run(self, plan: Plan[T]) -> T:
-        results: Any = None
-        while True:
-            try:
-                step = plan.send(results)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            try:
-                results = self.execute(step)
-            except RedisClusterException as exc:
-                raise _unreachable(exc) from exc
+        """``plan``'s result, each of its steps sent by ``execute``."""
+        return effects.run(plan, self.execute)
+
+    def execute(self, step: Step) -> list[Any]:
+        """The replies to ``step``, in order (see ``send``); an unreachable cluster is
+        raised as ``ClusterUnreachableError``."""
+        try:
+            return self.send(step)
+        except RedisClusterException as exc:
+            if not _lost_connection(exc):
+                raise
+            raise ClusterUnreachableError(str(exc)) from exc
 
     def call(self, call: Cmd | Lua) -> Any:
         with self._slots:
@@ -159,7 +162,8 @@ class SyncRunner(_Runner):
                 return getattr(self.client, call.name)(*call.args, **(call.kwargs or {}))
             return self.scripts[call.script](keys=call.keys, args=call.args)
 
-    def execute(self, step: Step) -> list[Any]:
+    def send(self, step: Step) -> list[Any]:
+        """One command alone, else one pipeline (per node on a cluster, scripts apart)."""
         if len(step) == 1:
             return [self.call(step[0])]
         if not step:
@@ -205,16 +209,18 @@ class AsyncRunner(_Runner):
         self._slots = asyncio.Semaphore(limit)  # bound to the loop that first uses it
 
     async def run(self, plan: Plan[T]) -> T:
-        results: Any = None
-        while True:
-            try:
-                step = plan.send(results)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            try:
-                results = await self.execute(step)
-            except RedisClusterException as exc:
-                raise _unreachable(exc) from exc
+        """``plan``'s result, each of its steps sent by ``execute``."""
+        return await effects.arun(plan, self.execute)
+
+    async def execute(self, step: Step) -> list[Any]:
+        """The replies to ``step``, in order (see ``send``); an unreachable cluster is
+        raised as ``ClusterUnreachableError``."""
+        try:
+            return await self.send(step)
+        except RedisClusterException as exc:
+            if not _lost_connection(exc):
+                raise
+            raise ClusterUnreachableError(str(exc)) from exc
 
     async def call(self, call: Cmd | Lua) -> Any:
         async with self._slots:
@@ -222,7 +228,8 @@ class AsyncRunner(_Runner):
                 return await getattr(self.client, call.name)(*call.args, **(call.kwargs or {}))
             return await self.scripts[call.script](keys=call.keys, args=call.args)
 
-    async def execute(self, step: Step) -> list[Any]:
+    async def send(self, step: Step) -> list[Any]:
+        """One command alone, else one pipeline (per node on a cluster, scripts concurrently)."""
         if len(step) == 1:
             return [await self.call(step[0])]
         if not step:

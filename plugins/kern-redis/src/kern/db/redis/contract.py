@@ -1,0 +1,209 @@
+"""``RedisPlans``: the storage contract as Redis plans, one builder per contract method.
+
+Each builder takes the arguments of the contract method of the same name and returns the
+plan doing it (``kern.db.redis.plans``), written in ``sessions``, ``runs``, ``turns``,
+``memories``, ``learnings``, ``docs`` and ``forget``. ``RedisDb`` runs the plans blocking and
+``AsyncRedisDb`` awaits them (``kern.db.planned``), so each operation exists once, and a type
+checker holds every builder to the contract's signature (``ContractPlans``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from kern.db.planned import ContractPlans
+from kern.db.redis import docs, forget, learnings, memories, runs, sessions, turns
+from kern.db.redis.docs import DocSpec
+from kern.db.redis.indexes import Ctx
+from kern.db.redis.plans import Plan, Step
+from kern.records import (
+    Learning,
+    LearningStatus,
+    Memory,
+    Run,
+    RunStatus,
+    ScoredLearning,
+    ScoredMemory,
+    Session,
+    SessionType,
+)
+
+
+class RedisPlans(ContractPlans[Step]):
+    """The plans of one db: its key layout and TTL (``ctx``) and its document specs."""
+
+    def __init__(self, ctx: Ctx, memory_spec: DocSpec[Memory], learning_spec: DocSpec[Learning]):
+        self.ctx = ctx
+        self.memory_spec = memory_spec
+        self.learning_spec = learning_spec
+
+    def forget_user(self, user_id: str) -> Plan[dict[str, int]]:
+        return forget.forget_user(self.ctx, self.memory_spec, self.learning_spec, user_id)
+
+    # -- sessions -----------------------------------------------------------------------
+    def get_session(self, session_id: str) -> Plan[Session | None]:
+        return sessions.get_session(self.ctx, session_id)
+
+    def upsert_session(self, session: Session, *, expected_version: int | None) -> Plan[Session]:
+        return sessions.upsert_session(self.ctx, session, expected_version)
+
+    def list_sessions(
+        self,
+        *,
+        user_id: str | None = None,
+        component_id: str | None = None,
+        session_type: SessionType | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> Plan[list[Session]]:
+        return sessions.list_sessions(
+            self.ctx,
+            user_id=user_id,
+            component_id=component_id,
+            session_type=session_type,
+            limit=limit,
+            offset=offset,
+        )
+
+    def delete_session(self, session_id: str) -> Plan[bool]:
+        return sessions.delete_session(self.ctx, session_id)
+
+    # -- runs ---------------------------------------------------------------------------
+    def commit_turn(
+        self, run: Run, session: Session, *, expected_version: int | None
+    ) -> Plan[tuple[Run, Session]]:
+        return turns.commit_turn(self.ctx, run, session, expected_version)
+
+    def append_run(self, run: Run) -> Plan[Run]:
+        return runs.append_run(self.ctx, run)
+
+    def get_run(self, run_id: str) -> Plan[Run | None]:
+        return runs.get_run(self.ctx, run_id)
+
+    def get_last_runs(
+        self,
+        session_id: str,
+        limit: int,
+        *,
+        before_seq: int | None = None,
+        top_level_only: bool = False,
+        status: RunStatus | None = None,
+    ) -> Plan[list[Run]]:
+        return runs.get_last_runs(
+            self.ctx,
+            session_id,
+            limit,
+            before_seq=before_seq,
+            top_level_only=top_level_only,
+            status=status,
+        )
+
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        status: RunStatus,
+        output: object = None,
+        messages: Sequence[object] | None = None,
+        metrics: dict[str, object] | None = None,
+    ) -> Plan[Run]:
+        return runs.update_run(
+            self.ctx, run_id, status=status, output=output, messages=messages, metrics=metrics
+        )
+
+    # -- memories -----------------------------------------------------------------------
+    def upsert_memory(self, memory: Memory) -> Plan[Memory]:
+        return docs.upsert(self.ctx, self.memory_spec, memory)
+
+    def get_memory(self, memory_id: str) -> Plan[Memory | None]:
+        return docs.get(self.ctx, self.memory_spec, memory_id)
+
+    def list_memories(
+        self, user_id: str, *, agent_id: str | None = None, limit: int = 100, offset: int = 0
+    ) -> Plan[list[Memory]]:
+        return memories.list_memories(
+            self.ctx, self.memory_spec, user_id, agent_id=agent_id, limit=limit, offset=offset
+        )
+
+    def search_memories(
+        self, user_id: str, query: str, *, agent_id: str | None = None, limit: int = 5
+    ) -> Plan[list[ScoredMemory]]:
+        return memories.search_memories(
+            self.ctx, self.memory_spec, user_id, query, agent_id=agent_id, limit=limit
+        )
+
+    def delete_memory(self, memory_id: str) -> Plan[bool]:
+        return docs.delete(self.ctx, self.memory_spec, memory_id)
+
+    def recall_memories(
+        self,
+        user_id: str,
+        query: str,
+        *,
+        agent_id: str | None = None,
+        limit: int = 5,
+        recent: int = 3,
+    ) -> Plan[tuple[list[ScoredMemory], list[Memory]]]:
+        """The search and the newest memories pipelined together: the round trips of the
+        longer read, not of both (the contract's default makes two calls)."""
+        return memories.recall_memories(
+            self.ctx, self.memory_spec, user_id, query,
+            agent_id=agent_id, limit=limit, recent=recent,
+        )  # fmt: skip
+
+    # -- learnings ----------------------------------------------------------------------
+    def upsert_learning(self, learning: Learning) -> Plan[Learning]:
+        return docs.upsert(self.ctx, self.learning_spec, learning)
+
+    def get_learning(self, learning_id: str) -> Plan[Learning | None]:
+        return docs.get(self.ctx, self.learning_spec, learning_id)
+
+    def query_learnings(
+        self,
+        *,
+        kind: str | None = None,
+        namespace: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        entity_id: str | None = None,
+        status: LearningStatus | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> Plan[list[Learning]]:
+        filters: dict[str, object] = {
+            "kind": kind,
+            "namespace": namespace,
+            "user_id": user_id,
+            "session_id": session_id,
+            "entity_id": entity_id,
+        }
+        return learnings.query_learnings(
+            self.ctx, self.learning_spec, filters=filters, status=status, limit=limit, offset=offset
+        )
+
+    def search_learnings(
+        self,
+        query: str,
+        *,
+        kind: str | None = None,
+        namespace: str | None = None,
+        user_id: str | None = None,
+        status: LearningStatus | None = LearningStatus.ACTIVE,
+        limit: int = 5,
+    ) -> Plan[list[ScoredLearning]]:
+        return learnings.search_learnings(
+            self.ctx,
+            self.learning_spec,
+            query,
+            kind=kind,
+            namespace=namespace,
+            user_id=user_id,
+            status=status,
+            limit=limit,
+        )
+
+    def delete_learning(self, learning_id: str) -> Plan[bool]:
+        return docs.delete(self.ctx, self.learning_spec, learning_id)
+
+
+__all__ = ["RedisPlans"]
