@@ -1,8 +1,9 @@
-"""Embedders: text to vectors, for the curator's near-duplicate detection.
+"""Embedders: text to vectors, for recall by meaning and near-duplicate detection.
 
-An embedder is any object with ``embed(texts) -> list[list[float]]``. ``OpenAIEmbedder``
-uses the official openai SDK, so it reaches OpenAI or any compatible server (Ollama, vLLM,
-kern's scripted test server) through ``base_url``.
+An embedder has ``id``, ``dimensions`` and ``embed(texts) -> list[list[float]]``.
+``OpenAIEmbedder`` uses the official openai SDK, so it reaches OpenAI or any compatible
+server (Ollama, vLLM, kern's scripted test server) through ``base_url``;
+``kern.learn.local.LocalEmbedder`` runs a small model offline (``kern-memory[local]``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,17 @@ if TYPE_CHECKING:
 
 @runtime_checkable
 class Embedder(Protocol):
+    """Text to vectors. ``id`` names the model (and its dimension, where it has several) so
+    that vectors stored by one embedder are never compared with another's."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def dimensions(self) -> int | None:
+        """The length of its vectors, if known before the first call."""
+        ...
+
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """One vector per text, in order."""
         ...
