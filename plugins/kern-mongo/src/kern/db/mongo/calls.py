@@ -1,9 +1,10 @@
-"""One implementation of the contract, two drivers: pymongo's sync and async clients.
+"""The steps of a Mongo operation, and their performers for pymongo's sync and async clients.
 
 Each operation of ``kern.db.mongo.ops`` is a generator that yields what it needs from the
 server (a ``Call`` on a collection, or a ``Pause`` between retries) and receives the result,
-or has the driver's exception thrown back in at the ``yield``. ``run`` performs the calls
-on a ``pymongo.MongoClient``'s collections, ``arun`` awaits them on an
+or has the driver's exception thrown back in at the ``yield``. The core drivers
+(``kern.effects.run`` / ``arun``) run it; ``Steps`` performs its steps with blocking calls
+on a ``pymongo.MongoClient``'s collections, ``AsyncSteps`` awaits them on an
 ``AsyncMongoClient``'s: the logic cannot drift apart between ``MongoDb`` and
 ``AsyncMongoDb``, and neither blocks where it should not.
 
@@ -24,10 +25,12 @@ from typing import Any, TypeVar
 
 from pymongo import UpdateOne
 
+from kern import effects
+
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Call:
     """``collections[collection].<method>(*args, **kwargs)``.
 
@@ -40,14 +43,14 @@ class Call:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Pause:
     """Wait ``seconds`` (``time.sleep`` or ``asyncio.sleep``): backoff between retries."""
 
     seconds: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Transaction:
     """``action`` ``"start"``, ``"commit"`` or ``"abort"`` the operation's transaction.
 
@@ -59,7 +62,7 @@ class Transaction:
     action: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Bulk:
     """Several ``update_one`` calls, performed in order: as one ``bulkWrite`` command (one
     round trip) where every server has it (MongoDB 8.0+, nx-27017), else one after the
@@ -68,6 +71,10 @@ class Bulk:
 
     calls: tuple[Call, ...]
 
+
+Step = Call | Pause | Transaction | Bulk
+#: What every operation of ``ops`` is.
+Op = Generator[Step, Any, T]
 
 #: MongoDB 8.0, the first with the client-level ``bulkWrite`` command.
 CLIENT_BULK_WRITE_WIRE_VERSION = 25
@@ -85,142 +92,146 @@ def client_bulk_write(client: Any) -> bool:
     )
 
 
-def _models(step: Bulk, collections: Mapping[str, Any]) -> list[UpdateOne]:
-    models = []
-    for call in step.calls:
-        if call.method != "update_one" or call.kwargs:
-            raise TypeError(f"Bulk performs update_one calls only, not {call}")
-        namespace = collections[call.collection].full_name
-        models.append(UpdateOne(*call.args, namespace=namespace))
-    return models
-
-
-Step = Call | Pause | Transaction | Bulk
-#: What every operation of ``ops`` is.
-Op = Generator[Step, Any, T]
-
-
+# -- what both performers share: everything that sends nothing ----------------------------
 def _client(collections: Mapping[str, Any]) -> Any:
     return next(iter(collections.values())).database.client
 
 
+def _send(call: Call, collections: Mapping[str, Any], session: Any) -> Any:
+    """Make ``call`` on its collection, in the open transaction if there is one: the result
+    (sync pymongo), an awaitable of it (async), or a cursor (``find``, either)."""
+    kwargs = call.kwargs if session is None else {**call.kwargs, "session": session}
+    return getattr(collections[call.collection], call.method)(*call.args, **kwargs)
+
+
+def _one_bulk_write(step: Bulk, collections: Mapping[str, Any], session: Any) -> list[UpdateOne]:
+    """``step`` as the models of one client-level ``bulkWrite``; empty when it must be sent
+    call by call (in a transaction, or a server without that command)."""
+    if session is not None or not client_bulk_write(_client(collections)):
+        return []
+    models = []
+    for call in step.calls:
+        if call.method != "update_one" or call.kwargs:
+            raise TypeError(f"Bulk performs update_one calls only, not {call}")
+        query, update = call.args
+        models.append(UpdateOne(query, update, namespace=collections[call.collection].full_name))
+    return models
+
+
+# -- the performers -------------------------------------------------------------------------
+class Steps:
+    """Performs one operation's steps with blocking calls on sync pymongo collections; holds
+    its transaction's session (``end()`` aborts one left open)."""
+
+    __slots__ = ("collections", "session")
+
+    def __init__(self, collections: Mapping[str, Any]) -> None:
+        self.collections = collections
+        self.session: Any = None
+
+    def __call__(self, step: Step) -> Any:
+        if isinstance(step, Call):
+            result = _send(step, self.collections, self.session)
+            return list(result) if step.method == "find" else result
+        if isinstance(step, Bulk):
+            models = _one_bulk_write(step, self.collections, self.session)
+            if models:
+                _client(self.collections).bulk_write(models, ordered=True)
+                return None
+            for call in step.calls:
+                _send(call, self.collections, self.session)
+            return None
+        if isinstance(step, Transaction):
+            if step.action == "commit":
+                session, self.session = self.session, None
+                try:
+                    session.commit_transaction()
+                finally:
+                    session.end_session()
+            else:
+                self.end()
+                if step.action == "start":
+                    self.session = _client(self.collections).start_session()
+                    self.session.start_transaction()
+            return None
+        time.sleep(step.seconds)
+        return None
+
+    def end(self) -> None:
+        """Abort the open transaction, if any (pymongo ignores the server's errors there),
+        and end its session."""
+        session, self.session = self.session, None
+        if session is not None:
+            try:
+                if session.in_transaction:
+                    session.abort_transaction()
+            finally:
+                session.end_session()
+
+
+class AsyncSteps:
+    """``Steps`` for ``AsyncMongoClient`` collections: each call is awaited."""
+
+    __slots__ = ("collections", "session")
+
+    def __init__(self, collections: Mapping[str, Any]) -> None:
+        self.collections = collections
+        self.session: Any = None
+
+    async def __call__(self, step: Step) -> Any:
+        if isinstance(step, Call):
+            pending = _send(step, self.collections, self.session)
+            return await (pending.to_list(None) if step.method == "find" else pending)
+        if isinstance(step, Bulk):
+            models = _one_bulk_write(step, self.collections, self.session)
+            if models:
+                await _client(self.collections).bulk_write(models, ordered=True)
+                return None
+            for call in step.calls:
+                await _send(call, self.collections, self.session)
+            return None
+        if isinstance(step, Transaction):
+            if step.action == "commit":
+                session, self.session = self.session, None
+                try:
+                    await session.commit_transaction()
+                finally:
+                    await session.end_session()
+            else:
+                await self.aend()
+                if step.action == "start":
+                    self.session = _client(self.collections).start_session()
+                    await self.session.start_transaction()
+            return None
+        await asyncio.sleep(step.seconds)
+        return None
+
+    async def aend(self) -> None:
+        """The async ``Steps.end``."""
+        session, self.session = self.session, None
+        if session is not None:
+            try:
+                if session.in_transaction:
+                    await session.abort_transaction()
+            finally:
+                await session.end_session()
+
+
 def run(op: Op[T], collections: Mapping[str, Any]) -> T:
-    """Perform ``op`` with blocking calls on sync pymongo collections."""
-    result: Any = None
-    error: BaseException | None = None
-    session: Any = None
+    """Perform ``op`` with blocking calls on sync pymongo collections (``kern.effects.run``
+    with ``Steps``); a transaction it leaves open is aborted."""
+    steps = Steps(collections)
     try:
-        while True:
-            try:
-                step = op.send(result) if error is None else op.throw(error)
-            except StopIteration as done:
-                return done.value
-            result, error = None, None
-            try:
-                if isinstance(step, Pause):
-                    time.sleep(step.seconds)
-                    continue
-                if isinstance(step, Transaction):
-                    if step.action == "commit":
-                        session, committing = None, session
-                        try:
-                            committing.commit_transaction()
-                        finally:
-                            committing.end_session()
-                    else:
-                        session = _end(session)
-                        if step.action == "start":
-                            session = _client(collections).start_session()
-                            session.start_transaction()
-                    continue
-                if isinstance(step, Bulk):
-                    client = _client(collections)
-                    if session is None and client_bulk_write(client):
-                        client.bulk_write(_models(step, collections), ordered=True)
-                    else:
-                        for call in step.calls:
-                            kwargs = call.kwargs if session is None else {"session": session}
-                            getattr(collections[call.collection], call.method)(*call.args, **kwargs)
-                    continue
-                target = collections[step.collection]
-                kwargs = step.kwargs if session is None else {**step.kwargs, "session": session}
-                if step.method == "find":
-                    result = list(target.find(*step.args, **kwargs))
-                else:
-                    result = getattr(target, step.method)(*step.args, **kwargs)
-            except Exception as exc:
-                error = exc
+        return effects.run(op, steps)
     finally:
-        _end(session)
-
-
-def _end(session: Any) -> None:
-    """Abort ``session``'s transaction if one is open (pymongo ignores the server's errors
-    there) and end the session."""
-    if session is not None:
-        try:
-            if session.in_transaction:
-                session.abort_transaction()
-        finally:
-            session.end_session()
+        steps.end()
 
 
 async def arun(op: Op[T], collections: Mapping[str, Any]) -> T:
-    """Perform ``op`` by awaiting calls on ``AsyncMongoClient`` collections."""
-    result: Any = None
-    error: BaseException | None = None
-    session: Any = None
+    """Perform ``op`` by awaiting calls on ``AsyncMongoClient`` collections (``kern.effects
+    .arun`` with ``AsyncSteps``); a transaction it leaves open is aborted."""
+    steps = AsyncSteps(collections)
     try:
-        while True:
-            try:
-                step = op.send(result) if error is None else op.throw(error)
-            except StopIteration as done:
-                return done.value
-            result, error = None, None
-            try:
-                if isinstance(step, Pause):
-                    await asyncio.sleep(step.seconds)
-                    continue
-                if isinstance(step, Transaction):
-                    if step.action == "commit":
-                        session, committing = None, session
-                        try:
-                            await committing.commit_transaction()
-                        finally:
-                            await committing.end_session()
-                    else:
-                        session = await _aend(session)
-                        if step.action == "start":
-                            session = _client(collections).start_session()
-                            await session.start_transaction()
-                    continue
-                if isinstance(step, Bulk):
-                    client = _client(collections)
-                    if session is None and client_bulk_write(client):
-                        await client.bulk_write(_models(step, collections), ordered=True)
-                    else:
-                        for call in step.calls:
-                            kwargs = call.kwargs if session is None else {"session": session}
-                            target = collections[call.collection]
-                            await getattr(target, call.method)(*call.args, **kwargs)
-                    continue
-                target = collections[step.collection]
-                kwargs = step.kwargs if session is None else {**step.kwargs, "session": session}
-                if step.method == "find":
-                    result = await target.find(*step.args, **kwargs).to_list(None)
-                else:
-                    result = await getattr(target, step.method)(*step.args, **kwargs)
-            except Exception as exc:
-                error = exc
+        return await effects.arun(op, steps)
     finally:
-        await _aend(session)
-
-
-async def _aend(session: Any) -> None:
-    """The async ``_end``."""
-    if session is not None:
-        try:
-            if session.in_transaction:
-                await session.abort_transaction()
-        finally:
-            await session.end_session()
+        await steps.aend()

@@ -1,20 +1,18 @@
 """``MongoDb`` (pymongo's ``MongoClient``) and ``AsyncMongoDb`` (pymongo's ``AsyncMongoClient``).
 
-Both run the same operations (``kern.db.mongo.ops``) through their own driver
-(``kern.db.mongo.calls``): the async twin is natively async, not a thread pool. Most
-contract methods are nothing but "run ``ops.<same name>`` with the call's arguments":
-those are listed once, in ``ONE_OP_METHODS``, and added to both classes by
-``_with_one_op_methods``; each class writes out only the methods that do more.
+Both are ``kern.db.planned`` dbs: every contract method runs the plan of the same name
+(``kern.db.mongo.plans``, over ``kern.db.mongo.ops``) through ``_run``, which performs its
+steps with the class's own client (``kern.db.mongo.calls``): the async twin is natively
+async, not a thread pool. Each class writes out only what differs: ``_run``, the lifecycle,
+and the per-session locks of ``append_run`` and ``commit_turn``.
 """
 
 from __future__ import annotations
 
-import abc
 import asyncio
-import inspect
 import threading
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any, ClassVar, TypeVar
 
 from pymongo import AsyncMongoClient, MongoClient
 from pymongo.errors import (
@@ -26,14 +24,16 @@ from pymongo.errors import (
 from pymongo.server_type import SERVER_TYPE
 from pymongo.topology_description import TOPOLOGY_TYPE
 
-from kern.db.base import TABLES, AsyncBaseDb, BaseDb
-from kern.db.mongo import config, ops
-from kern.db.mongo.calls import Op, arun, run
+from kern.db.base import TABLES
+from kern.db.mongo import calls, config, ops
+from kern.db.mongo.calls import Step
 from kern.db.mongo.locks import AsyncKeyedLocks, KeyedLocks
+from kern.db.mongo.plans import MongoPlans
+from kern.db.planned import AsyncPlannedDb, Plan, PlannedDb
 from kern.errors import KernError
 from kern.records import Run, Session
 
-T = TypeVar("T")
+R = TypeVar("R")
 
 
 def transactions_supported(client: Any) -> bool:
@@ -50,14 +50,14 @@ def transactions_supported(client: Any) -> bool:
 
 
 class _Target:
-    """What both classes share: the client, the database and the collections."""
+    """What both classes share: the client, the database, the collections and the plans."""
 
-    backend_name = "mongo"
+    backend_name: ClassVar[str] = "mongo"
     #: pymongo's "the server cannot be reached" errors (connection refused or lost, no
     #: server selectable in time, a network timeout): the door raises them as
     #: ``StorageUnavailableError``. ``OperationFailure`` (``DuplicateKeyError``...) is not
     #: among them: the server answered.
-    unavailable_errors = (
+    unavailable_errors: ClassVar[tuple[type[BaseException], ...]] = (
         ConnectionFailure,
         AutoReconnect,
         ServerSelectionTimeoutError,
@@ -72,7 +72,8 @@ class _Target:
         collection_prefix: str,
         *,
         is_async: bool,
-    ) -> None:
+    ) -> MongoPlans:
+        """Check the arguments and open (or adopt) the client; the db's plans."""
         cls = type(self).__name__
         config.exactly_one_target(db_url, client, cls=cls)
         self.collection_prefix = config.check_prefix(collection_prefix, cls=cls)
@@ -81,20 +82,17 @@ class _Target:
                 client, cls=cls
             )
             name = config.choose_database(database, config.client_database(checked), cls=cls)
+            self._target = config.client_target(checked, name)
             self._owns_client = False
         else:
             url = config.check_url(db_url, cls=cls)
             name = config.choose_database(database, config.url_database(url), cls=cls)
             factory = AsyncMongoClient if is_async else MongoClient
             checked = config.build_client(factory, url, cls=cls)
+            self._target = config.url_target(url, name)
             self._owns_client = True
-        self.client = checked
+        self.client: Any = checked
         self.database_name = name
-        self._target = (
-            config.url_target(db_url, name)
-            if client is None
-            else config.client_target(checked, name)
-        )
         #: Whether commit_turn uses transactions: decided at first use (create_tables).
         self._transactions = ops.Transactions()
         #: The pymongo ``Database`` (sync or async) kern's collections live in.
@@ -105,6 +103,7 @@ class _Target:
         }
         self._ready = False
         self._closed = False
+        return MongoPlans(self._transactions)
 
     def storage_target(self) -> str:
         """The server and database, as ``mongodb://[user@]host[:port][,…]/database``: no
@@ -126,72 +125,7 @@ class _Target:
         )
 
 
-#: Contract methods that only run the ``ops`` function of the same name, with the call's
-#: arguments, through the class's ``_do``.
-ONE_OP_METHODS = (
-    "forget_user",
-    "get_session",
-    "upsert_session",
-    "list_sessions",
-    "delete_session",
-    "get_run",
-    "get_last_runs",
-    "update_run",
-    "upsert_memory",
-    "get_memory",
-    "list_memories",
-    "search_memories",
-    "delete_memory",
-    "upsert_learning",
-    "get_learning",
-    "query_learnings",
-    "search_learnings",
-    "delete_learning",
-)
-
-
-def _one_op_method(name: str, *, is_async: bool) -> Callable[..., Any]:
-    """The method ``name`` of ``ONE_OP_METHODS``, for ``MongoDb`` or (``is_async``) for
-    ``AsyncMongoDb``, showing the contract's (``BaseDb.<name>``) signature and docstring."""
-    contract = getattr(BaseDb, name)
-    signature = inspect.signature(contract)
-    operation = getattr(ops, name)
-
-    def op_for(db: _Target, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Op[Any]:
-        # The contract's signature checks the call and gives the defaults (``ops`` has none).
-        call = signature.bind(db, *args, **kwargs)
-        call.apply_defaults()
-        del call.arguments["self"]
-        return operation(**call.arguments)
-
-    if is_async:
-
-        async def method(self: AsyncMongoDb, *args: Any, **kwargs: Any) -> Any:
-            return await self._do(op_for(self, args, kwargs))
-
-    else:
-
-        def method(self: MongoDb, *args: Any, **kwargs: Any) -> Any:
-            return self._do(op_for(self, args, kwargs))
-
-    method.__name__ = name
-    method.__doc__ = contract.__doc__
-    method.__signature__ = signature  # type: ignore[attr-defined]
-    return method
-
-
-def _with_one_op_methods(cls: type[T]) -> type[T]:
-    """Class decorator: adds the ``ONE_OP_METHODS`` to ``MongoDb`` or ``AsyncMongoDb``."""
-    for name in ONE_OP_METHODS:
-        method = _one_op_method(name, is_async=issubclass(cls, AsyncBaseDb))
-        method.__qualname__ = f"{cls.__name__}.{name}"
-        setattr(cls, name, method)
-    abc.update_abstractmethods(cls)
-    return cls
-
-
-@_with_one_op_methods
-class MongoDb(_Target, BaseDb):
+class MongoDb(_Target, PlannedDb[Step]):
     """kern's storage in a MongoDB database, through pymongo's ``MongoClient``.
 
     Give exactly one of ``db_url`` (``mongodb://[user:pass@]host[:port]/[database]?…`` or
@@ -199,7 +133,7 @@ class MongoDb(_Target, BaseDb):
     leaves open). The database is ``database=`` if given, else the one the URL names, else
     ``"kern"``; collections are ``<collection_prefix>sessions``, ``…runs`` and so on.
     Collections and indexes are created on first use. The object is safe to share between
-    threads. The contract methods not written here are ``ONE_OP_METHODS``.
+    threads.
     """
 
     def __init__(
@@ -210,20 +144,20 @@ class MongoDb(_Target, BaseDb):
         database: str | None = None,
         collection_prefix: str = config.DEFAULT_PREFIX,
     ) -> None:
-        self._connect(db_url, client, database, collection_prefix, is_async=False)
+        self.plans = self._connect(db_url, client, database, collection_prefix, is_async=False)
         self._ready_lock = threading.Lock()
         self._append_locks = KeyedLocks()
 
-    def _do(self, op: Op[T]) -> T:
+    def _run(self, plan: Plan[Step, R]) -> R:
         if not self._ready:
             self.create_tables()
-        return run(op, self.collections)
+        return calls.run(plan, self.collections)
 
     def create_tables(self) -> None:
         self._check_open()
         with self._ready_lock:
             if not self._ready:
-                run(ops.create_tables(), self.collections)
+                calls.run(ops.create_tables(), self.collections)
                 self._after_setup()
                 self._ready = True
 
@@ -236,8 +170,9 @@ class MongoDb(_Target, BaseDb):
             self.client.close()
 
     def append_run(self, run: Run) -> Run:
+        """``BaseDb.append_run``; the appends of this object to one session take turns."""
         with self._append_locks.hold(run.session_id):
-            return self._do(ops.append_run(run))
+            return self._run(self.plans.append_run(run))
 
     def commit_turn(
         self, run: Run, session: Session, *, expected_version: int | None
@@ -245,11 +180,12 @@ class MongoDb(_Target, BaseDb):
         """``BaseDb.commit_turn``: in a transaction on a replica set or sharded cluster,
         else by the pending-commit protocol of ``kern.db.mongo.ops``."""
         with self._append_locks.hold(session.session_id):
-            return self._do(ops.commit_turn(run, session, expected_version, self._transactions))
+            return self._run(
+                self.plans.commit_turn(run, session, expected_version=expected_version)
+            )
 
 
-@_with_one_op_methods
-class AsyncMongoDb(_Target, AsyncBaseDb):
+class AsyncMongoDb(_Target, AsyncPlannedDb[Step]):
     """The async twin of ``MongoDb``, on pymongo's own ``AsyncMongoClient`` (not Motor).
 
     Same arguments; ``client`` must be a ``pymongo.AsyncMongoClient``. Use one object per
@@ -264,20 +200,20 @@ class AsyncMongoDb(_Target, AsyncBaseDb):
         database: str | None = None,
         collection_prefix: str = config.DEFAULT_PREFIX,
     ) -> None:
-        self._connect(db_url, client, database, collection_prefix, is_async=True)
+        self.plans = self._connect(db_url, client, database, collection_prefix, is_async=True)
         self._ready_lock = asyncio.Lock()
         self._append_locks = AsyncKeyedLocks()
 
-    async def _do(self, op: Op[T]) -> T:
+    async def _run(self, plan: Plan[Step, R]) -> R:
         if not self._ready:
             await self.create_tables()
-        return await arun(op, self.collections)
+        return await calls.arun(plan, self.collections)
 
     async def create_tables(self) -> None:
         self._check_open()
         async with self._ready_lock:
             if not self._ready:
-                await arun(ops.create_tables(), self.collections)
+                await calls.arun(ops.create_tables(), self.collections)
                 self._after_setup()
                 self._ready = True
 
@@ -290,16 +226,17 @@ class AsyncMongoDb(_Target, AsyncBaseDb):
             await self.client.close()
 
     async def append_run(self, run: Run) -> Run:
+        """The async ``MongoDb.append_run``."""
         async with self._append_locks.hold(run.session_id):
-            return await self._do(ops.append_run(run))
+            return await self._run(self.plans.append_run(run))
 
     async def commit_turn(
         self, run: Run, session: Session, *, expected_version: int | None
     ) -> tuple[Run, Session]:
         """The async ``MongoDb.commit_turn``."""
         async with self._append_locks.hold(session.session_id):
-            return await self._do(
-                ops.commit_turn(run, session, expected_version, self._transactions)
+            return await self._run(
+                self.plans.commit_turn(run, session, expected_version=expected_version)
             )
 
 

@@ -378,7 +378,7 @@ def list_sessions(
 def delete_session(session_id: str) -> Op[bool]:
     yield Call(RUNS, "delete_many", (_eq(session_id=session_id),))
     done = yield Call(SESSIONS, "delete_one", ({"_id": session_id},))
-    return done.deleted_count > 0
+    return bool(done.deleted_count)
 
 
 # -- pending commits ----------------------------------------------------------------------
@@ -884,9 +884,23 @@ def search_memories(
     return [ScoredMemory(memory=codec.memory_from(doc), score=score) for doc, score in ranked]
 
 
+def recall_memories(
+    user_id: str, query: str, *, agent_id: str | None, limit: int, recent: int
+) -> Op[tuple[list[ScoredMemory], list[Memory]]]:
+    """``BaseDb.recall_memories`` as one plan: the ranked search (none for an empty query)
+    and the ``recent`` newest, so a turn's recall checks the db's readiness once."""
+    ranked: list[ScoredMemory] = []
+    if query:
+        ranked = yield from search_memories(user_id, query, agent_id=agent_id, limit=limit)
+    newest: list[Memory] = []
+    if recent:
+        newest = yield from list_memories(user_id, agent_id=agent_id, limit=recent, offset=0)
+    return ranked, newest
+
+
 def delete_memory(memory_id: str) -> Op[bool]:
     done = yield Call(MEMORIES, "delete_one", ({"_id": memory_id},))
-    return done.deleted_count > 0
+    return bool(done.deleted_count)
 
 
 def upsert_learning(learning: Learning) -> Op[Learning]:
@@ -950,4 +964,4 @@ def search_learnings(
 
 def delete_learning(learning_id: str) -> Op[bool]:
     done = yield Call(LEARNINGS, "delete_one", ({"_id": learning_id},))
-    return done.deleted_count > 0
+    return bool(done.deleted_count)

@@ -1,0 +1,179 @@
+"""The storage contract's plans for MongoDB: ``kern.db.planned.ContractPlans`` over ``ops``.
+
+``MongoDb`` and ``AsyncMongoDb`` (``kern.db.planned``) run "the plan of the same name" for
+every contract method; ``MongoPlans`` gives each one with the contract's exact signature and
+defaults (the ``ops`` functions take every argument explicitly, and ``commit_turn`` also
+the db object's ``Transactions``), so a type checker sees the whole contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from kern.db.mongo import ops
+from kern.db.mongo.calls import Op
+from kern.records import (
+    Learning,
+    LearningStatus,
+    Memory,
+    Run,
+    RunStatus,
+    ScoredLearning,
+    ScoredMemory,
+    Session,
+    SessionType,
+)
+
+
+class MongoPlans:
+    """One ``ops`` generator per contract method; one object per db (its ``transactions``)."""
+
+    __slots__ = ("transactions",)
+
+    def __init__(self, transactions: ops.Transactions) -> None:
+        self.transactions = transactions
+
+    def forget_user(self, user_id: str) -> Op[dict[str, int]]:
+        return ops.forget_user(user_id)
+
+    def get_session(self, session_id: str) -> Op[Session | None]:
+        return ops.get_session(session_id)
+
+    def upsert_session(self, session: Session, *, expected_version: int | None) -> Op[Session]:
+        return ops.upsert_session(session, expected_version)
+
+    def list_sessions(
+        self,
+        *,
+        user_id: str | None = None,
+        component_id: str | None = None,
+        session_type: SessionType | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> Op[list[Session]]:
+        return ops.list_sessions(
+            user_id=user_id,
+            component_id=component_id,
+            session_type=session_type,
+            limit=limit,
+            offset=offset,
+        )
+
+    def delete_session(self, session_id: str) -> Op[bool]:
+        return ops.delete_session(session_id)
+
+    def commit_turn(
+        self, run: Run, session: Session, *, expected_version: int | None
+    ) -> Op[tuple[Run, Session]]:
+        return ops.commit_turn(run, session, expected_version, self.transactions)
+
+    def append_run(self, run: Run) -> Op[Run]:
+        return ops.append_run(run)
+
+    def get_run(self, run_id: str) -> Op[Run | None]:
+        return ops.get_run(run_id)
+
+    def get_last_runs(
+        self,
+        session_id: str,
+        limit: int,
+        *,
+        before_seq: int | None = None,
+        top_level_only: bool = False,
+        status: RunStatus | None = None,
+    ) -> Op[list[Run]]:
+        return ops.get_last_runs(
+            session_id, limit, before_seq=before_seq, top_level_only=top_level_only, status=status
+        )
+
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        status: RunStatus,
+        output: object = None,
+        messages: Sequence[object] | None = None,
+        metrics: dict[str, object] | None = None,
+    ) -> Op[Run]:
+        return ops.update_run(
+            run_id, status=status, output=output, messages=messages, metrics=metrics
+        )
+
+    def upsert_memory(self, memory: Memory) -> Op[Memory]:
+        return ops.upsert_memory(memory)
+
+    def get_memory(self, memory_id: str) -> Op[Memory | None]:
+        return ops.get_memory(memory_id)
+
+    def list_memories(
+        self, user_id: str, *, agent_id: str | None = None, limit: int = 100, offset: int = 0
+    ) -> Op[list[Memory]]:
+        return ops.list_memories(user_id, agent_id=agent_id, limit=limit, offset=offset)
+
+    def search_memories(
+        self, user_id: str, query: str, *, agent_id: str | None = None, limit: int = 5
+    ) -> Op[list[ScoredMemory]]:
+        return ops.search_memories(user_id, query, agent_id=agent_id, limit=limit)
+
+    def delete_memory(self, memory_id: str) -> Op[bool]:
+        return ops.delete_memory(memory_id)
+
+    def recall_memories(
+        self,
+        user_id: str,
+        query: str,
+        *,
+        agent_id: str | None = None,
+        limit: int = 5,
+        recent: int = 3,
+    ) -> Op[tuple[list[ScoredMemory], list[Memory]]]:
+        return ops.recall_memories(user_id, query, agent_id=agent_id, limit=limit, recent=recent)
+
+    def upsert_learning(self, learning: Learning) -> Op[Learning]:
+        return ops.upsert_learning(learning)
+
+    def get_learning(self, learning_id: str) -> Op[Learning | None]:
+        return ops.get_learning(learning_id)
+
+    def query_learnings(
+        self,
+        *,
+        kind: str | None = None,
+        namespace: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        entity_id: str | None = None,
+        status: LearningStatus | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> Op[list[Learning]]:
+        return ops.query_learnings(
+            kind=kind,
+            namespace=namespace,
+            user_id=user_id,
+            session_id=session_id,
+            entity_id=entity_id,
+            status=status,
+            limit=limit,
+            offset=offset,
+        )
+
+    def search_learnings(
+        self,
+        query: str,
+        *,
+        kind: str | None = None,
+        namespace: str | None = None,
+        user_id: str | None = None,
+        status: LearningStatus | None = LearningStatus.ACTIVE,
+        limit: int = 5,
+    ) -> Op[list[ScoredLearning]]:
+        return ops.search_learnings(
+            query, kind=kind, namespace=namespace, user_id=user_id, status=status, limit=limit
+        )
+
+    def delete_learning(self, learning_id: str) -> Op[bool]:
+        return ops.delete_learning(learning_id)
+
+
+__all__ = ["MongoPlans"]
