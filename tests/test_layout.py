@@ -1,6 +1,7 @@
-"""The namespace layout of DESIGN.md section 1: kern-core owns ``kern/__init__.py`` and
-``kern/db/__init__.py``; every plugin adds only its ``kern/db/<name>/``, and every backend
-imports both from the editable workspace and from built wheels in a fresh virtualenv."""
+"""The namespace layout (docs/architecture.md, "Packages"): kern-core owns
+``kern/__init__.py`` and ``kern/db/__init__.py``; every plugin adds only its
+``kern/db/<name>/``, and every backend imports both from the editable workspace and from
+built wheels in a fresh virtualenv."""
 
 from __future__ import annotations
 

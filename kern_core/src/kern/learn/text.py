@@ -9,11 +9,10 @@ whitespace removed), by token Jaccard similarity, and by embedding cosine when c
 from __future__ import annotations
 
 import math
-import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 
-_WORD = re.compile(r"\w+", re.UNICODE)
+from kern.text import words as word_runs
 
 #: Words too common to help a search find the relevant item. "user" is one here: memories
 #: are written in the third person ("The user prefers..."), so nearly all of them hold it.
@@ -37,8 +36,9 @@ MAX_QUERY_TERMS = 16
 
 
 def words(text: str) -> list[str]:
-    """The casefolded word tokens of ``text``, in order."""
-    return [w.casefold() for w in _WORD.findall(text or "")]
+    """The casefolded words of ``text``, in order (``kern.text.words``, then casefolded, so
+    that recall and entity names match whatever case the user wrote)."""
+    return [w.casefold() for w in word_runs(text)]
 
 
 def search_query(

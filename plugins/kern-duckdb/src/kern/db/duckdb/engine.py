@@ -25,22 +25,14 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import NullPool
 
 import duckdb
-from kern.errors import ConfigurationError, SyncAsyncMismatchError, install_command
+from kern.db.registry import wrong_backend_hint
+from kern.errors import ConfigurationError, SyncAsyncMismatchError
 
 MEMORY = ":memory:"
 SCHEME = "duckdb"
 #: The SQLAlchemy dialect kern's engines use (``KernDuckDBDialect``, registered below).
 DRIVERNAME = "duckdb+kern"
 
-#: Schemes of other backends, so a wrong URL says which class to use instead.
-_OTHER_BACKENDS = {
-    "sqlite": ("SQLite", "SqliteDb", "kern.db.sqlite", "sqlite"),
-    "postgresql": ("PostgreSQL", "PostgresDb", "kern.db.postgres", "postgres"),
-    "postgres": ("PostgreSQL", "PostgresDb", "kern.db.postgres", "postgres"),
-    "mongodb": ("MongoDB", "MongoDb", "kern.db.mongo", "mongo"),
-    "redis": ("Redis", "RedisDb", "kern.db.redis", "redis"),
-    "rediss": ("Redis", "RedisDb", "kern.db.redis", "redis"),
-}
 _URL_FORMS = "duckdb:///relative/path.duckdb, duckdb:////absolute/path.duckdb or duckdb:///:memory:"
 
 
@@ -103,19 +95,11 @@ def from_url(db_url: str | URL, *, cls: str) -> Target:
 
 
 def wrong_backend(cls: str, drivername: str) -> ConfigurationError:
-    scheme = drivername.split("+", 1)[0].lower()
-    other = _OTHER_BACKENDS.get(scheme)
-    if other is None:
-        hint = "kern.db.connect(url) picks the backend that serves a URL's scheme"
-    else:
-        name, other_cls, module, extra = other
-        hint = (
-            f"for {name} use {other_cls} from {module} ({install_command(extra)}), or "
-            "kern.db.connect(url), which picks the backend from the URL"
-        )
+    """The error for another backend's URL; the registry says which class to use instead."""
+    scheme = drivername.lower()
     return ConfigurationError(
         f"{cls} stores in DuckDB and needs a duckdb:// URL (e.g. duckdb:///agent.duckdb), "
-        f"not a {scheme}:// one: {hint}."
+        f"not a {scheme}:// one: {wrong_backend_hint(scheme, backend='duckdb')}."
     )
 
 

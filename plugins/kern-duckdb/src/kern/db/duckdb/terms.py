@@ -1,7 +1,7 @@
 """Words to index terms: the same normalisation for stored text and for queries.
 
-Words are ``\\w+`` runs (as ``kern.db.sql.search.query_terms`` cuts queries, so no query
-syntax exists to be misread), case-folded (``Straße`` -> ``strasse``), stripped of accents
+Words are ``kern.text.words`` (as ``kern.db.sql.search.query_terms`` cuts queries, so no
+query syntax exists to be misread), case-folded (``Straße`` -> ``strasse``), stripped of accents
 (``café`` -> ``cafe``) and lightly stemmed for English: a plural ``-s``/``-es``/``-ies``, then
 ``-ed``/``-ing`` (when a vowel stays before it, undoubling ``preferred`` -> ``prefer``), then a
 final ``-e``. So "prefers", "preferred" and "preferring" meet, and so do "hike" and "hiking".
@@ -17,8 +17,8 @@ from collections import Counter
 from collections.abc import Iterable
 
 from kern.db.sql.search import query_terms
+from kern.text import words
 
-_WORD = re.compile(r"\w+", re.UNICODE)
 _VOWEL = re.compile(r"[aeiouy]")
 _UNDOUBLE = frozenset("bdfgkmnprt")
 
@@ -61,7 +61,7 @@ def document_terms(texts: Iterable[str]) -> tuple[Counter[str], int]:
     """The term frequencies of a document made of ``texts``, and its length in words."""
     counts: Counter[str] = Counter()
     for text in texts:
-        counts.update(normalise(match.group()) for match in _WORD.finditer(text))
+        counts.update(normalise(word) for word in words(text))
     counts.pop("", None)
     return counts, sum(counts.values())
 

@@ -15,7 +15,8 @@ from pymongo import AsyncMongoClient, MongoClient
 from pymongo.errors import ConfigurationError as PyMongoConfigurationError
 from pymongo.errors import InvalidURI
 
-from kern.errors import ConfigurationError, SyncAsyncMismatchError, install_command
+from kern.db.registry import wrong_backend_hint
+from kern.errors import ConfigurationError, SyncAsyncMismatchError
 
 SCHEMES = ("mongodb", "mongodb+srv")
 DEFAULT_DATABASE = "kern"
@@ -24,16 +25,6 @@ DEFAULT_PREFIX = "kern_"
 #: Characters MongoDB accepts in a database name on every platform (and nx-27017 in files).
 _DATABASE = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
 _PREFIX = re.compile(r"^[A-Za-z0-9_]{0,48}$")
-
-#: Schemes of other backends, so that a wrong URL says which class to use instead.
-_OTHER_BACKENDS = {
-    "sqlite": ("SQLite", "SqliteDb", "kern.db.sqlite", "sqlite"),
-    "postgresql": ("PostgreSQL", "PostgresDb", "kern.db.postgres", "postgres"),
-    "postgres": ("PostgreSQL", "PostgresDb", "kern.db.postgres", "postgres"),
-    "duckdb": ("DuckDB", "DuckDb", "kern.db.duckdb", "duckdb"),
-    "redis": ("Redis", "RedisDb", "kern.db.redis", "redis"),
-    "rediss": ("Redis", "RedisDb", "kern.db.redis", "redis"),
-}
 
 
 def check_url(db_url: object, *, cls: str) -> str:
@@ -52,20 +43,11 @@ def check_url(db_url: object, *, cls: str) -> str:
         )
     if scheme in SCHEMES:
         return db_url
-    base = scheme.split("+", 1)[0]
-    other = _OTHER_BACKENDS.get(base)
-    if other is None:
-        hint = "kern.db.connect(url) picks the backend that serves a URL's scheme"
-    else:
-        name, other_cls, module, extra = other
-        hint = (
-            f"for {name} use {other_cls} from {module} ({install_command(extra)}), or "
-            "kern.db.connect(url), which picks the backend from the URL"
-        )
     # The URL itself is not echoed: it may hold a password.
     raise ConfigurationError(
         f"{cls} stores in MongoDB and needs a mongodb:// or mongodb+srv:// URL (e.g. "
-        f"mongodb://localhost:27017/kern), not a {scheme}:// one: {hint}."
+        f"mongodb://localhost:27017/kern), not a {scheme}:// one: "
+        f"{wrong_backend_hint(scheme, backend='mongo')}."
     )
 
 

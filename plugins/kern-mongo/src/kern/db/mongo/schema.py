@@ -1,9 +1,9 @@
 """The collections kern keeps in MongoDB, their indexes, and the schema version of each.
 
-Every read path of the contract has an index (DESIGN.md section 3): the history read walks
-``{session_id, seq}`` backwards, listings walk ``{<filter>, updated_at_us}``, searches
-start from the multikey ``terms`` index. Index names are explicit so that they read well
-in ``db.collection.getIndexes()``.
+Every read path of the contract has an index (docs/architecture.md, "Stored records"): the
+history read walks ``{session_id, seq}`` backwards, listings walk ``{<filter>,
+updated_at_us}``, searches start from the multikey ``terms`` index. Index names are explicit
+so that they read well in ``db.collection.getIndexes()``.
 
 Migrations run forward: ``MIGRATIONS[name]`` lists, per version, the indexes that version
 adds. ``kern_schema_versions`` records the version each collection is at. The record is not

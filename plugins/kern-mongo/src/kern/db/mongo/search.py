@@ -16,10 +16,11 @@ Words are runs of letters and digits, lowercased, with accents folded (``Zürich
 from __future__ import annotations
 
 import math
-import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import TypeVar
+
+from kern.text import words as word_runs
 
 #: At most this many distinct words of a question are searched for.
 MAX_QUERY_TERMS = 32
@@ -27,8 +28,6 @@ MAX_QUERY_TERMS = 32
 CANDIDATES = 500
 #: At most this many distinct words are indexed per document.
 MAX_DOCUMENT_TERMS = 512
-
-_WORD = re.compile(r"\w+", re.UNICODE)
 
 _STOP_WORDS_TEXT = """
     a about above after again against all am an and any are as at be because been before
@@ -52,8 +51,8 @@ def _fold(word: str) -> str:
 
 def words(text: str) -> Iterable[str]:
     """The folded words of ``text`` that are not stop words, in order (repeats kept)."""
-    for match in _WORD.finditer(text or ""):
-        word = _fold(match.group())
+    for run in word_runs(text):
+        word = _fold(run)
         if word and word not in STOP_WORDS:
             yield word
 

@@ -20,7 +20,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from kern.errors import ConfigurationError, SyncAsyncMismatchError, install_command
+from kern.db.registry import wrong_backend_hint
+from kern.errors import ConfigurationError, SyncAsyncMismatchError
 
 SYNC_DRIVER = "psycopg"
 ASYNC_DRIVER = "psycopg_async"
@@ -36,15 +37,6 @@ _SYNC_ONLY = frozenset({SYNC_DRIVER, "psycopg2", "psycopg2cffi", "pg8000"})
 ENGINE_DEFAULTS: dict[str, Any] = {"pool_pre_ping": True}
 
 _SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-
-#: Schemes of other backends, so a wrong URL names the class to use instead.
-_OTHER_BACKENDS = {
-    "sqlite": ("SQLite", "SqliteDb", "kern.db.sqlite", "sqlite"),
-    "duckdb": ("DuckDB", "DuckDb", "kern.db.duckdb", "duckdb"),
-    "mongodb": ("MongoDB", "MongoDb", "kern.db.mongo", "mongo"),
-    "redis": ("Redis", "RedisDb", "kern.db.redis", "redis"),
-    "rediss": ("Redis", "RedisDb", "kern.db.redis", "redis"),
-}
 
 
 def check_schema(schema: str | None) -> str | None:
@@ -179,17 +171,10 @@ def _other_driver(cls: str, drivername: str, scheme: str) -> ConfigurationError:
 
 
 def wrong_backend(cls: str, drivername: str) -> ConfigurationError:
-    scheme = drivername.split("+", 1)[0].lower()
-    other = _OTHER_BACKENDS.get(scheme)
-    if other is None:
-        hint = "kern.db.connect(url) picks the backend that serves a URL's scheme"
-    else:
-        name, other_cls, module, extra = other
-        hint = (
-            f"for {name} use {other_cls} from {module} ({install_command(extra)}), or "
-            "kern.db.connect(url), which picks the backend from the URL"
-        )
+    """The error for another backend's URL; the registry says which class to use instead."""
+    scheme = drivername.lower()
     return ConfigurationError(
         f"{cls} stores in PostgreSQL and needs a postgresql:// URL (e.g. "
-        f"postgresql://user:pass@localhost:5432/app), not a {scheme}:// one: {hint}."
+        f"postgresql://user:pass@localhost:5432/app), not a {scheme}:// one: "
+        f"{wrong_backend_hint(scheme, backend='postgres')}."
     )

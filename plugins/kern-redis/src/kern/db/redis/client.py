@@ -16,23 +16,11 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
-from kern.errors import ConfigurationError, SyncAsyncMismatchError, install_command
+from kern.db.registry import wrong_backend_hint
+from kern.errors import ConfigurationError, SyncAsyncMismatchError
 
 SCHEMES = ("redis", "rediss", "unix")
 _TRUE = {"1", "true", "yes", "on"}
-
-#: Schemes of other backends, so a wrong URL says which class to use instead.
-_OTHER_BACKENDS = {
-    "sqlite": ("SqliteDb", "kern.db.sqlite", "sqlite"),
-    "sqlite+aiosqlite": ("AsyncSqliteDb", "kern.db.sqlite", "sqlite"),
-    "postgresql": ("PostgresDb", "kern.db.postgres", "postgres"),
-    "postgres": ("PostgresDb", "kern.db.postgres", "postgres"),
-    "postgresql+psycopg": ("PostgresDb", "kern.db.postgres", "postgres"),
-    "postgresql+psycopg_async": ("AsyncPostgresDb", "kern.db.postgres", "postgres"),
-    "mongodb": ("MongoDb", "kern.db.mongo", "mongo"),
-    "mongodb+srv": ("MongoDb", "kern.db.mongo", "mongo"),
-    "duckdb": ("DuckDb", "kern.db.duckdb", "duckdb"),
-}
 
 
 @dataclass(frozen=True)
@@ -57,17 +45,12 @@ def _split_url(db_url: str, cls: str) -> tuple[str, bool]:
     parts = urlsplit(db_url)
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
-        other = _OTHER_BACKENDS.get(scheme)
-        if other is not None:
-            name, module, extra = other
-            raise ConfigurationError(
-                f"{cls} needs a redis:// or rediss:// URL; {scheme}:// is a URL for "
-                f"{name} (from {module} import {name}; {install_command(extra)}), or "
-                "use kern.db.connect(url), which picks the class from the URL."
-            )
+        # As written: urlsplit finds no scheme in postgresql+psycopg_async:// ("_").
+        given = db_url.partition("://")[0].lower()
         raise ConfigurationError(
-            f"{cls} needs a redis://, rediss:// or unix:// URL, not {scheme}://; e.g. "
-            "redis://localhost:6379/0."
+            f"{cls} stores in Redis and needs a redis://, rediss:// or unix:// URL (e.g. "
+            f"redis://localhost:6379/0), not a {given}:// one: "
+            f"{wrong_backend_hint(given, backend='redis')}."
         )
     query = parse_qsl(parts.query, keep_blank_values=True)
     if not any(k == "cluster" for k, _ in query):

@@ -12,17 +12,17 @@ no operator in it means anything.
 from __future__ import annotations
 
 import math
-import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator
+
+from kern.text import words
 
 #: At most this many distinct terms of a query are searched.
 MAX_TERMS = 32
 #: Newest members read from each term's set: bounds the work of one search.
 CANDIDATES_PER_TERM = 256
 
-_WORD = re.compile(r"\w+", re.UNICODE)
 _VOWELS = frozenset("aeiouy")
 _K1, _B = 1.2, 0.75
 
@@ -56,8 +56,13 @@ def stem(word: str) -> str:
 
 
 def tokens(text: str) -> list[str]:
-    """Every word of ``text`` as an index term, repeats kept (for term frequency)."""
-    return [stem(match.group()) for match in _WORD.finditer(_fold(text or ""))]
+    """Every word of ``text`` as an index term, repeats kept (for term frequency).
+
+    The text is folded before ``kern.text.words`` cuts it, not word by word after: a
+    decomposed accent (``e`` + U+0301, not a word character) then does not split its word.
+    Stored indexes hold terms made this way, so queries must keep the order.
+    """
+    return [stem(word) for word in words(_fold(text or ""))]
 
 
 def query_terms(text: str) -> list[str]:

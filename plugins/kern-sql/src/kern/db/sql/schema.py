@@ -1,4 +1,4 @@
-"""The logical schema of DESIGN.md section 3 as SQLAlchemy Core tables.
+"""The logical records (docs/architecture.md, "Stored records") as SQLAlchemy Core tables.
 
 One ``MetaData`` per table prefix, built once per Db instance: nothing is reflected at run
 time. Indexes follow the read paths of the storage contract, so no read scans a table.

@@ -8,19 +8,17 @@ make one search arbitrarily expensive.
 
 from __future__ import annotations
 
-import re
+from kern.text import words
 
 #: At most this many distinct terms go into one search.
 MAX_TERMS = 32
-
-_WORD = re.compile(r"\w+", re.UNICODE)
 
 
 def query_terms(text: str, *, max_terms: int = MAX_TERMS) -> list[str]:
     """The distinct word tokens of ``text``, lowercased, in order of first appearance."""
     seen: dict[str, None] = {}
-    for match in _WORD.finditer(text or ""):
-        seen.setdefault(match.group().lower(), None)
+    for word in words(text):
+        seen.setdefault(word.lower(), None)
         if len(seen) >= max_terms:
             break
     return list(seen)

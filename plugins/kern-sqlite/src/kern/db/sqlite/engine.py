@@ -27,21 +27,13 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
-from kern.errors import ConfigurationError, SyncAsyncMismatchError, install_command
+from kern.db.registry import wrong_backend_hint
+from kern.errors import ConfigurationError, SyncAsyncMismatchError
 
 #: Seconds a writer waits for the lock before SQLite reports "database is locked".
 BUSY_TIMEOUT_S = 30.0
 MEMORY = ":memory:"
 
-#: Schemes of other backends, so a wrong URL says which class to use instead.
-_OTHER_BACKENDS = {
-    "postgresql": ("PostgreSQL", "PostgresDb", "kern.db.postgres", "postgres"),
-    "postgres": ("PostgreSQL", "PostgresDb", "kern.db.postgres", "postgres"),
-    "duckdb": ("DuckDB", "DuckDb", "kern.db.duckdb", "duckdb"),
-    "mongodb": ("MongoDB", "MongoDb", "kern.db.mongo", "mongo"),
-    "redis": ("Redis", "RedisDb", "kern.db.redis", "redis"),
-    "rediss": ("Redis", "RedisDb", "kern.db.redis", "redis"),
-}
 ASYNC_DRIVERS = frozenset({"aiosqlite"})
 
 
@@ -135,19 +127,11 @@ def sync_url(db_url: str | URL) -> str | URL:
 
 
 def wrong_backend(cls: str, drivername: str) -> ConfigurationError:
-    scheme = drivername.split("+", 1)[0].lower()
-    other = _OTHER_BACKENDS.get(scheme)
-    if other is None:
-        hint = "kern.db.connect(url) picks the backend that serves a URL's scheme"
-    else:
-        name, other_cls, module, extra = other
-        hint = (
-            f"for {name} use {other_cls} from {module} ({install_command(extra)}), or "
-            "kern.db.connect(url), which picks the backend from the URL"
-        )
+    """The error for another backend's URL; the registry says which class to use instead."""
+    scheme = drivername.lower()
     return ConfigurationError(
         f"{cls} stores in SQLite and needs a sqlite:// URL (e.g. sqlite:///agent.db), not "
-        f"a {scheme}:// one: {hint}."
+        f"a {scheme}:// one: {wrong_backend_hint(scheme, backend='sqlite')}."
     )
 
 
