@@ -12,7 +12,7 @@ What the registry and the core rely on beyond the methods:
 - ``is_async`` tells the two flavours apart; ``unavailable_errors`` and ``storage_target()``
   let the door (``kern.db.door``) report an unreachable database the same way everywhere.
 
-Rules every implementation keeps (docs/architecture.md, "The storage model"):
+Rules every implementation keeps (docs/architecture.md, "Stored records"):
 
 - ``append_run`` writes the run once, as its own row, and assigns ``seq`` atomically:
   concurrent writers from several processes never lose or duplicate a run.
