@@ -39,7 +39,7 @@ from kern.db.sql.migrations import (
     target_versions,
 )
 from kern.db.sql.ops import SqlOps
-from kern.db.sql.prepared import Link
+from kern.db.sql.prepared import Link, has_statement_listeners
 from kern.db.sql.schema import DEFAULT_PREFIX, build_tables, check_prefix
 from kern.db.sql.verify import Expectations, describe, log, missing_objects, table_expectations
 from kern.errors import (
@@ -121,10 +121,10 @@ class SqlDb(BaseDb):
         with self._guard:
             try:
                 observed: Connection | None = None
-                if getattr(self.engine, "_has_events", True):
-                    # Someone listens to this engine's statement events (a tracer, a
-                    # counter): run through SQLAlchemy's Connection so that they see every
-                    # statement.
+                if has_statement_listeners(self.engine):
+                    # Someone listens to statement events (a tracer, a counter; on the
+                    # engine, the Connection class or the dialect): run through SQLAlchemy's
+                    # Connection so that they see every statement.
                     observed = self.engine.connect()
                     pooled: Any = observed.connection
                 else:

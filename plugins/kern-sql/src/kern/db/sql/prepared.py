@@ -8,6 +8,35 @@ column, the type's own processor (``TypeEngine.bind_processor`` / ``result_proce
 values are converted exactly as SQLAlchemy would convert them. ``Link`` runs the SQL text on
 a DBAPI cursor, or through ``Connection.exec_driver_sql`` when someone listens to the
 engine's statement events (a tracer, a test's counter), so that they still see every one.
+On SQLite a primary-key read costs about 18 us this way against about 60 us observed.
+
+SQLAlchemy internals this relies on, and how they are kept honest. Skipping
+``Connection.execute`` means doing three of its jobs here, without public API for them:
+
+* Binding (``Prepared._compile``, once per statement shape, never per call): which
+  placeholder takes which parameter, in which order, is read from ``SQLCompiler.bind_names``
+  and ``SQLCompiler.positiontup`` (documented, but under "Core Internals"). The public
+  ``SQLCompiler.construct_expanded_state()`` cannot replace them: it wants a value for every
+  parameter and does not say which placeholders are the caller's and which are constants of
+  the statement. It does say what SQLAlchemy would bind, so each new shape is checked against
+  it, and a disagreement raises ``SqlAlchemyChanged`` at first use instead of sending values
+  to the wrong placeholders.
+* Observing (``has_statement_listeners``, every operation): the cursor path is taken only
+  when nobody listens to statement events, read from the flags SQLAlchemy itself checks:
+  ``_has_events`` on the engine, on the ``Connection`` class and on the dialect (then the
+  dialect's per-statement hooks, so a ``do_connect`` listener alone keeps the fast path).
+  Public API can only ask about one known listener (``event.contains``). An engine or
+  dialect flag that is gone reads as "listened to": every statement is still seen, slower.
+* Errors (``Link.wrap``): ``DBAPIError.instance``, SQLAlchemy's own factory from a driver
+  error to ``IntegrityError``, ``OperationalError``... (public name, undocumented).
+
+These move inside 2.0.x (the ``Connection`` class got its flag, and listeners on the class
+started to count, in 2.0.56), so SQLAlchemy is pinned to ``>=2.0.30,<2.1`` in
+plugins/kern-sql/pyproject.toml and, for its async bridge ``sqlalchemy.util.greenlet_spawn``,
+plugins/kern-postgres/pyproject.toml, and ``plugins/kern-sql/tests/
+test_sqlalchemy_internals.py`` checks each one's behaviour on the installed version, naming
+the internal and what to do when it fails. Run it, and the SQL backends' suites, on a new
+SQLAlchemy before widening the range.
 """
 
 from __future__ import annotations
@@ -16,12 +45,44 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Dialect
-from sqlalchemy.exc import DBAPIError
+import sqlalchemy
+from sqlalchemy import BindParameter, Connection, Dialect, Engine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.sql import ClauseElement, Insert, Select, Update
 
 Processor = Callable[[Any], Any] | None
 Params = Mapping[str, Any]
+
+#: Dialect events fired per statement (``do_connect`` is not: the pool fires it either way).
+_STATEMENT_HOOKS = (
+    "do_execute",
+    "do_execute_no_params",
+    "do_executemany",
+    "do_setinputsizes",
+    "handle_error",
+)
+
+
+class SqlAlchemyChanged(RuntimeError):
+    """The installed SQLAlchemy no longer works as the internals kern-sql reads assume."""
+
+
+def has_statement_listeners(engine: Engine) -> bool:
+    """True if SQLAlchemy would call listeners for statements on ``engine``'s connections.
+
+    Then ``SqlDb`` runs statements through a ``Connection``, so that the listeners see them.
+    """
+    try:
+        # The Connection class's flag exists, and counts, since 2.0.56.
+        if engine._has_events or getattr(Connection, "_has_events", False):
+            return True
+        dialect = engine.dialect
+        if not dialect._has_events:
+            return False
+        dispatch = dialect.dispatch
+        return any(getattr(dispatch, hook) for hook in _STATEMENT_HOOKS)
+    except AttributeError:  # a flag SQLAlchemy no longer has: see every statement, slower
+        return True
 
 
 @dataclass(frozen=True)
@@ -62,6 +123,43 @@ class _Given:
 
 
 _GIVEN: Any = _Given()
+
+
+class _Probe:
+    """Stands for a caller's value, to see where SQLAlchemy would bind it."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{self.name} given at call>"
+
+
+def _check_binding(compiled: Any, names: list[str], by_name: dict[str, BindParameter[Any]]) -> None:
+    """Raise ``SqlAlchemyChanged`` unless SQLAlchemy's public ``construct_expanded_state``
+    binds the statement as ``names`` and ``by_name`` (read from its internals) say."""
+    probes = {name: _Probe(name) for name in names if by_name[name].required}
+    ours = [
+        (name, probes[name] if name in probes else by_name[name].effective_value) for name in names
+    ]
+    try:
+        state = compiled.construct_expanded_state(probes)
+        given = state.parameters
+        order = state.positiontup if compiled.positional else list(given)
+        theirs = [(name, given.get(name, "<missing>")) for name in order]
+        same_sql = state.statement == compiled.string
+    except (SQLAlchemyError, AttributeError, TypeError) as exc:
+        theirs, same_sql = [("<error>", repr(exc))], False
+    if ours != theirs or not same_sql:  # each probe is only equal to itself
+        raise SqlAlchemyChanged(
+            f"SQLAlchemy {sqlalchemy.__version__} binds {compiled.string!r} as {theirs}, but "
+            f"kern-sql, reading SQLCompiler.bind_names / positiontup, would bind {ours}. Those "
+            "internals changed: run plugins/kern-sql/tests/test_sqlalchemy_internals.py, then "
+            "adapt kern.db.sql.prepared.Prepared._compile or keep SQLAlchemy below this "
+            "version (plugins/kern-sql/pyproject.toml)."
+        )
 
 
 class Prepared:
@@ -105,6 +203,7 @@ class Prepared:
             else:  # a literal of the statement itself (a constant in an expression)
                 value = bind.effective_value
                 slots.append((name, None, process(value) if process else value))
+        _check_binding(compiled, names, by_name)
         columns: tuple[str, ...] = ()
         results: tuple[Processor, ...] = ()
         if isinstance(self.statement, Select):
