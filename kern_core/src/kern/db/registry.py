@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,10 @@ def connect(url: str | None = None, *, is_async: bool | None = None, **options: 
             "no database configured: pass a URL to kern.db.connect(), set KERN_DB_URL, or "
             "put db_url = 'sqlite:///kern.db' in kern.toml or [tool.kern] of pyproject.toml."
         )
-    return backend_class(url, is_async=is_async)(db_url=url, **options)
+    # Every backend's constructor takes the URL as ``db_url`` (the contract, kern.db.base);
+    # the base classes cannot declare a constructor for all of them.
+    factory: Callable[..., BaseDb | AsyncBaseDb] = backend_class(url, is_async=is_async)
+    return factory(db_url=url, **options)
 
 
 def _unknown_scheme(scheme: str) -> ConfigurationError:
