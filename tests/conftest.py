@@ -1,8 +1,11 @@
-"""Fixtures shared by kern-core's tests: a scripted model server and SQLite databases."""
+"""Fixtures of kern-core's own tests: a model on the scripted server, SQLite databases.
+
+``scripted_server`` and ``scripted`` come from kern's pytest plugin
+(``kern.testing.pytest_plugin``), as they do for every backend plugin's tests.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,20 +14,6 @@ from kern.testing.scripted_server import ScriptedServer
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = REPO.parent / "shared" / "seeds"
-
-
-@pytest.fixture(scope="session")
-def scripted_server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as server:
-        yield server
-
-
-@pytest.fixture
-def scripted(scripted_server: ScriptedServer) -> Iterator[ScriptedServer]:
-    """The scripted server with no requests recorded and nothing queued."""
-    scripted_server.clear()
-    yield scripted_server
-    scripted_server.clear()
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -26,11 +27,16 @@ from pymongo import DESCENDING, MongoClient
 from pymongo.errors import DuplicateKeyError
 
 from kern.db.mongo import MongoDb
-from kern.db.mongo.testing import DEFAULT_URL, NxServer, ensure_nx, reachable
+
+REPO = Path(__file__).resolve().parents[2]
+# The nx-27017 launcher is test infrastructure (it installs nx-27017 in its own venv): it
+# lives with the Mongo tests, not in the runtime package.
+sys.path.insert(0, str(REPO / "plugins" / "kern-mongo" / "tests"))
+from nx_server import DEFAULT_URL, NxServer, ensure_nx, reachable  # noqa: E402
 
 NAME = "mongo"
 ENV_URL = "KERN_BENCH_MONGO_URL"
-NX_VENV = Path(__file__).resolve().parents[2] / ".kern-test" / "nx-27017"
+NX_VENV = REPO / ".kern-test" / "nx-27017"
 
 #: Servers this module started, by scratch folder.
 _servers: dict[Path, NxServer] = {}

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Iterator
 
 import pytest
-
-from kern.testing.scripted_server import ScriptedServer
 
 HOW_TO_INSTALL = "uv sync (in this repository) or pip install 'kern-memory[duckdb]'"
 
@@ -32,17 +29,3 @@ def duckdb_driver() -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
-
-
-@pytest.fixture(scope="session")
-def scripted_server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as server:
-        yield server
-
-
-@pytest.fixture
-def scripted(scripted_server: ScriptedServer) -> Iterator[ScriptedServer]:
-    """The scripted model server with no requests recorded and nothing queued."""
-    scripted_server.clear()
-    yield scripted_server
-    scripted_server.clear()

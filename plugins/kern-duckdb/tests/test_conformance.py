@@ -16,14 +16,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
 
-pytest.register_assert_rewrite("kern.testing.conformance", "kern.testing.isolation")
-
-from sqlalchemy import event, text  # noqa: E402
-from sqlalchemy.engine import Engine  # noqa: E402
-
-from kern.testing.conformance import AsyncBackendConformance, BackendConformance  # noqa: E402
+from kern.testing.conformance import AsyncBackendConformance, BackendConformance, Capabilities
 
 PROFILING = (
     "PRAGMA enable_profiling = 'no_output'",
@@ -101,6 +97,9 @@ def duckdb_rows(engine: Engine, prefix: str) -> list[str]:
 
 
 class TestDuckDbConformance(BackendConformance):
+    #: Every capability: the full contract (kern.testing.capabilities).
+    capabilities = Capabilities()
+
     def db_factory(self, tmp_path: Path) -> tuple[str, dict[str, Any]]:
         return "kern.db.duckdb:DuckDb", {"db_file": str(tmp_path / "kern.duckdb")}
 
@@ -114,6 +113,9 @@ class TestDuckDbConformance(BackendConformance):
 
 
 class TestAsyncDuckDbConformance(AsyncBackendConformance):
+    #: Every capability: the full contract (kern.testing.capabilities).
+    capabilities = Capabilities()
+
     def db_factory(self, tmp_path: Path) -> tuple[str, dict[str, Any]]:
         return "kern.db.duckdb:AsyncDuckDb", {"db_file": str(tmp_path / "kern.duckdb")}
 

@@ -1,4 +1,4 @@
-"""The MongoDB server these tests run against, fresh databases, and a scripted model.
+"""The MongoDB server these tests run against, and fresh databases on it.
 
 The server, in order: ``KERN_TEST_MONGO_URL``; else one already listening on
 127.0.0.1:27017; else a throwaway ``nx-27017`` (the wire-compatible server that stands in for
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,15 +26,22 @@ import pytest
 from pymongo import MongoClient
 
 from kern.db.base import TABLES
-from kern.db.mongo.testing import (
+
+# The helpers beside this file (nx_server: the server and its venv; mongo_probes: the
+# command counter) are imported by name by the test modules too. The importlib import mode
+# (root pyproject) puts no test folder on sys.path, so this conftest, loaded first, does.
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from mongo_probes import shared_counter  # noqa: E402
+from nx_server import (  # noqa: E402
     INSTALL_HINT,
     Server,
     ServerUnavailable,
     ensure_nx,
-    shared_counter,
     use_test_server,
 )
-from kern.testing.scripted_server import ScriptedServer
 
 shared_counter()  # before any client exists: pymongo gives listeners to new clients only
 
@@ -97,7 +105,7 @@ def _unavailable(message: str) -> None:
 @pytest.fixture(scope="session")
 def nx_executable() -> Path:
     """The nx-27017 executable, for tests that start, stop and restart a server of their
-    own (``kern.db.mongo.testing.NxServer``); installed in its venv if missing."""
+    own (``nx_server.NxServer``); installed in its venv if missing."""
     try:
         return ensure_nx(NX_VENV)
     except (ServerUnavailable, OSError) as exc:
@@ -115,17 +123,3 @@ def mongo_url(mongo: MongoTarget) -> str:
 def mongo_kwargs(mongo: MongoTarget, mongo_url: str) -> dict[str, str]:
     """Constructor arguments of a db on a fresh database (with this session's prefix)."""
     return {"db_url": mongo_url, "collection_prefix": mongo.prefix}
-
-
-@pytest.fixture(scope="session")
-def scripted_server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as server:
-        yield server
-
-
-@pytest.fixture
-def scripted(scripted_server: ScriptedServer) -> Iterator[ScriptedServer]:
-    """The scripted model server with no requests recorded and nothing queued."""
-    scripted_server.clear()
-    yield scripted_server
-    scripted_server.clear()

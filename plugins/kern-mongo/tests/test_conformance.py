@@ -16,11 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mongo_probes import examined, shared_counter  # beside conftest.py, which imports it
 
-pytest.register_assert_rewrite("kern.testing.conformance", "kern.testing.isolation")
-
-from kern.db.mongo.testing import examined, shared_counter  # noqa: E402
-from kern.testing.conformance import AsyncBackendConformance, BackendConformance  # noqa: E402
+from kern.testing.conformance import AsyncBackendConformance, BackendConformance, Capabilities
 
 COUNTER = shared_counter()
 
@@ -36,6 +34,9 @@ def read_cost(mongo: Any, database: str, run: Callable[[], None]) -> int:
 
 
 class _OnMongo:
+    #: Every capability, sync and async: the full contract (kern.testing.capabilities).
+    capabilities = Capabilities()
+
     @pytest.fixture(autouse=True)
     def _target(self, mongo: Any, mongo_kwargs: dict[str, str]) -> None:
         self.mongo = mongo

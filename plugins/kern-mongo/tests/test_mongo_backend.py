@@ -23,20 +23,20 @@ from urllib.parse import urlsplit
 
 import pytest
 from bson import ObjectId
-from pymongo import AsyncMongoClient, MongoClient
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure
-
-import kern.db
-from kern.agent import Agent
-from kern.db.mongo import AsyncMongoDb, DocumentTooLargeError, MongoDb, calls, codec, search
-from kern.db.mongo.testing import (
-    NxServer,
+from mongo_probes import (  # beside conftest.py, which puts this folder on sys.path
     examined,
     explain_find,
     plan_uses_index,
     raw_documents,
     shared_counter,
 )
+from nx_server import NxServer
+from pymongo import AsyncMongoClient, MongoClient
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure
+
+import kern.db
+from kern.agent import Agent
+from kern.db.mongo import AsyncMongoDb, DocumentTooLargeError, MongoDb, calls, codec, search
 from kern.errors import (
     ConfigurationError,
     InvalidTextError,

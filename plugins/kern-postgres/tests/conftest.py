@@ -1,4 +1,4 @@
-"""A real Postgres server for the tests, a fresh database per test session, the model server.
+"""A real Postgres server for the tests, and a fresh database per test session.
 
 Where the server comes from, first match wins:
 
@@ -35,8 +35,6 @@ import pytest
 from psycopg import sql
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import URL, make_url
-
-from kern.testing.scripted_server import ScriptedServer
 
 ENV_URL = "KERN_TEST_POSTGRES_URL"
 LOCAL_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -327,18 +325,3 @@ def examined_rows() -> Callable[[Engine], AbstractContextManager[list[int]]]:
 def plan_rows() -> Callable[[dict[str, Any]], int]:
     """``plan_rows(plan)``: the rows a JSON ``EXPLAIN ANALYZE`` plan node examined."""
     return rows_examined
-
-
-# -- the scripted model server ------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def scripted_server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as server:
-        yield server
-
-
-@pytest.fixture
-def scripted(scripted_server: ScriptedServer) -> Iterator[ScriptedServer]:
-    """The scripted server with no requests recorded and nothing queued."""
-    scripted_server.clear()
-    yield scripted_server
-    scripted_server.clear()

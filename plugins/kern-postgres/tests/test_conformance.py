@@ -21,15 +21,15 @@ from typing import Any, ClassVar
 import pytest
 from psycopg import sql
 
-pytest.register_assert_rewrite("kern.testing.conformance", "kern.testing.isolation")
-
-from kern.testing.conformance import AsyncBackendConformance, BackendConformance  # noqa: E402
+from kern.testing.conformance import AsyncBackendConformance, BackendConformance, Capabilities
 
 
 class _OnTheTestServer:
     """Points the recipe at this test session's database, in a schema of the test's own."""
 
     db_class: ClassVar[str]
+    #: Every capability, sync and async: the full contract (kern.testing.capabilities).
+    capabilities = Capabilities()
 
     @pytest.fixture(autouse=True)
     def _on_the_test_server(

@@ -1,6 +1,6 @@
 """Real Redis servers for the Redis backend's tests, and per-test key prefixes.
 
-Where the tests run (DESIGN.md section 7):
+Where the tests run (docs/architecture.md, "Where the backend tests run"):
 
 - ``redis_url``: ``KERN_TEST_REDIS_URL`` if set, else a server on ``127.0.0.1:6379``, else
   a throwaway ``redis-server`` this test session starts (and stops at the end).
@@ -33,8 +33,6 @@ from pathlib import Path
 import pytest
 import redis
 import redis.cluster
-
-from kern.testing.scripted_server import ScriptedServer
 
 ENV_URL = "KERN_TEST_REDIS_URL"
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -273,17 +271,3 @@ def redis_space(request: pytest.FixtureRequest) -> Iterator[Callable[[str], tupl
 def prefix(redis_space: Callable[[str], tuple[str, str]]) -> str:
     """A fresh key prefix on ``redis_url``, cleaned up after the test."""
     return redis_space("redis_url")[1]
-
-
-@pytest.fixture(scope="session")
-def scripted_server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as server:
-        yield server
-
-
-@pytest.fixture
-def scripted(scripted_server: ScriptedServer) -> Iterator[ScriptedServer]:
-    """The scripted model server with no requests recorded and nothing queued."""
-    scripted_server.clear()
-    yield scripted_server
-    scripted_server.clear()

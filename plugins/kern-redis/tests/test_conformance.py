@@ -24,9 +24,7 @@ import pytest
 import redis
 import redis.cluster
 
-pytest.register_assert_rewrite("kern.testing.conformance", "kern.testing.isolation")
-
-from kern.testing.conformance import AsyncBackendConformance, BackendConformance  # noqa: E402
+from kern.testing.conformance import AsyncBackendConformance, BackendConformance, Capabilities
 
 
 def command_calls(stats: dict[str, Any]) -> int:
@@ -96,6 +94,8 @@ class _OnRedis:
     """Where a suite's databases live: a server URL and a fresh key prefix per test."""
 
     target: ClassVar[str]
+    #: Every capability, standalone and on the cluster, sync and async: the full contract.
+    capabilities = Capabilities()
     #: The fixture giving the server: ``counting_url`` or ``cluster_nodes``.
     server: ClassVar[str] = "counting_url"
     url: str

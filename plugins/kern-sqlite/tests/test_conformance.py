@@ -16,14 +16,10 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-import pytest
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
 
-pytest.register_assert_rewrite("kern.testing.conformance", "kern.testing.isolation")
-
-from sqlalchemy import event, text  # noqa: E402
-from sqlalchemy.engine import Engine  # noqa: E402
-
-from kern.testing.conformance import AsyncBackendConformance, BackendConformance  # noqa: E402
+from kern.testing.conformance import AsyncBackendConformance, BackendConformance, Capabilities
 
 
 @contextmanager
@@ -77,10 +73,10 @@ def sqlite_rows(engine: Engine, prefix: str) -> list[str]:
     return rows
 
 
-#: FTS5 keeps a deleted row's terms in its index segments until they are merged (issue 12).
-
-
 class TestSqliteConformance(BackendConformance):
+    #: Every capability: the full contract (kern.testing.capabilities).
+    capabilities = Capabilities()
+
     def db_factory(self, tmp_path: Path) -> tuple[str, dict[str, Any]]:
         return "kern.db.sqlite:SqliteDb", {"db_file": str(tmp_path / "kern.db")}
 
@@ -94,6 +90,9 @@ class TestSqliteConformance(BackendConformance):
 
 
 class TestAsyncSqliteConformance(AsyncBackendConformance):
+    #: Every capability: the full contract (kern.testing.capabilities).
+    capabilities = Capabilities()
+
     def db_factory(self, tmp_path: Path) -> tuple[str, dict[str, Any]]:
         return "kern.db.sqlite:AsyncSqliteDb", {"db_file": str(tmp_path / "kern.db")}
 

@@ -46,6 +46,7 @@ from kern.records import (
     Session,
     ToolCall,
 )
+from kern.testing.capabilities import requires
 
 __all__ = [
     "BAD_IDS",
@@ -142,11 +143,6 @@ def _short(value: object, limit: int = 70) -> str:
 
 def _counts(counts: dict[str, int]) -> dict[str, int]:
     return {table: counts.get(table, 0) for table in _TABLES}
-
-
-def _has(store: Any, name: str) -> bool:
-    """Whether the db behind ``store`` has ``name`` (``recall_memories`` is optional)."""
-    return callable(getattr(getattr(store, "wrapped", store), name, None))
 
 
 # -- a victim's data ---------------------------------------------------------------------
@@ -256,9 +252,8 @@ async def _assert_sees_only_its_own(store: Any, other: str, victim: _Victim) -> 
     ):
         found = await getter(other)
         own([] if found is None else [found], field)
-    if _has(store, "recall_memories"):
-        ranked, newest = await store.recall_memories(other, "pistachio secret")
-        own([*(hit.memory for hit in ranked), *newest], "user_id")
+    ranked, newest = await store.recall_memories(other, "pistachio secret")
+    own([*(hit.memory for hit in ranked), *newest], "user_id")
 
 
 async def _assert_takes_nothing(store: Any, other: str, victim: _Victim) -> None:
@@ -357,21 +352,20 @@ def _id_calls(store: Any, victim: _Victim) -> list[IdCall]:
                 lambda b, f=field: store.search_learnings("pistachio", **{f: b}),
             )
         )
-    if _has(store, "recall_memories"):
-        calls += [
-            (
-                "recall_memories(bad, 'pistachio')",
-                "user_id",
-                False,
-                lambda b: store.recall_memories(b, "pistachio"),
-            ),
-            (
-                "recall_memories(victim, 'pistachio', agent_id=bad)",
-                "agent_id",
-                True,
-                lambda b: store.recall_memories(v.user, "pistachio", agent_id=b),
-            ),
-        ]
+    calls += [
+        (
+            "recall_memories(bad, 'pistachio')",
+            "user_id",
+            False,
+            lambda b: store.recall_memories(b, "pistachio"),
+        ),
+        (
+            "recall_memories(victim, 'pistachio', agent_id=bad)",
+            "agent_id",
+            True,
+            lambda b: store.recall_memories(v.user, "pistachio", agent_id=b),
+        ),
+    ]
 
     # Records: the victim's own, with one id field replaced (model_copy does not validate).
     def session_call(field: str) -> Callable[[Any], Awaitable[Any]]:
@@ -492,7 +486,7 @@ def _shown(entries: Iterable[str], needles: Iterable[str], most: int = 10) -> st
 
 
 class IsolationScenarios:
-    """The scenarios of this module, mixed into ``kern.testing.conformance._Scenarios``."""
+    """The scenarios of this module, mixed into ``kern.testing.conformance``'s scenarios."""
 
     # -- what a subclass provides (see the conformance module doc) -----------------------
     def raw_scan(self, db: Any) -> list[str]:
@@ -760,11 +754,10 @@ class IsolationScenarios:
                 f"search_learnings(query = {label})",
                 lambda b=bad: store.search_learnings(b, kind=learning.kind),
             )
-            if _has(store, "recall_memories"):
-                await refused(
-                    f"recall_memories(query = {label})",
-                    lambda b=bad: store.recall_memories(user, b),
-                )
+            await refused(
+                f"recall_memories(query = {label})",
+                lambda b=bad: store.recall_memories(user, b),
+            )
 
             # nothing was written
             assert await store.get_session(new_sid) is None, label
@@ -859,6 +852,7 @@ class IsolationScenarios:
         assert memories[1].memory_id in [hit.memory.memory_id for hit in found]
 
     # -- 5. forget_user, on the raw storage ----------------------------------------------------
+    @requires("raw_storage_scan")
     async def test_forget_user_leaves_no_raw_trace(self, db: Any, store: Any) -> None:
         """After forget_user, the backend's raw storage (``raw_scan``) holds the user's id
         nowhere, and the words the user wrote in no table, collection or key: full-text

@@ -24,6 +24,7 @@ import pytest
 
 from kern.errors import VersionConflictError
 from kern.records import Memory, Message, Run, Session
+from kern.testing.capabilities import requires
 
 __all__ = ["Awaiting", "TurnScenarios", "a_turn", "fault_between_halves"]
 
@@ -52,7 +53,7 @@ def _numbered(session_id: str, i: int, **fields: Any) -> Run:
 
 
 class TurnScenarios:
-    """``commit_turn`` scenarios, mixed into ``kern.testing.conformance._Scenarios``."""
+    """``commit_turn`` scenarios, mixed into ``kern.testing.conformance``'s scenarios."""
 
     async def _concurrently(self, calls: Sequence[Callable[[], Awaitable[Any]]]) -> list[Any]:
         raise NotImplementedError  # provided by each suite (threads or tasks)
@@ -154,6 +155,7 @@ class TurnScenarios:
         assert [r.input for r in await store.get_last_runs(sid, 5)] == ["once", "next"]
         assert (await store.get_session(sid)).version == 2
 
+    @requires("concurrent_use")
     async def test_commits_and_appends_at_once_keep_seq_and_state_exact(self, store: Any) -> None:
         sid = _uid("s")
         await store.commit_turn(

@@ -1,0 +1,38 @@
+"""Every topic of the suite composed into one class of scenarios.
+
+Why one composition: ``BackendConformance`` and ``AsyncBackendConformance`` both derive
+from ``Scenarios``, so a scenario added to any topic mixin runs in both suites of every
+backend, with nothing to register.
+"""
+
+from __future__ import annotations
+
+from kern.testing.conformance.base import ScenarioBase
+from kern.testing.conformance.concurrency import ConcurrencyScenarios
+from kern.testing.conformance.learnings import LearningScenarios
+from kern.testing.conformance.lifecycle import LifecycleScenarios
+from kern.testing.conformance.memories import MemoryScenarios
+from kern.testing.conformance.runs import RunScenarios
+from kern.testing.conformance.sessions import SessionScenarios
+from kern.testing.isolation import IsolationScenarios
+from kern.testing.turns import TurnScenarios
+
+__all__ = ["Scenarios"]
+
+
+class Scenarios(
+    SessionScenarios,
+    RunScenarios,
+    ConcurrencyScenarios,
+    MemoryScenarios,
+    LearningScenarios,
+    LifecycleScenarios,
+    IsolationScenarios,
+    TurnScenarios,
+    ScenarioBase,
+):
+    """Every behaviour of the contract, written once against ``store`` (see the package doc).
+
+    Not collected itself (no ``Test`` prefix); ``BackendConformance`` and
+    ``AsyncBackendConformance`` turn these into the sync and async suites.
+    """
