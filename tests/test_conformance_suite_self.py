@@ -25,7 +25,7 @@ from kern.testing.conformance import (
     build_db,
     requires,
 )
-from kern.testing.conformance._sync import _AwaitableDb, _drive, _Ready
+from kern.testing.conformance._sync import _AwaitableDb, _drive
 from kern.testing.conformance.recipes import _check_recipe
 from kern.testing.conformance.scenarios import Scenarios
 
@@ -67,9 +67,14 @@ def test_sync_driver_runs_the_scenario_body() -> None:
         suite.test_get_unknown_session_is_none(store=_AwaitableDb(_Stub("found")))
 
 
-def test_drive_refuses_a_scenario_that_suspends() -> None:
-    assert _drive(_Ready(42)) == 42
+def test_drive_performs_awaited_db_calls_with_kerns_driver() -> None:
+    async def scenario() -> object:
+        return await _AwaitableDb(_Stub("found")).get_session("s")
 
+    assert _drive(scenario()) == "found"
+
+
+def test_drive_refuses_a_scenario_that_suspends() -> None:
     async def suspends() -> None:
         await asyncio.sleep(0)
 

@@ -2,67 +2,55 @@
 
 Why a module of its own: every scenario is written once, as a coroutine that awaits the
 contract's calls (``kern.testing.conformance``, "How one scenario serves both suites"). The
-sync suite must call a sync db exactly as user code does, in the test's own thread, so it
-wraps the db in ``_AwaitableDb`` (each call runs at once and hands back a ``_Ready``
-awaitable) and drives the scenario to its end with ``_drive``, which refuses a scenario that
-really suspends. ``_sync_test`` turns a scenario into the plain test function pytest runs.
-kern's core effect driver is meant to replace ``_drive``; it is kept here, alone, for that.
+sync suite must call a sync db exactly as user code does, in the test's own thread. So it
+wraps the db in ``_AwaitableDb``, whose calls are effects (``kern.effects.Call``, awaitable),
+and ``_drive`` runs the scenario's coroutine with kern's own sync driver
+(``kern.effects.run``): each awaited call is performed at once, in this thread, its result
+or exception sent back in at the ``await``. Anything else awaited would need an event loop,
+and is refused. ``_sync_test`` turns a scenario into the plain test function pytest runs.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from kern.db.base import BaseDb
+from kern.effects import Call, run
 
-__all__ = ["_AwaitableDb", "_Ready", "_drive", "_sync_test"]
-
-
-class _Ready:
-    """An awaitable whose result is already there: awaiting it never suspends."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __await__(self) -> Iterator[Any]:
-        return self.value
-        yield  # pragma: no cover - makes this a generator
+__all__ = ["_AwaitableDb", "_drive", "_sync_test"]
 
 
 class _AwaitableDb:
-    """A sync db seen through awaitable calls: each method runs at once, in this thread,
-    and its result is handed back ready to ``await``. Exceptions raise at the call."""
+    """A sync db seen through awaitable calls: ``await store.get_session(...)`` asks the
+    driver to call ``db.get_session(...)`` in this thread."""
 
     def __init__(self, db: BaseDb) -> None:
         self.wrapped = db
 
-    def __getattr__(self, name: str) -> Callable[..., _Ready]:
+    def __getattr__(self, name: str) -> Callable[..., Call]:
         method = getattr(self.wrapped, name)
 
-        def call(*args: Any, **kwargs: Any) -> _Ready:
-            return _Ready(method(*args, **kwargs))
+        def call(*args: Any, **kwargs: Any) -> Call:
+            return Call(functools.partial(method, *args, **kwargs), {}, name)
 
         return call
 
 
-def _drive(awaitable: Awaitable[Any]) -> Any:
-    """Run an awaitable that never suspends to its end, without an event loop."""
-    steps = awaitable.__await__()
-    try:
-        yielded = steps.send(None)
-    except StopIteration as done:
-        return done.value
-    close = getattr(steps, "close", None)
-    if close is not None:
-        close()
+def _perform(effect: object) -> Any:
+    if isinstance(effect, Call):
+        return effect.function(**effect.kwargs)
     raise TypeError(
-        f"a sync-suite scenario awaited something that suspends ({yielded!r}); sync scenarios "
+        f"a sync-suite scenario awaited something that suspends ({effect!r}); sync scenarios "
         "may only await the db's results"
     )
+
+
+def _drive(awaitable: Awaitable[Any]) -> Any:
+    """Run a scenario's coroutine to its end, performing its db calls in this thread."""
+    return run(awaitable.__await__(), _perform)  # type: ignore[arg-type]
 
 
 def _sync_test(scenario: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
