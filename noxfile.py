@@ -20,8 +20,10 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
+    """The README's lint: ruff, then mypy (strict; the plugins' relaxations in pyproject)."""
     session.run("uv", "run", "ruff", "check", ".", external=True)
     session.run("uv", "run", "ruff", "format", "--check", ".", external=True)
+    session.run("uv", "run", "mypy", external=True)
 
 
 @nox.session
