@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sqlite3
 import sys
 from collections import Counter, defaultdict
@@ -55,12 +54,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kern.text import words
+
 DEFAULT_PATH = Path(__file__).resolve().parent / "data" / "recall_quality.jsonl"
 
 #: The share of questions that may share a content word with their answer (at most).
 MAX_OVERLAP_SHARE = 0.40
 
-_WORD = re.compile(r"\w+", re.UNICODE)
 
 _STOPWORDS = """
     a about above after again against all am an and any anything are as at be because been
@@ -124,7 +124,7 @@ def stem(word: str) -> str:
 def _content_tokens(text: str) -> list[str]:
     """The words of ``text`` that carry content, lowercased and unstemmed."""
     out = []
-    for raw in _WORD.findall(text.lower()):
+    for raw in words(text.lower()):
         if len(raw) < 2 and not raw.isdigit():
             continue
         if raw in STOPWORDS or stem(raw) in STOPWORDS:
