@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from kern import storage
 from kern.effects import ModelCall, Turn
 from kern.errors import ConfigurationError, SyncAsyncMismatchError
+from kern.ids import check_id, check_input
 from kern.learn.base import (
     AGENT,
     Extraction,
@@ -38,10 +39,20 @@ from kern.learn.base import (
     parse_arguments,
 )
 from kern.learn.scope import LearningScope, Recall
+from kern.learn.stores import UserMemoryStore
+from kern.learn.text import search_query
 from kern.models.base import Model
 from kern.performers import arun_turn, run_turn
 from kern.plugins import Registry, registry, resolve
-from kern.records import Learning, LearningStatus, Memory, Message, Run, RunStatus
+from kern.records import (
+    Learning,
+    LearningStatus,
+    Memory,
+    Message,
+    Run,
+    RunStatus,
+    ScoredMemory,
+)
 from kern.tools import Tool
 
 if TYPE_CHECKING:
@@ -436,6 +447,76 @@ class LearningMachine:
 
     async def aget_user_profile(self, user_id: str) -> dict[str, Any] | None:
         return await self._async(self._profile(user_id))
+
+    # -- memories --------------------------------------------------------------------
+    def _memory_store(self) -> UserMemoryStore:
+        store = self.store(UserMemoryStore.kind)
+        if not isinstance(store, UserMemoryStore):
+            raise ConfigurationError(
+                f"the user_memory store of this machine is {type(store).__name__}, not a "
+                "UserMemoryStore: add and search its memories through that store"
+            )
+        return store
+
+    def _add_memory(
+        self, user_id: str, content: str, topics: Sequence[str] | None, agent_id: str | None
+    ) -> Turn[Memory | None]:
+        check_id("user_id", user_id)
+        check_id("agent_id", agent_id, optional=True)
+        check_input(content)
+        content = content.strip()
+        if not content:
+            return None
+        return (
+            yield from self._memory_store().remember(
+                user_id, content, list(topics or ()), agent_id=agent_id
+            )
+        )
+
+    def add_memory(
+        self,
+        user_id: str,
+        content: str,
+        topics: Sequence[str] | None = None,
+        *,
+        agent_id: str | None = None,
+    ) -> Memory | None:
+        """Store a memory of ``user_id`` now, whatever the store's mode (a person adding
+        it is its approval). A restated memory is refreshed, not repeated; blank content
+        stores nothing (``None``)."""
+        return self._sync(self._add_memory(user_id, content, topics, agent_id), "add_memory")
+
+    async def aadd_memory(
+        self,
+        user_id: str,
+        content: str,
+        topics: Sequence[str] | None = None,
+        *,
+        agent_id: str | None = None,
+    ) -> Memory | None:
+        return await self._async(self._add_memory(user_id, content, topics, agent_id))
+
+    def _search_memories(
+        self, user_id: str, query: str, limit: int, agent_id: str | None
+    ) -> Turn[list[ScoredMemory]]:
+        check_id("user_id", user_id)
+        check_input(query)
+        terms = search_query(query)
+        if not terms or limit < 1:
+            return []
+        return (yield from storage.search_memories(user_id, terms, agent_id=agent_id, limit=limit))
+
+    def search_memories(
+        self, user_id: str, query: str, limit: int = 5, *, agent_id: str | None = None
+    ) -> list[ScoredMemory]:
+        """``user_id``'s memories most relevant to ``query``, best first: the ranking a
+        turn's recall uses (the query's content words, searched by the backend)."""
+        return self._sync(self._search_memories(user_id, query, limit, agent_id), "search_memories")
+
+    async def asearch_memories(
+        self, user_id: str, query: str, limit: int = 5, *, agent_id: str | None = None
+    ) -> list[ScoredMemory]:
+        return await self._async(self._search_memories(user_id, query, limit, agent_id))
 
     # -- maintenance -----------------------------------------------------------------
     @property

@@ -834,8 +834,28 @@ class UserMemoryStore(LearningStore):
                 source_run_id=scope.run_id,
             )
             return (yield from storage.upsert_learning(proposal))
+        return (
+            yield from self.remember(
+                user_id, content, topics, agent_id=scope.agent_id, source_run_id=scope.run_id
+            )
+        )
+
+    def remember(
+        self,
+        user_id: str,
+        content: str,
+        topics: Sequence[str] = (),
+        *,
+        agent_id: str | None = None,
+        source_run_id: str | None = None,
+    ) -> Turn[Memory]:
+        """Store ``content`` as a memory of ``user_id`` now (no proposal): a restatement of
+        a stored memory refreshes that one (its topics merged) instead of adding another."""
+        query = search_query(content)
         if query:
-            hits = yield from storage.search_memories(user_id, query, agent_id=agent_id, limit=5)
+            hits = yield from storage.search_memories(
+                user_id, query, agent_id=agent_id if self.per_agent else None, limit=5
+            )
             for hit in hits:
                 if _is_duplicate(content, hit.memory.content):
                     memory = hit.memory.model_copy(
@@ -844,10 +864,10 @@ class UserMemoryStore(LearningStore):
                     return (yield from storage.upsert_memory(memory))
         memory = Memory(
             user_id=user_id,
-            agent_id=scope.agent_id,
+            agent_id=agent_id,
             content=content,
             topics=list(topics),
-            source_run_id=scope.run_id,
+            source_run_id=source_run_id,
         )
         return (yield from storage.upsert_memory(memory))
 
