@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import ClauseElement, Connection, Table, bindparam, or_, select, text
+from sqlalchemy import BindParameter, ClauseElement, Connection, Table, bindparam, or_, select, text
 
 from kern.db.duckdb.lookup import InLookup
 from kern.db.duckdb.terms import document_terms, json_texts, search_terms
@@ -148,7 +148,7 @@ class LearningTerms:
     def __init__(self, prepare: Prepare, tables: Tables, terms: Table) -> None:
         self.table = terms
         lt, s = tables.learnings, tables.sessions
-        uid = bindparam("user_id")
+        uid: BindParameter[str] = bindparam("user_id")
         self._drop = prepare(terms.delete().where(terms.c.learning_id == bindparam("id")))
         users_learnings = select(lt.c.learning_id).where(
             or_(

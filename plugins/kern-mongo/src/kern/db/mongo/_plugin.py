@@ -1,11 +1,13 @@
 """Registers the mongo backend with kern (entry point ``kern: mongo``)."""
 
+from collections.abc import Callable
+
 from kern.hookspecs import hookimpl
 from kern.plugins import Backend
 
 
 @hookimpl
-def register_backends(register):
+def register_backends(register: Callable[[Backend], None]) -> None:
     register(
         Backend(
             name="mongo",

@@ -1,5 +1,7 @@
 """Registers the redis backend with kern (entry point ``kern: redis``)."""
 
+from collections.abc import Callable
+
 from kern.hookspecs import hookimpl
 from kern.plugins import Backend, LearningStoreSpec
 
@@ -7,7 +9,7 @@ ONE_CALL_MEMORY = "kern.learn.stores:OneCallUserMemoryStore"
 
 
 @hookimpl
-def register_backends(register):
+def register_backends(register: Callable[[Backend], None]) -> None:
     register(
         Backend(
             name="redis",
@@ -20,7 +22,7 @@ def register_backends(register):
 
 
 @hookimpl
-def register_learning_stores(register):
+def register_learning_stores(register: Callable[[LearningStoreSpec], None]) -> None:
     """redis's own user-memory store: a turn's recall pipelines its two reads together
     (lazy: importing this module imports no driver)."""
     register(LearningStoreSpec("user_memory", ONE_CALL_MEMORY, backend="redis"))

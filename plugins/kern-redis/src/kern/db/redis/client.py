@@ -76,9 +76,9 @@ def _where(url: str) -> str:
         user = f"{parts.username}:***@" if parts.username else ":***@"
         netloc = user + netloc.rsplit("@", 1)[1]
     # By hand: urlunsplit would drop the "//" of unix:///path URLs.
-    query = f"?{parts.query}" if parts.query else ""
+    search = f"?{parts.query}" if parts.query else ""
     fragment = f"#{parts.fragment}" if parts.fragment else ""
-    return f"{parts.scheme}://{netloc}{parts.path}{query}{fragment}"
+    return f"{parts.scheme}://{netloc}{parts.path}{search}{fragment}"
 
 
 _SYNC = (redis.Redis, redis.cluster.RedisCluster)

@@ -47,7 +47,7 @@ def micros(moment: datetime) -> int:
 
 
 def iso(moment: datetime) -> str:
-    return _DATETIME.dump_python(moment, mode="json")  # type: ignore[no-any-return]
+    return _DATETIME.dump_python(moment, mode="json")
 
 
 def parse_time(value: Any) -> datetime:

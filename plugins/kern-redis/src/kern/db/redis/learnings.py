@@ -115,7 +115,8 @@ def search_learnings(
 ) -> Plan[list[ScoredLearning]]:
     keys = ctx.keys
     scopes = {"user_id": user_id, "namespace": namespace, "kind": kind}
-    given = [(f, v) for f, v in scopes.items() if v is not None] or [("all", None)]
+    scoped: list[tuple[str, str | None]] = [(f, v) for f, v in scopes.items() if v is not None]
+    given = scoped or [("all", None)]
     by_index = {keys.learning_index(f, v, None): (f, v) for f, v in given}
     index = yield from _smallest(list(by_index))
     field, value = by_index[index]

@@ -21,10 +21,22 @@ in only what its database does differently:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, ClassVar, Protocol
 
-from sqlalchemy import ClauseElement, Connection, Dialect, Engine, Table, bindparam, func, select
+from sqlalchemy import (
+    ClauseElement,
+    Column,
+    Connection,
+    Dialect,
+    Engine,
+    Table,
+    bindparam,
+    func,
+    select,
+)
+from sqlalchemy.sql.base import ReadOnlyColumnCollection
+from sqlalchemy.sql.elements import KeyedColumnElement
 
 from kern.db.sql.migrations import Plan
 from kern.db.sql.prepared import Link, Prepared
@@ -37,11 +49,30 @@ Scored = tuple[Mapping[str, Any], float]
 
 
 class Searcher(Protocol):
-    """A dialect's ranked text search over one table (SQLite's FTS5, Postgres's tsvector)."""
+    """A dialect's ranked text search over one table (SQLite's FTS5, Postgres's tsvector).
+
+    Called with positional arguments: the query text, the filters (column name -> value,
+    None for no filter on that column) and the most rows to return.
+    """
 
     def search(
-        self, link: Link, query: str, filters: Mapping[str, Any], limit: int
+        self, link: Link, text: str, filters: dict[str, Any], limit: int, /
     ) -> list[Scored]: ...
+
+
+class OnConflictInsert(Protocol):
+    """What ``upsert`` / ``insert_if_absent`` use of a dialect's INSERT construct: the
+    ``ON CONFLICT`` clauses of ``sqlalchemy.dialects.sqlite.Insert`` and
+    ``sqlalchemy.dialects.postgresql.Insert``."""
+
+    @property
+    def excluded(self) -> ReadOnlyColumnCollection[str, KeyedColumnElement[Any]]: ...
+
+    def on_conflict_do_update(
+        self, *, index_elements: Iterable[Column[Any]], set_: Mapping[str, Any]
+    ) -> ClauseElement: ...
+
+    def on_conflict_do_nothing(self, *, index_elements: Iterable[Column[Any]]) -> ClauseElement: ...
 
 
 class SqlDialect:
@@ -56,8 +87,9 @@ class SqlDialect:
     #: How many times ``append_run`` tries when seq collides (only if not serialised).
     seq_attempts: ClassVar[int] = 50
     #: A dialect ``insert()`` with ``on_conflict_do_update`` / ``on_conflict_do_nothing``
-    #: (``sqlalchemy.dialects.sqlite.insert``, ``...postgresql.insert``).
-    insert_construct: ClassVar[Callable[[Table], Any] | None] = None
+    #: (``sqlalchemy.dialects.sqlite.insert``, ``...postgresql.insert``), set as a
+    #: ``staticmethod`` so that it is not bound to the dialect.
+    insert_construct: ClassVar[staticmethod[[Table], OnConflictInsert] | None] = None
 
     def __init__(self, tables: Tables, sql_dialect: Dialect) -> None:
         self.tables = tables
@@ -127,13 +159,13 @@ class SqlDialect:
         return int(link.scalar(self._next_seq, {"session_id": session_id}))
 
     # -- upserts ----------------------------------------------------------------------
-    def _insert(self, table: Table) -> Any:
+    def _insert(self, table: Table) -> OnConflictInsert:
         if self.insert_construct is None:
             raise NotImplementedError(
                 f"{type(self).__name__} must set insert_construct or override upsert "
                 "and insert_if_absent"
             )
-        return type(self).insert_construct(table)  # type: ignore[misc]
+        return self.insert_construct(table)
 
     def upsert(self, table: Table, key: str, *, keep: tuple[str, ...] = ()) -> ClauseElement:
         """An insert-or-update on ``key``, executed with a full row as parameters.
@@ -142,16 +174,14 @@ class SqlDialect:
         """
         stmt = self._insert(table)
         skip = {key, *keep}
-        return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
+        return stmt.on_conflict_do_update(
             index_elements=[table.c[key]],
             set_={c.name: stmt.excluded[c.name] for c in table.c if c.name not in skip},
         )
 
     def insert_if_absent(self, table: Table, key: str) -> ClauseElement:
         """An insert that does nothing (rowcount 0) when ``key`` is already stored."""
-        return self._insert(table).on_conflict_do_nothing(  # type: ignore[no-any-return]
-            index_elements=[table.c[key]]
-        )
+        return self._insert(table).on_conflict_do_nothing(index_elements=[table.c[key]])
 
     # -- text search ------------------------------------------------------------------
     #: Set by a dialect whose database has text search; the search methods below use them.

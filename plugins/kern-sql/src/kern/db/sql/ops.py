@@ -13,7 +13,7 @@ from datetime import UTC
 from typing import Any
 
 from pydantic import JsonValue, TypeAdapter, ValidationError
-from sqlalchemy import ClauseElement, Dialect, Select, bindparam, or_, select
+from sqlalchemy import BindParameter, ClauseElement, Dialect, Select, bindparam, or_, select
 
 from kern.db.sql.codec import learning_from, memory_from, run_from, session_from, to_row
 from kern.db.sql.dialect import SqlDialect
@@ -63,7 +63,7 @@ class SqlOps:
         self._shapes: dict[Hashable, Prepared] = {}
         p = self._prepare
         s, r, m, lt = tables.sessions, tables.runs, tables.memories, tables.learnings
-        sid = bindparam("session_id")
+        sid: BindParameter[str] = bindparam("session_id")
 
         self._get_session = p(select(s).where(s.c.session_id == sid))
         self._session_stamp = p(select(s.c.version, s.c.created_at).where(s.c.session_id == sid))
@@ -105,7 +105,7 @@ class SqlOps:
         self._get_learning = p(select(lt).where(lt.c.learning_id == bindparam("id")))
         self._delete_learning = p(lt.delete().where(lt.c.learning_id == bindparam("id")))
 
-        uid = bindparam("user_id")
+        uid: BindParameter[str] = bindparam("user_id")
         user_sessions = select(s.c.session_id).where(s.c.user_id == uid)
         self._forget: dict[str, list[Prepared]] = {
             "runs": [

@@ -43,12 +43,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy
 from sqlalchemy import BindParameter, Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.sql import ClauseElement, Insert, Select, Update
+from sqlalchemy.sql.compiler import SQLCompiler
 
 Processor = Callable[[Any], Any] | None
 Params = Mapping[str, Any]
@@ -186,8 +187,14 @@ class Prepared:
 
     def _compile(self, column_keys: tuple[str, ...] | None) -> Form:
         dialect = self.dialect
-        compiled = self.statement.compile(
-            dialect=dialect, column_keys=list(column_keys) if column_keys else None
+        # Prepared statements are queries and DML, which the dialect's SQLCompiler compiles
+        # (SQLAlchemy types their ``compile()`` so). Its binding internals read below are
+        # checked by ``_check_binding`` (see the module docstring).
+        compiled = cast(
+            SQLCompiler,
+            self.statement.compile(
+                dialect=dialect, column_keys=list(column_keys) if column_keys else None
+            ),
         )
         by_name = {name: bind for bind, name in compiled.bind_names.items()}
         positional = bool(compiled.positional)

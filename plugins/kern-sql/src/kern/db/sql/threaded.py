@@ -32,7 +32,7 @@ class ThreadedSqlFileDb(ThreadedAsyncDb):
 
     @property
     def db_file(self) -> str:
-        return self.sync_db.db_file  # type: ignore[attr-defined,no-any-return]
+        return self.sync_db.db_file  # type: ignore[attr-defined]
 
     def storage_target(self) -> str:
         return self.sync_db.storage_target()

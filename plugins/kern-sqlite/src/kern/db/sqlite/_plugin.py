@@ -1,5 +1,7 @@
 """Registers the SQLite backend with kern (entry point ``kern: sqlite``)."""
 
+from collections.abc import Callable
+
 from kern.hookspecs import hookimpl
 from kern.plugins import Backend, LearningStoreSpec
 
@@ -7,7 +9,7 @@ ONE_CALL_MEMORY = "kern.learn.stores:OneCallUserMemoryStore"
 
 
 @hookimpl
-def register_backends(register):
+def register_backends(register: Callable[[Backend], None]) -> None:
     register(
         Backend(
             name="sqlite",
@@ -20,7 +22,7 @@ def register_backends(register):
 
 
 @hookimpl
-def register_learning_stores(register):
+def register_learning_stores(register: Callable[[LearningStoreSpec], None]) -> None:
     """sqlite's own user-memory store: a turn's recall reads its memories on one
     connection (lazy: importing this module imports no driver)."""
     register(LearningStoreSpec("user_memory", ONE_CALL_MEMORY, backend="sqlite"))

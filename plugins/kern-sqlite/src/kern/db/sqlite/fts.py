@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    ColumnClause,
     ColumnElement,
     Connection,
     Select,
@@ -327,11 +328,13 @@ class FtsIndex:
         self._key_columns = tuple(key_columns)
         name = f"{base.name}_fts"
         fts = table(name, column("rowid"))
-        self._fts_ref = literal_column(_q(name))
+        self._fts_ref: ColumnClause[Any] = literal_column(_q(name))
         # A keyed index weighs its key column 0: the user token adds nothing to a score.
-        weights = [literal_column(w) for w in ("0.0", *("1.0" for _ in key_columns))]
+        weights: list[ColumnClause[Any]] = [
+            literal_column(w) for w in ("0.0", *("1.0" for _ in key_columns))
+        ]
         self._rank = func.bm25(self._fts_ref, *(weights if key_columns else ()))
-        rowid = literal_column(f"{_q(base.name)}.rowid")
+        rowid: ColumnClause[Any] = literal_column(f"{_q(base.name)}.rowid")
         self._from = fts.join(base, rowid == fts.c.rowid)
         self._cache: dict[tuple[str, ...], Prepared] = {}
 
