@@ -7,12 +7,13 @@ is written.
 
 from __future__ import annotations
 
+import struct
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, JsonValue
 
 
 def new_id() -> str:
@@ -135,6 +136,26 @@ class Learning(Record):
     source_run_id: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Embedding(Record):
+    """A vector of a memory's or a learning's text, and the embedder that made it.
+
+    Vectors are compared only with vectors of the same ``model`` (an embedder's ``id``):
+    two models' vectors live in different spaces. Stored beside their row, never inside
+    the record: reads of memories and learnings do not carry them.
+    """
+
+    model: str = Field(min_length=1, max_length=255)
+    vector: list[FiniteFloat] = Field(min_length=1)
+
+    def as_float32(self) -> bytes:
+        """The vector as little-endian float32 bytes (how the byte-storing backends keep it)."""
+        return struct.pack(f"<{len(self.vector)}f", *self.vector)
+
+    @classmethod
+    def from_float32(cls, model: str, data: bytes) -> Embedding:
+        return cls(model=model, vector=list(struct.unpack(f"<{len(data) // 4}f", data)))
 
 
 class ScoredMemory(Record):

@@ -17,12 +17,12 @@ from __future__ import annotations
 import abc
 import functools
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from kern.errors import InvalidTextError, StorageUnavailableError
+from kern.errors import InvalidIdError, InvalidTextError, StorageUnavailableError
 from kern.ids import check_id, check_text
-from kern.records import Learning, Memory, Message, Run, Session
+from kern.records import Embedding, Learning, Memory, Message, Run, Session
 
 #: Contract parameters that carry an id.
 ID_PARAMETERS = frozenset(
@@ -114,8 +114,55 @@ def check_query(argument: str, value: Any) -> None:
     check_text(argument, value)
 
 
+def check_embedding(argument: str, value: Any, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, Embedding):
+        raise InvalidTextError(
+            f"{argument} must be a kern.records.Embedding(model=..., vector=[...]), got "
+            f"{type(value).__name__}."
+        )
+
+
+def check_embeddings(argument: str, value: Any) -> None:
+    """``{row id: Embedding}`` of ``set_embeddings``."""
+    if not isinstance(value, Mapping):
+        raise InvalidTextError(f"{argument} must be a mapping of row ids to Embeddings.")
+    for row_id, embedding in value.items():
+        check_id(f"{argument} key", row_id)
+        check_embedding(f"{argument}[{row_id!r}]", embedding)
+
+
+def check_table(argument: str, value: Any) -> None:
+    if value not in VECTOR_TABLES:
+        raise InvalidIdError(argument, "'memories' or 'learnings' (the tables with vectors)", value)
+
+
+def check_kinds(argument: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise InvalidIdError(argument, "a list of kinds (or None)", value)
+    for index, kind in enumerate(value):
+        check_id(f"{argument}[{index}]", kind)
+
+
+#: The tables whose rows carry vectors (``kern.db.base.VectorTable``).
+VECTOR_TABLES = ("memories", "learnings")
+
+
 def _check_for(parameter: inspect.Parameter) -> Check | None:
     name = parameter.name
+    if name == "embedding":
+        return functools.partial(check_embedding, optional=parameter.default is None)
+    if name == "embeddings":
+        return check_embeddings
+    if name == "table":
+        return check_table
+    if name == "kinds":
+        return check_kinds
+    if name == "model":
+        return functools.partial(_check_id, optional=False)
     if name in ID_PARAMETERS:
         optional = parameter.default is None
         return functools.partial(_check_id, optional=optional)

@@ -82,7 +82,8 @@ def requires(*names: str) -> pytest.MarkDecorator:
             f"requires() takes Capabilities field names ({', '.join(sorted(_NAMES))}), "
             f"not {unknown or 'nothing'}"
         )
-    return getattr(pytest.mark, MARK)(*names)
+    mark: pytest.MarkDecorator = getattr(pytest.mark, MARK)
+    return mark(*names)
 
 
 def skip_unless_capable(owner: type, capabilities: Capabilities, node: Any) -> None:

@@ -105,10 +105,12 @@ class FileBackendScenarios:
             assert db.db_file == ":memory:"
             db.upsert_session(Session(session_id="s"), expected_version=None)
 
-            def work(i: int) -> tuple[int | None, bool]:
+            def work(i: int) -> tuple[int, bool]:
                 question = Message(role="user", content=f"q{i}")
                 run = Run(session_id="s", input=question.content, messages=[question])
-                return db.append_run(run).seq, db.get_session("s") is not None
+                seq = db.append_run(run).seq
+                assert seq is not None  # append_run assigns it
+                return seq, db.get_session("s") is not None
 
             with ThreadPoolExecutor(max_workers=8) as pool:
                 results = list(pool.map(work, range(80)))

@@ -24,13 +24,14 @@ what they store under those ids before they end.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import pytest
@@ -47,6 +48,9 @@ from kern.records import (
     ToolCall,
 )
 from kern.testing.capabilities import requires
+
+if TYPE_CHECKING:  # at run time, a cycle: kern.testing.conformance imports this module
+    from kern.testing.conformance.base import Store
 
 __all__ = [
     "BAD_IDS",
@@ -159,7 +163,7 @@ class _Victim:
     learning: Learning
 
 
-async def _plant_victim(store: Any, user: str) -> _Victim:
+async def _plant_victim(store: Store, user: str) -> _Victim:
     sid = _uid("victim-session")
     await store.upsert_session(
         Session(
@@ -185,6 +189,7 @@ async def _plant_victim(store: Any, user: str) -> _Victim:
         for i in range(2)
     ]
     session = await store.get_session(sid)
+    assert session is not None
     memory = await store.upsert_memory(
         Memory(
             user_id=user,
@@ -206,7 +211,7 @@ async def _plant_victim(store: Any, user: str) -> _Victim:
     return _Victim(user, session, runs, memory, learning)
 
 
-async def _assert_intact(store: Any, victim: _Victim, after: str) -> None:
+async def _assert_intact(store: Store, victim: _Victim, after: str) -> None:
     """Every row of the victim reads back exactly as it was stored."""
     sid = victim.session.session_id
     where = f"the victim's data changed after {after}"
@@ -223,7 +228,7 @@ async def _assert_intact(store: Any, victim: _Victim, after: str) -> None:
     assert await store.list_sessions(user_id=victim.user) == [victim.session], where
 
 
-async def _assert_sees_only_its_own(store: Any, other: str, victim: _Victim) -> None:
+async def _assert_sees_only_its_own(store: Store, other: str, victim: _Victim) -> None:
     """``other`` used as an id anywhere reaches only rows stored under ``other`` itself."""
     who = f"id {other!r} (the victim is {victim.user!r})"
 
@@ -239,9 +244,11 @@ async def _assert_sees_only_its_own(store: Any, other: str, victim: _Victim) -> 
     own(await store.list_sessions(component_id=other, limit=1000), "component_id")
     own(await store.query_learnings(user_id=other), "user_id")
     for field in ("kind", "namespace", "session_id", "entity_id"):
-        own(await store.query_learnings(**{field: other}), field)
+        by_field: dict[str, Any] = {field: other}  # a filter named at run time
+        own(await store.query_learnings(**by_field), field)
     for field in ("user_id", "kind", "namespace"):
-        hits = await store.search_learnings("pistachio recipe", **{field: other}, status=None)
+        by_field = {field: other}
+        hits = await store.search_learnings("pistachio recipe", **by_field, status=None)
         own((hit.learning for hit in hits), field)
     own(await store.get_last_runs(other, 100), "session_id")
     for getter, field in (
@@ -256,7 +263,7 @@ async def _assert_sees_only_its_own(store: Any, other: str, victim: _Victim) -> 
     own([*(hit.memory for hit in ranked), *newest], "user_id")
 
 
-async def _assert_takes_nothing(store: Any, other: str, victim: _Victim) -> None:
+async def _assert_takes_nothing(store: Store, other: str, victim: _Victim) -> None:
     """Deleting or forgetting ``other`` (which stores nothing) deletes nothing."""
     who = f"id {other!r} (the victim is {victim.user!r})"
     counts = await store.forget_user(other)
@@ -273,7 +280,7 @@ async def _assert_takes_nothing(store: Any, other: str, victim: _Victim) -> None
 IdCall = tuple[str, str, bool, Callable[[Any], Awaitable[Any]]]
 
 
-def _id_calls(store: Any, victim: _Victim) -> list[IdCall]:
+def _id_calls(store: Store, victim: _Victim) -> list[IdCall]:
     """Every id the contract takes, each as a call that passes ``bad`` there and sane values
     everywhere else (aimed at the victim, so that a call that got through would show)."""
     v = victim
@@ -334,23 +341,18 @@ def _id_calls(store: Any, victim: _Victim) -> list[IdCall]:
             lambda b: store.list_sessions(component_id=b),
         ),
     ]
+
+    def query_call(field: str) -> Callable[[Any], Awaitable[Any]]:
+        return lambda b: store.query_learnings(**{field: b})
+
+    def search_call(field: str) -> Callable[[Any], Awaitable[Any]]:
+        return lambda b: store.search_learnings("pistachio", **{field: b})
+
     for field in ("kind", "namespace", "user_id", "session_id", "entity_id"):
-        calls.append(
-            (
-                f"query_learnings({field}=bad)",
-                field,
-                True,
-                lambda b, f=field: store.query_learnings(**{f: b}),
-            )
-        )
+        calls.append((f"query_learnings({field}=bad)", field, True, query_call(field)))
     for field in ("kind", "namespace", "user_id"):
         calls.append(
-            (
-                f"search_learnings('pistachio', {field}=bad)",
-                field,
-                True,
-                lambda b, f=field: store.search_learnings("pistachio", **{f: b}),
-            )
+            (f"search_learnings('pistachio', {field}=bad)", field, True, search_call(field))
         )
     calls += [
         (
@@ -502,7 +504,7 @@ class IsolationScenarios:
         )
 
     # -- 1. the injection table ------------------------------------------------------------
-    async def test_bad_ids_are_refused_everywhere(self, store: Any) -> None:
+    async def test_bad_ids_are_refused_everywhere(self, store: Store) -> None:
         """Every id argument and every id field of a written record refuses None (where an id
         is required), non-strings, dicts, lists, "", NUL, lone surrogates, 1 MB and 256
         characters with InvalidIdError naming it; the victim's data is untouched."""
@@ -513,13 +515,15 @@ class IsolationScenarios:
             for what, names, optional, call in calls:
                 if bad is None and optional:
                     continue  # None is this filter's or field's "any" / "none"
-                problem = await _refusal_problem(lambda c=call, b=bad: c(b), InvalidIdError, names)
+                problem = await _refusal_problem(
+                    functools.partial(call, bad), InvalidIdError, names
+                )
                 if problem is not None:
                     problems.append(f"{what} with bad = {label}: {problem}")
         assert not problems, "bad ids got past the contract:\n" + "\n".join(problems)
         await _assert_intact(store, victim, "the injection table")
 
-    async def test_none_is_any_only_for_optional_filters(self, store: Any) -> None:
+    async def test_none_is_any_only_for_optional_filters(self, store: Store) -> None:
         """Filters whose default is None keep meaning "any"; record fields that may be empty
         take None."""
         victim = await _plant_victim(store, _uid("victim"))
@@ -537,7 +541,7 @@ class IsolationScenarios:
         await _assert_intact(store, victim, "None filters")
 
     # -- 2. ids that look like syntax --------------------------------------------------------
-    async def test_syntax_like_ids_reach_no_other_users_rows(self, store: Any) -> None:
+    async def test_syntax_like_ids_reach_no_other_users_rows(self, store: Store) -> None:
         """Ids such as "*", "{}", "$ne", "' OR '1'='1", "%" used as another user's id (and as
         every other id) read, delete and forget nothing of the victim's."""
         victim = await _plant_victim(store, _uid("victim"))
@@ -545,7 +549,7 @@ class IsolationScenarios:
             await _assert_sees_only_its_own(store, other, victim)
             await _assert_takes_nothing(store, other, victim)
 
-    async def test_syntax_like_ids_round_trip_as_ordinary_ids(self, store: Any) -> None:
+    async def test_syntax_like_ids_round_trip_as_ordinary_ids(self, store: Store) -> None:
         """Each syntax-like id is stored and matched exactly as every kind of id: session,
         run, memory, learning, user, agent/component, kind, namespace, entity."""
         victim = await _plant_victim(store, _uid("victim"))
@@ -554,7 +558,7 @@ class IsolationScenarios:
         await _assert_intact(store, victim, "round trips of syntax-like ids")
 
     # -- 3. isolation ------------------------------------------------------------------------
-    async def test_near_miss_user_ids_never_reach_the_victim(self, store: Any) -> None:
+    async def test_near_miss_user_ids_never_reach_the_victim(self, store: Store) -> None:
         """Ids one step from the victim's (another user, case, Unicode normalisation, white
         space, a prefix or suffix, the percent-quoted form) never return, delete or forget
         the victim's rows, and the victim's own ids are matched exactly."""
@@ -599,7 +603,7 @@ class IsolationScenarios:
         assert await store.get_last_runs(v.session.session_id.upper(), 10) == []
         await _assert_intact(store, victim, "near misses of the victim's ids")
 
-    async def test_forget_user_takes_only_that_user(self, store: Any) -> None:
+    async def test_forget_user_takes_only_that_user(self, store: Store) -> None:
         """forget_user of one user (also one sharing the victim's sessions, search words,
         kinds and agents) deletes exactly that user's rows."""
         victim = await _plant_victim(store, _uid("victim"))
@@ -638,18 +642,19 @@ class IsolationScenarios:
         assert await store.list_sessions(user_id=other) == []
 
     # -- 4. stored text ------------------------------------------------------------------------
-    async def test_unstorable_text_is_refused_and_writes_nothing(self, store: Any) -> None:
+    async def test_unstorable_text_is_refused_and_writes_nothing(self, store: Store) -> None:
         """NUL or a lone surrogate anywhere in stored text raises InvalidTextError, for new
         records and for updates, and nothing is written."""
         user = _uid("u")
         sid = _uid("s")
-        session = await store.upsert_session(
+        await store.upsert_session(
             Session(session_id=sid, user_id=user, state={"k": "v"}), expected_version=None
         )
         running = await store.append_run(
             Run(session_id=sid, user_id=user, status=RunStatus.RUNNING)
         )
         session = await store.get_session(sid)
+        assert session is not None
         memory = await store.upsert_memory(Memory(user_id=user, content="kept"))
         learning = await store.upsert_learning(Learning(kind=_uid("k"), content={"v": "kept"}))
 
@@ -660,6 +665,9 @@ class IsolationScenarios:
             if problem is not None:
                 problems.append(f"{what}: {problem}")
 
+        # Each call below is a def whose defaults bind this iteration's values: mypy cannot
+        # type a lambda with defaults where a Callable[[], ...] is expected (mypy#15459).
+        value: dict[str, Any]  # a record's fields, of the types their record takes
         for label, bad in BAD_TEXTS:
             new_sid, mid, lid, rid = _uid("s"), _uid("m"), _uid("l"), _uid("r")
             for field, value in (
@@ -670,18 +678,19 @@ class IsolationScenarios:
                 ("summary", {"summary": bad}),
                 ("metadata", {"metadata": {"m": bad}}),
             ):
-                await refused(
-                    f"upsert_session(new, {field} = {label})",
-                    lambda v=value, s=new_sid: store.upsert_session(
+
+                def new_session(v: dict[str, Any] = value, s: str = new_sid) -> Awaitable[Session]:
+                    return store.upsert_session(
                         Session(session_id=s, user_id=user, **v), expected_version=None
-                    ),
-                )
-                await refused(
-                    f"upsert_session(update, {field} = {label})",
-                    lambda v=value: store.upsert_session(
+                    )
+
+                def update_session(v: dict[str, Any] = value) -> Awaitable[Session]:
+                    return store.upsert_session(
                         session.model_copy(update=v), expected_version=session.version
-                    ),
-                )
+                    )
+
+                await refused(f"upsert_session(new, {field} = {label})", new_session)
+                await refused(f"upsert_session(update, {field} = {label})", update_session)
             for field, value in (
                 ("message content", {"messages": [Message(role="user", content=bad)]}),
                 ("message name", {"messages": [Message(role="tool", content="x", name=bad)]}),
@@ -701,62 +710,62 @@ class IsolationScenarios:
                 ("output", {"output": bad}),
                 ("metrics", {"metrics": {"m": bad}}),
             ):
-                await refused(
-                    f"append_run({field} = {label})",
-                    lambda v=value, r=rid: store.append_run(
-                        Run(run_id=r, session_id=sid, user_id=user, **v)
-                    ),
-                )
-            for field, kwargs in (
+
+                def append(v: dict[str, Any] = value, r: str = rid) -> Awaitable[Run]:
+                    return store.append_run(Run(run_id=r, session_id=sid, user_id=user, **v))
+
+                await refused(f"append_run({field} = {label})", append)
+            for field, value in (
                 ("output", {"output": bad}),
                 ("output value", {"output": {"text": bad}}),
                 ("messages", {"messages": [Message(role="assistant", content=bad)]}),
                 ("metrics", {"metrics": {"m": bad}}),
                 ("metrics key", {"metrics": {bad: 1}}),
             ):
-                await refused(
-                    f"update_run({field} = {label})",
-                    lambda kw=kwargs: store.update_run(
-                        running.run_id, status=RunStatus.COMPLETED, **kw
-                    ),
-                )
+
+                def update(kw: dict[str, Any] = value) -> Awaitable[Run]:
+                    return store.update_run(running.run_id, status=RunStatus.COMPLETED, **kw)
+
+                await refused(f"update_run({field} = {label})", update)
             for field, value in (("content", {"content": bad}), ("topics", {"topics": [bad]})):
-                await refused(
-                    f"upsert_memory(new, {field} = {label})",
-                    lambda v=value, m=mid: store.upsert_memory(
+
+                def new_memory(v: dict[str, Any] = value, m: str = mid) -> Awaitable[Memory]:
+                    return store.upsert_memory(
                         Memory(memory_id=m, user_id=user, content="x").model_copy(update=v)
-                    ),
-                )
-                await refused(
-                    f"upsert_memory(update, {field} = {label})",
-                    lambda v=value: store.upsert_memory(memory.model_copy(update=v)),
-                )
+                    )
+
+                def update_memory(v: dict[str, Any] = value) -> Awaitable[Memory]:
+                    return store.upsert_memory(memory.model_copy(update=v))
+
+                await refused(f"upsert_memory(new, {field} = {label})", new_memory)
+                await refused(f"upsert_memory(update, {field} = {label})", update_memory)
             for field, value in (
                 ("content value", {"content": {"v": bad}}),
                 ("content key", {"content": {bad: "v"}}),
                 ("nested content", {"content": {"v": ["ok", {"w": bad}]}}),
             ):
-                await refused(
-                    f"upsert_learning(new, {field} = {label})",
-                    lambda v=value, i=lid: store.upsert_learning(
+
+                def new_learning(v: dict[str, Any] = value, i: str = lid) -> Awaitable[Learning]:
+                    return store.upsert_learning(
                         Learning(learning_id=i, kind=learning.kind).model_copy(update=v)
-                    ),
-                )
-                await refused(
-                    f"upsert_learning(update, {field} = {label})",
-                    lambda v=value: store.upsert_learning(learning.model_copy(update=v)),
-                )
+                    )
+
+                def update_learning(v: dict[str, Any] = value) -> Awaitable[Learning]:
+                    return store.upsert_learning(learning.model_copy(update=v))
+
+                await refused(f"upsert_learning(new, {field} = {label})", new_learning)
+                await refused(f"upsert_learning(update, {field} = {label})", update_learning)
             await refused(
                 f"search_memories(query = {label})",
-                lambda b=bad: store.search_memories(user, b),
+                functools.partial(store.search_memories, user, bad),
             )
             await refused(
                 f"search_learnings(query = {label})",
-                lambda b=bad: store.search_learnings(b, kind=learning.kind),
+                functools.partial(store.search_learnings, bad, kind=learning.kind),
             )
             await refused(
                 f"recall_memories(query = {label})",
-                lambda b=bad: store.recall_memories(user, b),
+                functools.partial(store.recall_memories, user, bad),
             )
 
             # nothing was written
@@ -774,7 +783,7 @@ class IsolationScenarios:
         assert await store.query_learnings(kind=learning.kind) == [learning]
         assert [s.session_id for s in await store.list_sessions(user_id=user)] == [sid]
 
-    async def test_any_other_unicode_round_trips_exactly(self, store: Any) -> None:
+    async def test_any_other_unicode_round_trips_exactly(self, store: Store) -> None:
         """Emoji, accents, RTL text, line/paragraph separators, combining marks, BOM,
         astral characters, control characters: stored and read back exactly, everywhere."""
         user = _uid("ü-user")
@@ -787,8 +796,8 @@ class IsolationScenarios:
                 user_id=user,
                 name=joined,
                 summary=joined,
-                state={text: text for text in texts} | {"all": texts},
-                metadata={"texts": texts},
+                state={**{text: text for text in texts}, "all": [*texts]},
+                metadata={"texts": [*texts]},
             ),
             expected_version=None,
         )
@@ -853,7 +862,7 @@ class IsolationScenarios:
 
     # -- 5. forget_user, on the raw storage ----------------------------------------------------
     @requires("raw_storage_scan")
-    async def test_forget_user_leaves_no_raw_trace(self, db: Any, store: Any) -> None:
+    async def test_forget_user_leaves_no_raw_trace(self, db: Any, store: Store) -> None:
         """After forget_user, the backend's raw storage (``raw_scan``) holds the user's id
         nowhere, and the words the user wrote in no table, collection or key: full-text
         index segments and auxiliary keys included."""
@@ -983,7 +992,7 @@ def _syntax_ids(victim: _Victim) -> list[str]:
     ]
 
 
-async def _round_trip_as_every_id(store: Any, ident: str) -> None:
+async def _round_trip_as_every_id(store: Store, ident: str) -> None:
     """Store a session, a run, a memory and a learning with ``ident`` as every id; read each
     back by each id; forget_user(ident) removes exactly them."""
     where = f"id {ident!r}"
@@ -1036,9 +1045,10 @@ async def _round_trip_as_every_id(store: Any, ident: str) -> None:
     assert [hit.memory for hit in hits] == [memory], where
     assert await store.get_learning(ident) == learning, where
     for field in ("kind", "namespace", "user_id", "session_id", "entity_id"):
-        assert await store.query_learnings(**{field: ident}) == [learning], (where, field)
-    hits = await store.search_learnings("pistachio", kind=ident, user_id=ident, namespace=ident)
-    assert [hit.learning for hit in hits] == [learning], where
+        by_field: dict[str, Any] = {field: ident}  # a filter named at run time
+        assert await store.query_learnings(**by_field) == [learning], (where, field)
+    found = await store.search_learnings("pistachio", kind=ident, user_id=ident, namespace=ident)
+    assert [hit.learning for hit in found] == [learning], where
     proposed = LearningStatus.PROPOSED
     assert await store.search_learnings("pistachio", kind=ident, status=proposed) == [], where
 

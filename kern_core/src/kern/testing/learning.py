@@ -35,29 +35,33 @@ code does.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from pydantic import BaseModel
 
 from kern import plugins, storage
 from kern.agent import Agent
+from kern.effects import Turn
 from kern.hookspecs import hookimpl
 from kern.learn import (
     DecisionLogStore,
     LearnedKnowledgeStore,
     LearningMachine,
     LearningMode,
+    LearningScope,
     LearningStore,
     NotProposedError,
     UserMemoryStore,
 )
+from kern.models.base import Model
 from kern.models.openai import OpenAIChat
 from kern.plugins import LearningStoreSpec
-from kern.records import Learning, LearningStatus, Memory, utcnow
+from kern.records import Learning, LearningStatus, Memory, Run, utcnow
 from kern.testing.conformance import Recipe, build_db
 from kern.testing.scenarios import run_child
 from kern.testing.scripted_server import Reply, ScriptedServer, ToolCallReply
@@ -68,6 +72,7 @@ __all__ = ["LearningAcceptance"]
 
 
 async def turn(agent: Agent, text: str, **kwargs: Any) -> Any:
+    assert agent.db is not None  # every agent of the suite stores to the backend's db
     if agent.db.is_async:
         return await agent.arun(text, **kwargs)
     return agent.run(text, **kwargs)
@@ -81,12 +86,14 @@ async def call(db: Any, method: str, *args: Any, **kwargs: Any) -> Any:
 
 async def lm_call(lm: LearningMachine, name: str, *args: Any, **kwargs: Any) -> Any:
     """``lm.<name>`` on a sync db, ``await lm.a<name>`` on an async one."""
+    assert lm.db is not None  # the suite's machines are built on the backend's db
     if lm.db.is_async:
         return await getattr(lm, "a" + name)(*args, **kwargs)
     return getattr(lm, name)(*args, **kwargs)
 
 
 async def curate(lm: LearningMachine, name: str, *args: Any, **kwargs: Any) -> Any:
+    assert lm.db is not None  # the suite's machines are built on the backend's db
     if lm.db.is_async:
         return await getattr(lm.curator, "a" + name)(*args, **kwargs)
     return getattr(lm.curator, name)(*args, **kwargs)
@@ -146,18 +153,20 @@ class NotesStore(LearningStore):
     kind = "acceptance_notes"
     per_user = True
 
-    def recall(self, scope, query):
+    def recall(self, scope: LearningScope, query: str) -> Turn[list[Learning]]:
         rows = yield from storage.query_learnings(
             kind=self.kind, user_id=scope.user_id, status=LearningStatus.ACTIVE
         )
         return rows
 
-    def build_context(self, items):
+    def build_context(self, items: Sequence[Any]) -> str:
         if not items:
             return ""
         return "Notes:\n" + "\n".join(f"- {item.content['text']}" for item in items)
 
-    def process(self, scope, run, model, extracted=()):
+    def process(
+        self, scope: LearningScope, run: Run, model: Model, extracted: Sequence[BaseModel] = ()
+    ) -> Turn[None]:
         note = Learning(
             kind=self.kind,
             user_id=scope.user_id,
@@ -169,7 +178,7 @@ class NotesStore(LearningStore):
 
 class NotesPlugin:
     @hookimpl
-    def register_learning_stores(self, register):
+    def register_learning_stores(self, register: Callable[[LearningStoreSpec], None]) -> None:
         register(LearningStoreSpec(kind=NotesStore.kind, store=NotesStore))
 
 

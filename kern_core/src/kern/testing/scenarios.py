@@ -58,7 +58,8 @@ def run_child(code: str, recipe: Recipe, server: ScriptedServer, *args: str) -> 
         timeout=300,
     )
     assert result.returncode == 0, f"the child process failed:\n{result.stderr}"
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    payload: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return payload
 
 
 def team_and_workflow_across_processes(recipe: Recipe, server: ScriptedServer) -> None:

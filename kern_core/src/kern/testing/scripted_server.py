@@ -185,14 +185,14 @@ def request_messages(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     text, ``tool_calls``, ``tool_call_id``), whether it is a Chat Completions body
     (``messages``) or a Responses body (``instructions`` + ``input`` items)."""
     if "messages" in body:
-        out = []
+        out: list[dict[str, Any]] = []
         for message in body.get("messages") or []:
             converted = dict(message)
             converted["content"] = _text_of(message.get("content"))
             out.append(converted)
         return out
 
-    out: list[dict[str, Any]] = []
+    out = []
     instructions = body.get("instructions")
     if isinstance(instructions, str) and instructions:
         out.append({"role": "system", "content": instructions})
@@ -618,7 +618,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:

@@ -15,10 +15,11 @@ holds each backend to the docstring of ``BaseDb.commit_turn``:
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -26,11 +27,20 @@ from kern.errors import VersionConflictError
 from kern.records import Memory, Message, Run, Session
 from kern.testing.capabilities import requires
 
+if TYPE_CHECKING:  # at run time, a cycle: kern.testing.conformance imports this module
+    from kern.testing.conformance.base import Store
+
 __all__ = ["Awaiting", "TurnScenarios", "a_turn", "fault_between_halves"]
 
 
 def _uid(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def _seq(run: Run) -> int:
+    """A stored run's ``seq``, which the contract assigns to every run it stores."""
+    assert run.seq is not None, f"a stored run without seq: {run!r}"
+    return run.seq
 
 
 def _run(session_id: str, text: str, user_id: str | None = None) -> Run:
@@ -58,7 +68,7 @@ class TurnScenarios:
     async def _concurrently(self, calls: Sequence[Callable[[], Awaitable[Any]]]) -> list[Any]:
         raise NotImplementedError  # provided by each suite (threads or tasks)
 
-    async def test_commit_turn_creates_the_session_with_its_first_run(self, store: Any) -> None:
+    async def test_commit_turn_creates_the_session_with_its_first_run(self, store: Store) -> None:
         sid, user = _uid("s"), _uid("u")
         session = Session(session_id=sid, user_id=user, state={"turns": 1})
         run, stored = await store.commit_turn(
@@ -69,7 +79,7 @@ class TurnScenarios:
         assert await store.get_run(run.run_id) == run
         assert [r.run_id for r in await store.get_last_runs(sid, 5)] == [run.run_id]
 
-    async def test_commit_turn_writes_state_and_run_together(self, store: Any) -> None:
+    async def test_commit_turn_writes_state_and_run_together(self, store: Store) -> None:
         sid = _uid("s")
         first, v1 = await store.commit_turn(
             _run(sid, "one"), Session(session_id=sid, state={"turns": 1}), expected_version=None
@@ -81,10 +91,11 @@ class TurnScenarios:
         assert v2.version == 2 and v2.created_at == v1.created_at
         assert v2.updated_at >= v1.updated_at
         stored = await store.get_session(sid)
+        assert stored is not None
         assert stored.state == {"turns": 2} and stored.version == 2
         assert [r.input for r in await store.get_last_runs(sid, 5)] == ["one", "two"]
 
-    async def test_a_version_conflict_stores_no_run(self, store: Any) -> None:
+    async def test_a_version_conflict_stores_no_run(self, store: Store) -> None:
         sid = _uid("s")
         _, v1 = await store.commit_turn(
             _run(sid, "one"), Session(session_id=sid, state={"n": 1}), expected_version=None
@@ -97,7 +108,8 @@ class TurnScenarios:
             )
         assert await store.get_run(stale.run_id) is None
         assert [r.input for r in await store.get_last_runs(sid, 5)] == ["one"]
-        assert (await store.get_session(sid)).state == {"n": 50}
+        session = await store.get_session(sid)
+        assert session is not None and session.state == {"n": 50}
 
         # Creating a session that exists is a conflict too, and stores no run.
         racing = _run(sid, "racing")
@@ -106,7 +118,7 @@ class TurnScenarios:
         assert await store.get_run(racing.run_id) is None
 
     async def test_a_run_that_cannot_be_stored_leaves_the_session_as_it_was(
-        self, store: Any
+        self, store: Store
     ) -> None:
         """The second half fails (the run id belongs to another session's run): the
         session write of the same commit is undone."""
@@ -133,7 +145,7 @@ class TurnScenarios:
             )
         assert await store.get_session(new_sid) is None
 
-    async def test_a_retried_commit_stores_nothing_twice(self, store: Any) -> None:
+    async def test_a_retried_commit_stores_nothing_twice(self, store: Store) -> None:
         sid = _uid("s")
         turn = _run(sid, "once")
         run, stored = await store.commit_turn(
@@ -153,10 +165,11 @@ class TurnScenarios:
         )
         assert retry == later and current == v2
         assert [r.input for r in await store.get_last_runs(sid, 5)] == ["once", "next"]
-        assert (await store.get_session(sid)).version == 2
+        latest = await store.get_session(sid)
+        assert latest is not None and latest.version == 2
 
     @requires("concurrent_use")
-    async def test_commits_and_appends_at_once_keep_seq_and_state_exact(self, store: Any) -> None:
+    async def test_commits_and_appends_at_once_keep_seq_and_state_exact(self, store: Store) -> None:
         sid = _uid("s")
         await store.commit_turn(
             _run(sid, "start"), Session(session_id=sid, state={"turns": 1}), expected_version=None
@@ -165,7 +178,10 @@ class TurnScenarios:
         async def commit_one(index: int) -> None:
             while True:  # what the Agent's caller does with a conflict: read, re-apply, retry
                 current = await store.get_session(sid)
-                state = {"turns": current.state["turns"] + 1}
+                assert current is not None
+                turns = current.state["turns"]
+                assert isinstance(turns, int)
+                state = {"turns": turns + 1}
                 try:
                     await store.commit_turn(
                         _run(sid, f"turn {index}"),
@@ -181,14 +197,17 @@ class TurnScenarios:
 
         calls: list[Callable[[], Awaitable[Any]]] = []
         for index in range(8):
-            calls.append(lambda i=index: commit_one(i))
-            calls.append(lambda i=index: append_one(i))
+            calls.append(functools.partial(commit_one, index))
+            calls.append(functools.partial(append_one, index))
         await self._concurrently(calls)
 
         runs = await store.get_last_runs(sid, 100)
-        assert sorted(r.seq for r in runs) == list(range(1, 18))
-        assert (await store.get_session(sid)).state == {"turns": 9}
-        assert sum(r.input.startswith(("turn", "start")) for r in runs) == 9
+        assert sorted(_seq(r) for r in runs) == list(range(1, 18))
+        session = await store.get_session(sid)
+        assert session is not None and session.state == {"turns": 9}
+        inputs = [r.input for r in runs if isinstance(r.input, str)]
+        assert len(inputs) == len(runs)  # every run's input is the text it was stored with
+        assert sum(text.startswith(("turn", "start")) for text in inputs) == 9
 
 
 # -- a fault between the two halves, for backends with a seam to inject it -----------------
@@ -212,7 +231,7 @@ def injected(*args: Any, **kwargs: Any) -> Any:
 
 
 async def fault_between_halves(
-    store: Any, seam: Any, attribute: str, monkeypatch: pytest.MonkeyPatch
+    store: Store, seam: Any, attribute: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``commit_turn`` with a fault injected between its two halves: ``seam.<attribute>``
     (the backend's step that stores the run, after the session was written) raises. For a

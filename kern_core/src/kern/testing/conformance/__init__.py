@@ -119,9 +119,10 @@ Layout
 ``Capabilities``, ``Recipe`` and ``build_db`` from here). Each topic is a mixin in a module of
 its own: ``sessions``, ``runs``, ``concurrency``, ``memories``, ``learnings``, ``lifecycle``,
 and ``kern.testing.isolation`` and ``kern.testing.turns``; ``scenarios`` composes them on
-``base.ScenarioBase`` (the hooks, the recipe, capabilities). ``sync_suite`` and
-``async_suite`` turn them into the two suites; ``_sync`` holds the sync suite's driver,
-``processes`` the child processes of the concurrency cases, ``recipes`` the recipe checks.
+``base.ScenarioBase`` (the hooks, the recipe, capabilities), against ``base.Store``, the
+type of ``store`` in both suites. ``sync_suite`` and ``async_suite`` turn them into the two
+suites; ``_sync`` holds the sync suite's driver, ``processes`` the child processes of the
+concurrency cases, ``recipes`` the recipe checks.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ def _perform(effect: object) -> Any:
 
 def _drive(awaitable: Awaitable[Any]) -> Any:
     """Run a scenario's coroutine to its end, performing its db calls in this thread."""
-    return run(awaitable.__await__(), _perform)  # type: ignore[arg-type]
+    return run(awaitable.__await__(), _perform)
 
 
 def _sync_test(scenario: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:

@@ -15,6 +15,7 @@ import pytest_asyncio
 
 from kern.db.base import AsyncBaseDb
 from kern.records import Run
+from kern.testing.conformance.base import Store
 from kern.testing.conformance.processes import _run_in_processes
 from kern.testing.conformance.recipes import Recipe, build_db
 from kern.testing.conformance.scenarios import Scenarios
@@ -49,13 +50,14 @@ class AsyncBackendConformance(Scenarios):
             await db.close()
 
     @pytest.fixture
-    def store(self, db: AsyncBaseDb) -> AsyncBaseDb:
+    def store(self, db: AsyncBaseDb) -> Store:
         return db
 
     async def _open(self, recipe: Recipe) -> AsyncBaseDb:
-        return build_db(recipe)
+        db: AsyncBaseDb = build_db(recipe)  # this suite's recipes build async dbs
+        return db
 
-    async def _close(self, store: AsyncBaseDb) -> None:
+    async def _close(self, store: Store) -> None:
         await store.close()
 
     async def _measure(
@@ -73,7 +75,7 @@ class AsyncBackendConformance(Scenarios):
     async def _concurrently(self, calls: Sequence[Callable[[], Awaitable[Any]]]) -> list[Any]:
         return list(await asyncio.gather(*(call() for call in calls)))
 
-    async def _append_many(self, store: AsyncBaseDb, runs: Sequence[Run]) -> list[Run]:
+    async def _append_many(self, store: Store, runs: Sequence[Run]) -> list[Run]:
         stored: list[Run] = []
         step = max(1, self.seed_concurrency)
         for start in range(0, len(runs), step):

@@ -4,28 +4,138 @@
 ``capabilities``) and the hooks each suite fills in (``BackendConformance`` with threads and
 ``_drive``, ``AsyncBackendConformance`` with tasks), so that a topic mixin's scenarios can be
 written once against ``store`` and these hooks, whichever suite runs them.
+
+``Store`` is the type of ``store``: the storage contract as the scenarios see it, each
+method returning an awaitable of the contract's result. Both suites' stores are one: the
+async db itself, and the sync db behind ``_AwaitableDb`` (``_sync``), whose calls are
+awaitable effects.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import pytest
 
-from kern.records import Run
+from kern.db.base import AsyncBaseDb, BaseDb
+from kern.records import (
+    Learning,
+    LearningStatus,
+    Memory,
+    Run,
+    RunStatus,
+    ScoredLearning,
+    ScoredMemory,
+    Session,
+    SessionType,
+)
 from kern.testing.capabilities import Capabilities, skip_unless_capable
 from kern.testing.conformance.recipes import Recipe, _check_recipe
 
-__all__ = ["ScenarioBase"]
+__all__ = ["ScenarioBase", "Store"]
+
+
+class Store(Protocol):
+    """The storage contract (``kern.db.base``) as a scenario calls it: ``await store.m(...)``.
+
+    Why a protocol: ``store`` is an ``AsyncBaseDb`` in the async suite and a sync ``BaseDb``
+    behind ``_AwaitableDb`` in the sync suite; what both offer is the contract's methods, with
+    the contract's arguments, each returning an awaitable of the contract's result. The
+    signatures are ``AsyncBaseDb``'s (the suites' ``store`` fixtures check that both fit).
+    """
+
+    def create_tables(self) -> Awaitable[None]: ...
+    def forget_user(self, user_id: str) -> Awaitable[dict[str, int]]: ...
+    def close(self) -> Awaitable[None]: ...
+    def get_session(self, session_id: str) -> Awaitable[Session | None]: ...
+    def upsert_session(
+        self, session: Session, *, expected_version: int | None
+    ) -> Awaitable[Session]: ...
+    def list_sessions(
+        self,
+        *,
+        user_id: str | None = None,
+        component_id: str | None = None,
+        session_type: SessionType | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> Awaitable[list[Session]]: ...
+    def delete_session(self, session_id: str) -> Awaitable[bool]: ...
+    def commit_turn(
+        self, run: Run, session: Session, *, expected_version: int | None
+    ) -> Awaitable[tuple[Run, Session]]: ...
+    def append_run(self, run: Run) -> Awaitable[Run]: ...
+    def get_run(self, run_id: str) -> Awaitable[Run | None]: ...
+    def get_last_runs(
+        self,
+        session_id: str,
+        limit: int,
+        *,
+        before_seq: int | None = None,
+        top_level_only: bool = False,
+        status: RunStatus | None = None,
+    ) -> Awaitable[list[Run]]: ...
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        status: RunStatus,
+        output: object = None,
+        messages: Sequence[object] | None = None,
+        metrics: dict[str, object] | None = None,
+    ) -> Awaitable[Run]: ...
+    def upsert_memory(self, memory: Memory) -> Awaitable[Memory]: ...
+    def get_memory(self, memory_id: str) -> Awaitable[Memory | None]: ...
+    def list_memories(
+        self, user_id: str, *, agent_id: str | None = None, limit: int = 100, offset: int = 0
+    ) -> Awaitable[list[Memory]]: ...
+    def search_memories(
+        self, user_id: str, query: str, *, agent_id: str | None = None, limit: int = 5
+    ) -> Awaitable[list[ScoredMemory]]: ...
+    def delete_memory(self, memory_id: str) -> Awaitable[bool]: ...
+    def recall_memories(
+        self,
+        user_id: str,
+        query: str,
+        *,
+        agent_id: str | None = None,
+        limit: int = 5,
+        recent: int = 3,
+    ) -> Awaitable[tuple[list[ScoredMemory], list[Memory]]]: ...
+    def upsert_learning(self, learning: Learning) -> Awaitable[Learning]: ...
+    def get_learning(self, learning_id: str) -> Awaitable[Learning | None]: ...
+    def query_learnings(
+        self,
+        *,
+        kind: str | None = None,
+        namespace: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        entity_id: str | None = None,
+        status: LearningStatus | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> Awaitable[list[Learning]]: ...
+    def search_learnings(
+        self,
+        query: str,
+        *,
+        kind: str | None = None,
+        namespace: str | None = None,
+        user_id: str | None = None,
+        status: LearningStatus | None = LearningStatus.ACTIVE,
+        limit: int = 5,
+    ) -> Awaitable[list[ScoredLearning]]: ...
+    def delete_learning(self, learning_id: str) -> Awaitable[bool]: ...
 
 
 class ScenarioBase:
     """The base of every topic mixin (see the module docstring). Not collected itself."""
 
     #: The contract class the suite's db must implement.
-    base_class: ClassVar[type]
+    base_class: ClassVar[type[BaseDb] | type[AsyncBaseDb]]
     #: What the backend does of the contract's optional behaviours: a subclass sets its own
     #: (``kern.testing.capabilities``); scenarios needing one it lacks are skipped.
     capabilities: ClassVar[Capabilities] = Capabilities()
@@ -55,11 +165,11 @@ class ScenarioBase:
         return _check_recipe(self.db_factory(tmp_path))
 
     # -- what each suite provides (see BackendConformance / AsyncBackendConformance) -----
-    async def _open(self, recipe: Recipe) -> Any:
+    async def _open(self, recipe: Recipe) -> Store:
         """A second db built from ``recipe``, seen as a ``store``."""
         raise NotImplementedError
 
-    async def _close(self, store: Any) -> None:
+    async def _close(self, store: Store) -> None:
         raise NotImplementedError
 
     async def _measure(self, db: Any, read: Callable[[], Awaitable[Any]]) -> tuple[int, Any]:
@@ -70,7 +180,7 @@ class ScenarioBase:
         """Run the calls at once (threads in the sync suite, tasks in the async one)."""
         raise NotImplementedError
 
-    async def _append_many(self, store: Any, runs: Sequence[Run]) -> list[Run]:
+    async def _append_many(self, store: Store, runs: Sequence[Run]) -> list[Run]:
         """Append ``runs`` as fast as the contract allows (one ``append_run`` each)."""
         raise NotImplementedError
 

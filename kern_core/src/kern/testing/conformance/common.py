@@ -54,6 +54,12 @@ def _seqs(runs: Sequence[Run]) -> list[int | None]:
     return [run.seq for run in runs]
 
 
+def _seq(run: Run) -> int:
+    """A stored run's ``seq``, which the contract assigns to every run it stores."""
+    assert run.seq is not None, f"a stored run without seq: {run!r}"
+    return run.seq
+
+
 def _ids(records: Sequence[Any], attr: str) -> list[str]:
     return [getattr(record, attr) for record in records]
 

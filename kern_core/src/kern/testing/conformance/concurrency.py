@@ -6,12 +6,12 @@ The process cases run in ``PROCESSES`` child processes (``processes``) and need 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
 
-from kern.records import Session
+from kern.records import Run, Session
 from kern.testing.capabilities import requires
-from kern.testing.conformance.base import ScenarioBase
-from kern.testing.conformance.common import _seqs, _turn, _uid
+from kern.testing.conformance.base import ScenarioBase, Store
+from kern.testing.conformance.common import _seq, _seqs, _turn, _uid
 from kern.testing.conformance.processes import PROCESSES
 from kern.testing.conformance.recipes import Recipe
 
@@ -25,7 +25,7 @@ class ConcurrencyScenarios(ScenarioBase):
     """Creators, compare-and-set writers and appenders at once: nothing lost, nothing doubled."""
 
     @requires("multi_process")
-    async def test_concurrent_creators_exactly_one_wins(self, store: Any, recipe: Recipe) -> None:
+    async def test_concurrent_creators_exactly_one_wins(self, store: Store, recipe: Recipe) -> None:
         """Several processes (and, async, several tasks in each) create the same session at
         once with expected_version=None: one wins, every other gets VersionConflictError."""
         sid = _uid("race")
@@ -39,11 +39,14 @@ class ConcurrencyScenarios(ScenarioBase):
         assert len(winners) == 1, outcomes
         assert outcomes.count("conflict") == len(outcomes) - 1
         stored = await store.get_session(sid)
+        assert stored is not None
         assert stored.version == 1
         assert stored.state == {"writer": winners[0].removeprefix("won:")}
 
     @requires("multi_process")
-    async def test_concurrent_state_updates_lose_nothing(self, store: Any, recipe: Recipe) -> None:
+    async def test_concurrent_state_updates_lose_nothing(
+        self, store: Store, recipe: Recipe
+    ) -> None:
         """Processes increment a counter in session state by read/compare-and-set/retry:
         no increment is lost to a silent overwrite."""
         sid, n = _uid("counter"), 10
@@ -53,12 +56,15 @@ class ConcurrencyScenarios(ScenarioBase):
         await self._in_processes("increment", recipe, {"session_id": sid, "n": n})
 
         stored = await store.get_session(sid)
+        assert stored is not None
         assert stored.state["count"] == PROCESSES * n
-        assert len(stored.state["log"]) == len(set(stored.state["log"])) == PROCESSES * n
+        log = stored.state["log"]
+        assert isinstance(log, list)
+        assert len(log) == len(set(log)) == PROCESSES * n
         assert stored.version == 1 + PROCESSES * n
 
     @requires("multi_process")
-    async def test_concurrent_appends_from_processes(self, store: Any, recipe: Recipe) -> None:
+    async def test_concurrent_appends_from_processes(self, store: Store, recipe: Recipe) -> None:
         """Acceptance case 1: 4 processes x 50 appends to ONE session give exactly 200 runs
         with seq 1..200, no gap, no duplicate (async: each process appends concurrently)."""
         sid, user = _uid("shared"), _uid("u")
@@ -75,14 +81,16 @@ class ConcurrencyScenarios(ScenarioBase):
         assert sorted((run.run_id, run.seq) for run in stored) == sorted(pairs)
 
     @requires("concurrent_use")
-    async def test_concurrent_appends_in_one_process(self, store: Any) -> None:
+    async def test_concurrent_appends_in_one_process(self, store: Store) -> None:
         """Appends racing on one db object (threads in the sync suite, tasks in the async
         one) also get distinct, gapless seqs."""
         sid, n = _uid("s"), 40
-        stored = await self._concurrently(
-            [lambda i=i: store.append_run(_turn(sid, i)) for i in range(n)]
-        )
-        assert sorted(_seqs(stored)) == list(range(1, n + 1))
+
+        def append(i: int) -> Callable[[], Awaitable[Run]]:
+            return lambda: store.append_run(_turn(sid, i))
+
+        stored = await self._concurrently([append(i) for i in range(n)])
+        assert sorted(_seq(run) for run in stored) == list(range(1, n + 1))
         assert _seqs(await store.get_last_runs(sid, n)) == list(range(1, n + 1))
 
     @requires("multi_process")

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import JsonValue
+
 from kern.records import Learning, LearningStatus
-from kern.testing.conformance.base import ScenarioBase
+from kern.testing.conformance.base import ScenarioBase, Store
 from kern.testing.conformance.common import ODD_QUERIES, _ids, _json, _tick, _uid
 
 __all__ = ["LearningScenarios"]
@@ -16,7 +18,7 @@ class LearningScenarios(ScenarioBase):
     """``upsert_learning`` / ``get_learning`` / ``query_learnings`` / ``search_learnings`` /
     ``delete_learning``."""
 
-    async def test_learning_upsert_get_and_replace(self, store: Any) -> None:
+    async def test_learning_upsert_get_and_replace(self, store: Store) -> None:
         old = datetime(2020, 1, 1, tzinfo=UTC)
         learning = Learning(
             kind=_uid("entity"),
@@ -50,7 +52,7 @@ class LearningScenarios(ScenarioBase):
         assert await store.get_learning(learning.learning_id) == replaced
         assert await store.query_learnings(kind=learning.kind) == [replaced]
 
-    async def test_query_learnings_by_every_filter(self, store: Any) -> None:
+    async def test_query_learnings_by_every_filter(self, store: Store) -> None:
         k1, k2, ns1, ns2 = _uid("k1"), _uid("k2"), _uid("ns1"), _uid("ns2")
         ua, ub, s1, e1 = _uid("ua"), _uid("ub"), _uid("s1"), _uid("e1")
         specs: dict[str, dict[str, Any]] = {
@@ -91,7 +93,7 @@ class LearningScenarios(ScenarioBase):
         assert await found(kind=k2, namespace=ns1, entity_id=e1) == {"d"}
         assert await found(kind=k2, user_id=ub) == set()
 
-    async def test_query_learnings_newest_first_and_paging(self, store: Any) -> None:
+    async def test_query_learnings_newest_first_and_paging(self, store: Store) -> None:
         kind = _uid("kind")
         first, second, third = (Learning(kind=kind, content={"i": i}) for i in range(3))
         for learning in (first, second, third):
@@ -107,10 +109,10 @@ class LearningScenarios(ScenarioBase):
         assert await page(limit=2, offset=2) == [second.learning_id]
         assert await page(offset=3) == []
 
-    async def test_search_learnings_over_json_content(self, store: Any) -> None:
+    async def test_search_learnings_over_json_content(self, store: Store) -> None:
         """Search looks into the values of the JSON content, nested ones included."""
         kind = _uid("knowledge")
-        docs = {
+        docs: dict[str, dict[str, JsonValue]] = {
             "units": {"fact": "The user prefers metric units", "topic": "units"},
             "acme": {"entity": "Acme", "facts": ["headquartered in Berlin", "founded 1999"]},
             "deploy": {"insight": "Deploys on Fridays cause incidents", "confidence": 0.8},
@@ -133,10 +135,10 @@ class LearningScenarios(ScenarioBase):
             assert isinstance(found, list) and len(found) <= 2
         assert await store.search_learnings("metric", kind=_uid("empty")) == []
 
-    async def test_search_learnings_scoping_and_status(self, store: Any) -> None:
+    async def test_search_learnings_scoping_and_status(self, store: Store) -> None:
         """user_id and namespace scope the search; status defaults to active only."""
         kind, alice, bob, ns = _uid("k"), _uid("alice"), _uid("bob"), _uid("ns")
-        fact = {"fact": "prefers metric units"}
+        fact: dict[str, JsonValue] = {"fact": "prefers metric units"}
         mine = await store.upsert_learning(
             Learning(kind=kind, namespace="user", user_id=alice, content=fact)
         )
@@ -172,7 +174,7 @@ class LearningScenarios(ScenarioBase):
         }
         assert await found(kind=kind, user_id=_uid("nobody")) == set()
 
-    async def test_delete_learning(self, store: Any) -> None:
+    async def test_delete_learning(self, store: Store) -> None:
         kind = _uid("k")
         gone = await store.upsert_learning(Learning(kind=kind, content={"fact": "obsolete"}))
         kept = await store.upsert_learning(Learning(kind=kind, content={"fact": "current"}))

@@ -11,7 +11,7 @@ from typing import Any
 from kern.db.base import AsyncBaseDb
 from kern.records import Learning, Memory, Session
 from kern.testing.capabilities import requires
-from kern.testing.conformance.base import ScenarioBase
+from kern.testing.conformance.base import ScenarioBase, Store
 from kern.testing.conformance.common import _seqs, _turn, _uid
 from kern.testing.conformance.recipes import Recipe
 
@@ -27,7 +27,7 @@ class LifecycleScenarios(ScenarioBase):
         assert db.is_async is (self.base_class is AsyncBaseDb)
         assert isinstance(db.backend_name, str) and db.backend_name
 
-    async def test_create_tables_is_idempotent(self, store: Any) -> None:
+    async def test_create_tables_is_idempotent(self, store: Store) -> None:
         sid = _uid("s")
         await store.create_tables()
         await store.upsert_session(Session(session_id=sid), expected_version=None)
@@ -41,7 +41,7 @@ class LifecycleScenarios(ScenarioBase):
         assert (await store.append_run(_turn(sid, 1))).seq == 2
 
     @requires("persistent")
-    async def test_data_persists_in_a_second_db_object(self, store: Any, recipe: Recipe) -> None:
+    async def test_data_persists_in_a_second_db_object(self, store: Store, recipe: Recipe) -> None:
         user, sid = _uid("u"), _uid("s")
         await store.upsert_session(
             Session(session_id=sid, user_id=user, state={"k": "v"}), expected_version=None
@@ -62,7 +62,7 @@ class LifecycleScenarios(ScenarioBase):
             await self._close(second)
         assert _seqs(await store.get_last_runs(sid, 10)) == [1, 2]
 
-    async def test_forget_user_removes_exactly_that_user(self, store: Any) -> None:
+    async def test_forget_user_removes_exactly_that_user(self, store: Store) -> None:
         """Sessions (with all their runs), runs, memories and learnings of the user go and
         are counted per table; another user's data is untouched."""
         alice, bob = _uid("alice"), _uid("bob")

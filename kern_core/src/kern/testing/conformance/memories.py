@@ -7,7 +7,7 @@ from typing import Any
 
 from kern.records import Memory
 from kern.testing.capabilities import requires
-from kern.testing.conformance.base import ScenarioBase
+from kern.testing.conformance.base import ScenarioBase, Store
 from kern.testing.conformance.common import ODD_QUERIES, _ids, _tick, _uid
 
 __all__ = ["MemoryScenarios"]
@@ -17,7 +17,7 @@ class MemoryScenarios(ScenarioBase):
     """``upsert_memory`` / ``get_memory`` / ``list_memories`` / ``search_memories`` /
     ``delete_memory``."""
 
-    async def test_memory_upsert_get_and_replace(self, store: Any) -> None:
+    async def test_memory_upsert_get_and_replace(self, store: Store) -> None:
         old = datetime(2020, 1, 1, tzinfo=UTC)
         user = _uid("u")
         memory = Memory(
@@ -43,7 +43,7 @@ class MemoryScenarios(ScenarioBase):
         assert await store.get_memory(memory.memory_id) == replaced
         assert await store.list_memories(user) == [replaced]
 
-    async def test_list_memories_scoped_ordered_and_paged(self, store: Any) -> None:
+    async def test_list_memories_scoped_ordered_and_paged(self, store: Store) -> None:
         alice, bob = _uid("alice"), _uid("bob")
         m1, m2, m3 = (
             Memory(user_id=alice, agent_id=agent, content=f"fact {i}")
@@ -67,7 +67,7 @@ class MemoryScenarios(ScenarioBase):
         assert await listed(_uid("nobody")) == []
 
     @requires("ranked_search")
-    async def test_search_memories_relevant_first(self, store: Any) -> None:
+    async def test_search_memories_relevant_first(self, store: Store) -> None:
         user = _uid("u")
         contents = {
             "hiking": "I love hiking in the Alps every summer",
@@ -91,7 +91,7 @@ class MemoryScenarios(ScenarioBase):
             assert all(isinstance(hit.score, float) for hit in found)
             assert len({hit.memory.memory_id for hit in found}) == len(found)
 
-    async def test_search_memories_bounded_by_limit(self, store: Any) -> None:
+    async def test_search_memories_bounded_by_limit(self, store: Store) -> None:
         user = _uid("u")
         for i in range(7):
             await store.upsert_memory(Memory(user_id=user, content=f"coffee fact number {i}"))
@@ -100,7 +100,7 @@ class MemoryScenarios(ScenarioBase):
         assert len(await store.search_memories(user, "coffee", limit=1)) == 1
         assert len(await store.search_memories(user, "coffee")) == 5  # the default limit
 
-    async def test_search_memories_never_returns_another_users(self, store: Any) -> None:
+    async def test_search_memories_never_returns_another_users(self, store: Store) -> None:
         alice, bob = _uid("alice"), _uid("bob")
         mine = await store.upsert_memory(Memory(user_id=alice, content="hiking in the Alps"))
         for i in range(10):
@@ -110,7 +110,7 @@ class MemoryScenarios(ScenarioBase):
         assert [hit.memory.memory_id for hit in found] == [mine.memory_id]
         assert await store.search_memories(_uid("nobody"), "hiking") == []
 
-    async def test_search_memories_agent_filter(self, store: Any) -> None:
+    async def test_search_memories_agent_filter(self, store: Store) -> None:
         user = _uid("u")
         one = await store.upsert_memory(Memory(user_id=user, agent_id="one", content="likes tea"))
         await store.upsert_memory(Memory(user_id=user, agent_id="two", content="likes tea a lot"))
@@ -118,7 +118,7 @@ class MemoryScenarios(ScenarioBase):
         found = await store.search_memories(user, "tea", agent_id="one")
         assert [hit.memory.memory_id for hit in found] == [one.memory_id]
 
-    async def test_search_memories_odd_query_text(self, store: Any) -> None:
+    async def test_search_memories_odd_query_text(self, store: Store) -> None:
         """Query text is data, never syntax: operators, quotes and wildcards do not raise."""
         user, other = _uid("u"), _uid("other")
         await store.upsert_memory(Memory(user_id=user, content='what\'s "up" AND (x) 100%_done'))
@@ -129,7 +129,7 @@ class MemoryScenarios(ScenarioBase):
             assert len(found) <= 3
             assert all(hit.memory.user_id == user for hit in found), query
 
-    async def test_delete_memory(self, store: Any) -> None:
+    async def test_delete_memory(self, store: Store) -> None:
         user = _uid("u")
         gone = await store.upsert_memory(Memory(user_id=user, content="to forget"))
         kept = await store.upsert_memory(Memory(user_id=user, content="to keep"))

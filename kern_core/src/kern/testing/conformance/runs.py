@@ -14,8 +14,8 @@ import pytest
 from kern.errors import RunFinishedError, RunNotFoundError
 from kern.records import Message, Run, RunStatus, Session, ToolCall
 from kern.testing.capabilities import requires
-from kern.testing.conformance.base import ScenarioBase
-from kern.testing.conformance.common import _ids, _json, _seqs, _tick, _turn, _uid
+from kern.testing.conformance.base import ScenarioBase, Store
+from kern.testing.conformance.common import _ids, _json, _seq, _seqs, _tick, _turn, _uid
 
 __all__ = ["RunScenarios"]
 
@@ -28,7 +28,7 @@ READ_COST_TOLERANCE = 0.05
 class RunScenarios(ScenarioBase):
     """``append_run`` / ``get_run`` / ``get_last_runs`` / ``update_run``."""
 
-    async def test_append_run_assigns_seq_per_session(self, store: Any) -> None:
+    async def test_append_run_assigns_seq_per_session(self, store: Store) -> None:
         """seq is 1, 2, 3... in each session independently, whatever seq the caller set;
         the session row need not exist."""
         a, b = _uid("a"), _uid("b")
@@ -47,7 +47,7 @@ class RunScenarios(ScenarioBase):
             ignored.run_id,
         ]
 
-    async def test_append_run_returns_the_stored_run(self, store: Any) -> None:
+    async def test_append_run_returns_the_stored_run(self, store: Store) -> None:
         """Records round-trip exactly: messages with tool calls, nested JSON, unicode and
         timezone-aware timestamps come back as they went in."""
         created = datetime(2024, 5, 17, 14, 3, 9, 123456, tzinfo=timezone(timedelta(hours=2)))
@@ -94,7 +94,7 @@ class RunScenarios(ScenarioBase):
                 [m.model_dump() for m in run.messages]
             )
 
-    async def test_append_run_with_a_stored_run_id_raises_value_error(self, store: Any) -> None:
+    async def test_append_run_with_a_stored_run_id_raises_value_error(self, store: Store) -> None:
         sid, other = _uid("s"), _uid("other")
         first = await store.append_run(_turn(sid, 0))
         with pytest.raises(ValueError):
@@ -106,7 +106,7 @@ class RunScenarios(ScenarioBase):
         assert await store.get_run(first.run_id) == first
         assert await store.get_last_runs(other, 10) == []
 
-    async def test_append_run_moves_session_updated_at_not_version(self, store: Any) -> None:
+    async def test_append_run_moves_session_updated_at_not_version(self, store: Store) -> None:
         sid = _uid("s")
         before = await store.upsert_session(
             Session(session_id=sid, state={"k": 1}), expected_version=None
@@ -119,18 +119,19 @@ class RunScenarios(ScenarioBase):
         )
 
         after = await store.get_session(sid)
+        assert after is not None
         assert after.updated_at > before.updated_at
         assert after.version == before.version == 1
         assert after.state == before.state
         # the version was not touched: a writer holding version 1 still succeeds
         assert (await store.upsert_session(after, expected_version=1)).version == 2
 
-    async def test_get_run(self, store: Any) -> None:
+    async def test_get_run(self, store: Store) -> None:
         stored = await store.append_run(_turn(_uid("s"), 0))
         assert await store.get_run(stored.run_id) == stored
         assert await store.get_run(_uid("missing")) is None
 
-    async def test_get_last_runs_order_limit_and_paging(self, store: Any) -> None:
+    async def test_get_last_runs_order_limit_and_paging(self, store: Store) -> None:
         """The newest ``limit`` runs, returned oldest first; before_seq pages backwards."""
         sid = _uid("s")
         runs = [await store.append_run(_turn(sid, i)) for i in range(7)]
@@ -142,7 +143,7 @@ class RunScenarios(ScenarioBase):
         assert await store.get_last_runs(sid, 3, before_seq=1) == []
         assert await store.get_last_runs(_uid("unknown"), 3) == []
 
-    async def test_get_last_runs_top_level_only(self, store: Any) -> None:
+    async def test_get_last_runs_top_level_only(self, store: Store) -> None:
         """top_level_only drops runs with a parent_run_id, before the limit applies."""
         sid = _uid("team")
         leader1 = await store.append_run(_turn(sid, 1))
@@ -157,7 +158,7 @@ class RunScenarios(ScenarioBase):
         assert await store.get_last_runs(sid, 10, top_level_only=True, before_seq=4) == [leader1]
         assert _seqs(await store.get_last_runs(sid, 2)) == [5, 6]
 
-    async def test_get_last_runs_status_filter(self, store: Any) -> None:
+    async def test_get_last_runs_status_filter(self, store: Store) -> None:
         sid = _uid("s")
         statuses = [
             RunStatus.COMPLETED,
@@ -179,7 +180,7 @@ class RunScenarios(ScenarioBase):
         assert await seqs(status=RunStatus.COMPLETED, before_seq=6) == [1, 3]
         assert await seqs(status=RunStatus.CANCELLED) == []
 
-    async def test_update_run_finishes_a_running_run(self, store: Any) -> None:
+    async def test_update_run_finishes_a_running_run(self, store: Store) -> None:
         started = await store.append_run(
             Run(session_id=_uid("s"), status=RunStatus.RUNNING, input="hi")
         )
@@ -202,7 +203,7 @@ class RunScenarios(ScenarioBase):
         )
         assert await store.get_run(started.run_id) == finished
 
-    async def test_update_run_none_leaves_fields_as_they_are(self, store: Any) -> None:
+    async def test_update_run_none_leaves_fields_as_they_are(self, store: Store) -> None:
         started = await store.append_run(
             Run(
                 session_id=_uid("s"),
@@ -219,11 +220,11 @@ class RunScenarios(ScenarioBase):
         assert done == started.model_copy(update={"status": RunStatus.ERROR, "output": "failed"})
         assert await store.get_run(started.run_id) == done
 
-    async def test_update_run_unknown_id_raises_run_not_found(self, store: Any) -> None:
+    async def test_update_run_unknown_id_raises_run_not_found(self, store: Store) -> None:
         with pytest.raises(RunNotFoundError):
             await store.update_run(_uid("missing"), status=RunStatus.COMPLETED)
 
-    async def test_update_run_on_a_finished_run_raises_run_finished(self, store: Any) -> None:
+    async def test_update_run_on_a_finished_run_raises_run_finished(self, store: Store) -> None:
         sid = _uid("s")
         completed = await store.append_run(_turn(sid, 0))  # appended already finished
         started = await store.append_run(Run(session_id=sid, status=RunStatus.RUNNING))
@@ -235,7 +236,7 @@ class RunScenarios(ScenarioBase):
             assert await store.get_run(run.run_id) == run
 
     @requires("bounded_history_reads")
-    async def test_last_runs_cost_does_not_grow_with_session(self, db: Any, store: Any) -> None:
+    async def test_last_runs_cost_does_not_grow_with_session(self, db: Any, store: Store) -> None:
         """Acceptance case 3: reading the last 3 runs of a 10,000-run session costs what it
         costs in a 10-run session (``count_reads``), and returns exactly the 3 newest."""
         user, big, small = _uid("u"), _uid("big"), _uid("small")
@@ -251,7 +252,7 @@ class RunScenarios(ScenarioBase):
         small_cost, small_last = await self._measure(db, lambda: store.get_last_runs(small, 3))
         big_cost, big_last = await self._measure(db, lambda: store.get_last_runs(big, 3))
 
-        newest = sorted(big_runs, key=lambda run: run.seq)[-3:]
+        newest = sorted(big_runs, key=_seq)[-3:]
         assert _ids(big_last, "run_id") == _ids(newest, "run_id")
         assert _seqs(big_last) == [LONG_SESSION_RUNS - 2, LONG_SESSION_RUNS - 1, LONG_SESSION_RUNS]
         assert _seqs(small_last) == [8, 9, 10]

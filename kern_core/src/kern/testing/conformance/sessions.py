@@ -12,7 +12,7 @@ import pytest
 
 from kern.errors import VersionConflictError
 from kern.records import Session, SessionType
-from kern.testing.conformance.base import ScenarioBase
+from kern.testing.conformance.base import ScenarioBase, Store
 from kern.testing.conformance.common import _ids, _json, _tick, _turn, _uid
 
 __all__ = ["SessionScenarios"]
@@ -21,7 +21,7 @@ __all__ = ["SessionScenarios"]
 class SessionScenarios(ScenarioBase):
     """``upsert_session`` / ``get_session`` / ``list_sessions`` / ``delete_session``."""
 
-    async def test_create_session_then_get(self, store: Any) -> None:
+    async def test_create_session_then_get(self, store: Store) -> None:
         """expected_version=None creates the session at version 1; get returns what was stored."""
         old = datetime(2020, 1, 1, tzinfo=UTC)
         session = Session(
@@ -40,10 +40,10 @@ class SessionScenarios(ScenarioBase):
         assert stored.model_copy(update={"version": 0, "updated_at": old}) == session
         assert await store.get_session(session.session_id) == stored
 
-    async def test_get_unknown_session_is_none(self, store: Any) -> None:
+    async def test_get_unknown_session_is_none(self, store: Store) -> None:
         assert await store.get_session(_uid("missing")) is None
 
-    async def test_update_session_with_current_version(self, store: Any) -> None:
+    async def test_update_session_with_current_version(self, store: Store) -> None:
         """A write naming the stored version succeeds: version +1, created_at kept,
         updated_at moves, every other field replaced (the written object's own
         ``version`` and ``created_at`` are ignored)."""
@@ -78,9 +78,10 @@ class SessionScenarios(ScenarioBase):
             v2.model_copy(update={"state": {"n": 3}}), expected_version=2
         )
         assert v3.version == 3
-        assert (await store.get_session(sid)).state == {"n": 3}
+        stored = await store.get_session(sid)
+        assert stored is not None and stored.state == {"n": 3}
 
-    async def test_stale_version_write_is_refused(self, store: Any) -> None:
+    async def test_stale_version_write_is_refused(self, store: Store) -> None:
         """Acceptance case 2: a write naming an old version raises VersionConflictError and
         leaves the stored session exactly as it was."""
         sid = _uid("s")
@@ -100,7 +101,7 @@ class SessionScenarios(ScenarioBase):
 
         assert await store.get_session(sid) == current
 
-    async def test_creating_an_existing_session_is_refused(self, store: Any) -> None:
+    async def test_creating_an_existing_session_is_refused(self, store: Store) -> None:
         sid = _uid("s")
         stored = await store.upsert_session(
             Session(session_id=sid, state={"owner": "first"}), expected_version=None
@@ -111,14 +112,14 @@ class SessionScenarios(ScenarioBase):
             )
         assert await store.get_session(sid) == stored
 
-    async def test_updating_a_missing_session_is_refused(self, store: Any) -> None:
+    async def test_updating_a_missing_session_is_refused(self, store: Store) -> None:
         """expected_version=N on a session that is not stored conflicts and creates nothing."""
         sid = _uid("s")
         with pytest.raises(VersionConflictError):
             await store.upsert_session(Session(session_id=sid), expected_version=1)
         assert await store.get_session(sid) is None
 
-    async def test_session_round_trips_exactly(self, store: Any) -> None:
+    async def test_session_round_trips_exactly(self, store: Store) -> None:
         created = datetime.now(UTC) - timedelta(days=3, microseconds=1)
         session = Session(
             session_id=_uid("s"),
@@ -150,7 +151,7 @@ class SessionScenarios(ScenarioBase):
         assert _json(fetched.metadata) == _json(session.metadata)
         assert fetched.created_at.tzinfo is not None and fetched.updated_at.tzinfo is not None
 
-    async def test_list_sessions_filters(self, store: Any) -> None:
+    async def test_list_sessions_filters(self, store: Store) -> None:
         """Every given filter applies (user_id, component_id, session_type), combined."""
         u1, u2, c1, c2 = _uid("u1"), _uid("u2"), _uid("c1"), _uid("c2")
         specs = {
@@ -185,7 +186,7 @@ class SessionScenarios(ScenarioBase):
         # the filtered list holds whole, exact sessions
         assert await store.list_sessions(user_id=u2) == [await store.get_session(ids["s3"])]
 
-    async def test_list_sessions_newest_first_and_paging(self, store: Any) -> None:
+    async def test_list_sessions_newest_first_and_paging(self, store: Store) -> None:
         """Newest updated_at first (an update moves a session to the front); limit/offset page."""
         user = _uid("u")
         a, b, c = _uid("a"), _uid("b"), _uid("c")
@@ -203,14 +204,14 @@ class SessionScenarios(ScenarioBase):
         assert await page(limit=1, offset=1) == [c]
         assert await page(offset=3) == []
 
-    async def test_list_sessions_default_limit_is_20(self, store: Any) -> None:
+    async def test_list_sessions_default_limit_is_20(self, store: Store) -> None:
         user = _uid("u")
         for _ in range(23):
             await store.upsert_session(Session(user_id=user), expected_version=None)
         assert len(await store.list_sessions(user_id=user)) == 20
         assert len(await store.list_sessions(user_id=user, offset=20)) == 3
 
-    async def test_delete_session_removes_its_runs(self, store: Any) -> None:
+    async def test_delete_session_removes_its_runs(self, store: Store) -> None:
         user, sid, other = _uid("u"), _uid("s"), _uid("other")
         await store.upsert_session(Session(session_id=sid, user_id=user), expected_version=None)
         runs = [await store.append_run(_turn(sid, i, user)) for i in range(3)]

@@ -16,6 +16,7 @@ import pytest
 from kern.db.base import BaseDb
 from kern.records import Run
 from kern.testing.conformance._sync import _AwaitableDb, _drive, _sync_test
+from kern.testing.conformance.base import Store
 from kern.testing.conformance.processes import _run_in_processes
 from kern.testing.conformance.recipes import Recipe, build_db
 from kern.testing.conformance.scenarios import Scenarios
@@ -47,13 +48,14 @@ class BackendConformance(Scenarios):
             db.close()
 
     @pytest.fixture
-    def store(self, db: BaseDb) -> _AwaitableDb:
+    def store(self, db: BaseDb) -> Store:
         return _AwaitableDb(db)
 
     async def _open(self, recipe: Recipe) -> _AwaitableDb:
         return _AwaitableDb(build_db(recipe))
 
-    async def _close(self, store: _AwaitableDb) -> None:
+    async def _close(self, store: Store) -> None:
+        assert isinstance(store, _AwaitableDb)  # what _open made
         store.wrapped.close()
 
     async def _measure(self, db: BaseDb, read: Callable[[], Awaitable[Any]]) -> tuple[int, Any]:
@@ -66,7 +68,8 @@ class BackendConformance(Scenarios):
         with ThreadPoolExecutor(max_workers=4) as pool:
             return list(pool.map(lambda call: _drive(call()), calls))
 
-    async def _append_many(self, store: _AwaitableDb, runs: Sequence[Run]) -> list[Run]:
+    async def _append_many(self, store: Store, runs: Sequence[Run]) -> list[Run]:
+        assert isinstance(store, _AwaitableDb)  # the store fixture's
         append = store.wrapped.append_run
         return [append(run) for run in runs]
 
