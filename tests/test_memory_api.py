@@ -21,7 +21,7 @@ def test_added_memories_are_found_ranked_for_their_user_only(lm):
 
     hits = lm.search_memories("ada", "What is the name of my beagle?")
 
-    assert [hit.memory.content for hit in hits][0] == "Ada adopted a beagle named Rufus."
+    assert hits[0].memory.content == "Ada adopted a beagle named Rufus."
     assert all(hit.memory.user_id == "ada" for hit in hits)
     assert hits[0].memory.topics == ["pets"]
     assert lm.search_memories("carol", "beagle") == []
