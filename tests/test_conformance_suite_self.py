@@ -168,7 +168,10 @@ def test_every_capability_gates_a_scenario_in_both_suites() -> None:
         "test_concurrent_appends_from_processes",
         "test_first_use_from_several_processes_at_once",
     }
-    assert gated["raw_storage_scan"] == {"test_forget_user_leaves_no_raw_trace"}
+    assert gated["raw_storage_scan"] == {
+        "test_forget_user_leaves_no_raw_trace",
+        "test_vector_leaves_no_raw_trace_after_delete_or_forget",
+    }
 
 
 def test_capabilities_must_be_declared_with_the_class() -> None:

@@ -33,11 +33,12 @@ never take ``None``.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
-from typing import ClassVar
+from collections.abc import Mapping, Sequence
+from typing import ClassVar, Literal, TypeAlias
 
 from kern.db.door import ContractMeta, guard_contract
 from kern.records import (
+    Embedding,
     Learning,
     LearningStatus,
     Memory,
@@ -51,6 +52,9 @@ from kern.records import (
 
 #: The logical tables, without the configurable prefix (``kern_`` by default).
 TABLES = ("sessions", "runs", "memories", "learnings", "schema_versions")
+
+#: The tables whose rows may carry a vector (``Embedding``).
+VectorTable: TypeAlias = Literal["memories", "learnings"]
 
 
 class _DbInfo:
@@ -203,8 +207,12 @@ class BaseDb(_DbInfo, metaclass=ContractMeta):
 
     # -- memories ------------------------------------------------------------------
     @abc.abstractmethod
-    def upsert_memory(self, memory: Memory) -> Memory:
-        """Insert or replace a memory by ``memory_id``; ``updated_at`` is refreshed."""
+    def upsert_memory(self, memory: Memory, *, embedding: Embedding | None = None) -> Memory:
+        """Insert or replace a memory by ``memory_id``; ``updated_at`` is refreshed.
+
+        ``embedding`` (the vector of ``memory.content``) is stored with it, in the same
+        write; without one the memory has no vector (a stored one described the old row).
+        """
 
     @abc.abstractmethod
     def get_memory(self, memory_id: str) -> Memory | None: ...
@@ -256,8 +264,12 @@ class BaseDb(_DbInfo, metaclass=ContractMeta):
 
     # -- learnings -----------------------------------------------------------------
     @abc.abstractmethod
-    def upsert_learning(self, learning: Learning) -> Learning:
-        """Insert or replace a learning by ``learning_id``; ``updated_at`` is refreshed."""
+    def upsert_learning(
+        self, learning: Learning, *, embedding: Embedding | None = None
+    ) -> Learning:
+        """Insert or replace a learning by ``learning_id``; ``updated_at`` is refreshed.
+
+        ``embedding`` is stored with it as ``upsert_memory`` stores a memory's."""
 
     @abc.abstractmethod
     def get_learning(self, learning_id: str) -> Learning | None: ...
@@ -292,6 +304,49 @@ class BaseDb(_DbInfo, metaclass=ContractMeta):
 
     @abc.abstractmethod
     def delete_learning(self, learning_id: str) -> bool: ...
+
+    # -- vectors -------------------------------------------------------------------
+    @abc.abstractmethod
+    def search_memories_by_vector(
+        self, user_id: str, embedding: Embedding, *, agent_id: str | None = None, limit: int = 5
+    ) -> list[ScoredMemory]:
+        """A user's memories nearest to ``embedding``, best first, at most ``limit``.
+
+        Only memories whose vector was made by ``embedding.model`` are compared; the score
+        is their cosine similarity. Never returns another user's memories. Uses the
+        backend's vector index where it has one, else an exact scan of the user's vectors.
+        """
+
+    @abc.abstractmethod
+    def search_learnings_by_vector(
+        self,
+        embedding: Embedding,
+        *,
+        kind: str | None = None,
+        namespace: str | None = None,
+        user_id: str | None = None,
+        status: LearningStatus | None = LearningStatus.ACTIVE,
+        limit: int = 5,
+    ) -> list[ScoredLearning]:
+        """Learnings matching every given filter nearest to ``embedding`` (as
+        ``search_memories_by_vector``)."""
+
+    @abc.abstractmethod
+    def set_embeddings(self, table: VectorTable, embeddings: Mapping[str, Embedding]) -> int:
+        """Store vectors for rows of ``table`` by id, replacing theirs, changing nothing
+        else (``updated_at`` is kept). Ids that are not stored are skipped; returns how
+        many rows were set. How ``LearningMachine.reembed`` backfills."""
+
+    @abc.abstractmethod
+    def memories_without_embedding(self, model: str, *, limit: int = 100) -> list[Memory]:
+        """Up to ``limit`` memories, of any user, with no vector made by ``model`` (none, or
+        another model's), in a stable order: what is left to embed."""
+
+    @abc.abstractmethod
+    def learnings_without_embedding(
+        self, model: str, *, kinds: Sequence[str] | None = None, limit: int = 100
+    ) -> list[Learning]:
+        """As ``memories_without_embedding``, for learnings of ``kinds`` (``None``: any)."""
 
 
 class AsyncBaseDb(_DbInfo, metaclass=ContractMeta):
@@ -363,7 +418,9 @@ class AsyncBaseDb(_DbInfo, metaclass=ContractMeta):
     ) -> Run: ...
 
     @abc.abstractmethod
-    async def upsert_memory(self, memory: Memory) -> Memory: ...
+    async def upsert_memory(
+        self, memory: Memory, *, embedding: Embedding | None = None
+    ) -> Memory: ...
     @abc.abstractmethod
     async def get_memory(self, memory_id: str) -> Memory | None: ...
     @abc.abstractmethod
@@ -403,7 +460,9 @@ class AsyncBaseDb(_DbInfo, metaclass=ContractMeta):
         return ranked, newest
 
     @abc.abstractmethod
-    async def upsert_learning(self, learning: Learning) -> Learning: ...
+    async def upsert_learning(
+        self, learning: Learning, *, embedding: Embedding | None = None
+    ) -> Learning: ...
     @abc.abstractmethod
     async def get_learning(self, learning_id: str) -> Learning | None: ...
     @abc.abstractmethod
@@ -432,6 +491,32 @@ class AsyncBaseDb(_DbInfo, metaclass=ContractMeta):
     ) -> list[ScoredLearning]: ...
     @abc.abstractmethod
     async def delete_learning(self, learning_id: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def search_memories_by_vector(
+        self, user_id: str, embedding: Embedding, *, agent_id: str | None = None, limit: int = 5
+    ) -> list[ScoredMemory]: ...
+    @abc.abstractmethod
+    async def search_learnings_by_vector(
+        self,
+        embedding: Embedding,
+        *,
+        kind: str | None = None,
+        namespace: str | None = None,
+        user_id: str | None = None,
+        status: LearningStatus | None = LearningStatus.ACTIVE,
+        limit: int = 5,
+    ) -> list[ScoredLearning]: ...
+    @abc.abstractmethod
+    async def set_embeddings(
+        self, table: VectorTable, embeddings: Mapping[str, Embedding]
+    ) -> int: ...
+    @abc.abstractmethod
+    async def memories_without_embedding(self, model: str, *, limit: int = 100) -> list[Memory]: ...
+    @abc.abstractmethod
+    async def learnings_without_embedding(
+        self, model: str, *, kinds: Sequence[str] | None = None, limit: int = 100
+    ) -> list[Learning]: ...
 
 
 guard_contract(BaseDb)

@@ -10,11 +10,12 @@ says only *how* a call runs (``_call``).
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import ParamSpec, TypeVar
 
-from kern.db.base import AsyncBaseDb, BaseDb
+from kern.db.base import AsyncBaseDb, BaseDb, VectorTable
 from kern.records import (
+    Embedding,
     Learning,
     LearningStatus,
     Memory,
@@ -130,8 +131,8 @@ class SyncBackedAsyncDb(AsyncBaseDb):
             metrics=metrics,
         )
 
-    async def upsert_memory(self, memory: Memory) -> Memory:
-        return await self._call(self.sync_db.upsert_memory, memory)
+    async def upsert_memory(self, memory: Memory, *, embedding: Embedding | None = None) -> Memory:
+        return await self._call(self.sync_db.upsert_memory, memory, embedding=embedding)
 
     async def get_memory(self, memory_id: str) -> Memory | None:
         return await self._call(self.sync_db.get_memory, memory_id)
@@ -171,8 +172,10 @@ class SyncBackedAsyncDb(AsyncBaseDb):
             recent=recent,
         )
 
-    async def upsert_learning(self, learning: Learning) -> Learning:
-        return await self._call(self.sync_db.upsert_learning, learning)
+    async def upsert_learning(
+        self, learning: Learning, *, embedding: Embedding | None = None
+    ) -> Learning:
+        return await self._call(self.sync_db.upsert_learning, learning, embedding=embedding)
 
     async def get_learning(self, learning_id: str) -> Learning | None:
         return await self._call(self.sync_db.get_learning, learning_id)
@@ -223,6 +226,50 @@ class SyncBackedAsyncDb(AsyncBaseDb):
 
     async def delete_learning(self, learning_id: str) -> bool:
         return await self._call(self.sync_db.delete_learning, learning_id)
+
+    async def search_memories_by_vector(
+        self, user_id: str, embedding: Embedding, *, agent_id: str | None = None, limit: int = 5
+    ) -> list[ScoredMemory]:
+        return await self._call(
+            self.sync_db.search_memories_by_vector,
+            user_id,
+            embedding,
+            agent_id=agent_id,
+            limit=limit,
+        )
+
+    async def search_learnings_by_vector(
+        self,
+        embedding: Embedding,
+        *,
+        kind: str | None = None,
+        namespace: str | None = None,
+        user_id: str | None = None,
+        status: LearningStatus | None = LearningStatus.ACTIVE,
+        limit: int = 5,
+    ) -> list[ScoredLearning]:
+        return await self._call(
+            self.sync_db.search_learnings_by_vector,
+            embedding,
+            kind=kind,
+            namespace=namespace,
+            user_id=user_id,
+            status=status,
+            limit=limit,
+        )
+
+    async def set_embeddings(self, table: VectorTable, embeddings: Mapping[str, Embedding]) -> int:
+        return await self._call(self.sync_db.set_embeddings, table, embeddings)
+
+    async def memories_without_embedding(self, model: str, *, limit: int = 100) -> list[Memory]:
+        return await self._call(self.sync_db.memories_without_embedding, model, limit=limit)
+
+    async def learnings_without_embedding(
+        self, model: str, *, kinds: Sequence[str] | None = None, limit: int = 100
+    ) -> list[Learning]:
+        return await self._call(
+            self.sync_db.learnings_without_embedding, model, kinds=kinds, limit=limit
+        )
 
 
 __all__ = ["SyncBackedAsyncDb"]

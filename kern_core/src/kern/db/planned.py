@@ -11,11 +11,12 @@ flavour, and the lifecycle (``create_tables``, ``close``). A type checker sees e
 from __future__ import annotations
 
 import abc
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeAlias, TypeVar
 
-from kern.db.base import AsyncBaseDb, BaseDb
+from kern.db.base import AsyncBaseDb, BaseDb, VectorTable
 from kern.records import (
+    Embedding,
     Learning,
     LearningStatus,
     Memory,
@@ -76,7 +77,9 @@ class ContractPlans(Protocol[S_co]):
         messages: Sequence[object] | None = None,
         metrics: dict[str, object] | None = None,
     ) -> Plan[S_co, Run]: ...
-    def upsert_memory(self, memory: Memory) -> Plan[S_co, Memory]: ...
+    def upsert_memory(
+        self, memory: Memory, *, embedding: Embedding | None = None
+    ) -> Plan[S_co, Memory]: ...
     def get_memory(self, memory_id: str) -> Plan[S_co, Memory | None]: ...
     def list_memories(
         self, user_id: str, *, agent_id: str | None = None, limit: int = 100, offset: int = 0
@@ -94,7 +97,9 @@ class ContractPlans(Protocol[S_co]):
         limit: int = 5,
         recent: int = 3,
     ) -> Plan[S_co, tuple[list[ScoredMemory], list[Memory]]]: ...
-    def upsert_learning(self, learning: Learning) -> Plan[S_co, Learning]: ...
+    def upsert_learning(
+        self, learning: Learning, *, embedding: Embedding | None = None
+    ) -> Plan[S_co, Learning]: ...
     def get_learning(self, learning_id: str) -> Plan[S_co, Learning | None]: ...
     def query_learnings(
         self,
@@ -119,6 +124,28 @@ class ContractPlans(Protocol[S_co]):
         limit: int = 5,
     ) -> Plan[S_co, list[ScoredLearning]]: ...
     def delete_learning(self, learning_id: str) -> Plan[S_co, bool]: ...
+    def search_memories_by_vector(
+        self, user_id: str, embedding: Embedding, *, agent_id: str | None = None, limit: int = 5
+    ) -> Plan[S_co, list[ScoredMemory]]: ...
+    def search_learnings_by_vector(
+        self,
+        embedding: Embedding,
+        *,
+        kind: str | None = None,
+        namespace: str | None = None,
+        user_id: str | None = None,
+        status: LearningStatus | None = LearningStatus.ACTIVE,
+        limit: int = 5,
+    ) -> Plan[S_co, list[ScoredLearning]]: ...
+    def set_embeddings(
+        self, table: VectorTable, embeddings: Mapping[str, Embedding]
+    ) -> Plan[S_co, int]: ...
+    def memories_without_embedding(
+        self, model: str, *, limit: int = 100
+    ) -> Plan[S_co, list[Memory]]: ...
+    def learnings_without_embedding(
+        self, model: str, *, kinds: Sequence[str] | None = None, limit: int = 100
+    ) -> Plan[S_co, list[Learning]]: ...
 
 
 class PlannedDb(BaseDb, Generic[S]):
@@ -206,8 +233,8 @@ class PlannedDb(BaseDb, Generic[S]):
             )
         )
 
-    def upsert_memory(self, memory: Memory) -> Memory:
-        return self._run(self.plans.upsert_memory(memory))
+    def upsert_memory(self, memory: Memory, *, embedding: Embedding | None = None) -> Memory:
+        return self._run(self.plans.upsert_memory(memory, embedding=embedding))
 
     def get_memory(self, memory_id: str) -> Memory | None:
         return self._run(self.plans.get_memory(memory_id))
@@ -242,8 +269,10 @@ class PlannedDb(BaseDb, Generic[S]):
             )
         )
 
-    def upsert_learning(self, learning: Learning) -> Learning:
-        return self._run(self.plans.upsert_learning(learning))
+    def upsert_learning(
+        self, learning: Learning, *, embedding: Embedding | None = None
+    ) -> Learning:
+        return self._run(self.plans.upsert_learning(learning, embedding=embedding))
 
     def get_learning(self, learning_id: str) -> Learning | None:
         return self._run(self.plans.get_learning(learning_id))
@@ -291,6 +320,45 @@ class PlannedDb(BaseDb, Generic[S]):
 
     def delete_learning(self, learning_id: str) -> bool:
         return self._run(self.plans.delete_learning(learning_id))
+
+    def search_memories_by_vector(
+        self, user_id: str, embedding: Embedding, *, agent_id: str | None = None, limit: int = 5
+    ) -> list[ScoredMemory]:
+        return self._run(
+            self.plans.search_memories_by_vector(user_id, embedding, agent_id=agent_id, limit=limit)
+        )
+
+    def search_learnings_by_vector(
+        self,
+        embedding: Embedding,
+        *,
+        kind: str | None = None,
+        namespace: str | None = None,
+        user_id: str | None = None,
+        status: LearningStatus | None = LearningStatus.ACTIVE,
+        limit: int = 5,
+    ) -> list[ScoredLearning]:
+        return self._run(
+            self.plans.search_learnings_by_vector(
+                embedding,
+                kind=kind,
+                namespace=namespace,
+                user_id=user_id,
+                status=status,
+                limit=limit,
+            )
+        )
+
+    def set_embeddings(self, table: VectorTable, embeddings: Mapping[str, Embedding]) -> int:
+        return self._run(self.plans.set_embeddings(table, embeddings))
+
+    def memories_without_embedding(self, model: str, *, limit: int = 100) -> list[Memory]:
+        return self._run(self.plans.memories_without_embedding(model, limit=limit))
+
+    def learnings_without_embedding(
+        self, model: str, *, kinds: Sequence[str] | None = None, limit: int = 100
+    ) -> list[Learning]:
+        return self._run(self.plans.learnings_without_embedding(model, kinds=kinds, limit=limit))
 
 
 class AsyncPlannedDb(AsyncBaseDb, Generic[S]):
@@ -382,8 +450,8 @@ class AsyncPlannedDb(AsyncBaseDb, Generic[S]):
             )
         )
 
-    async def upsert_memory(self, memory: Memory) -> Memory:
-        return await self._run(self.plans.upsert_memory(memory))
+    async def upsert_memory(self, memory: Memory, *, embedding: Embedding | None = None) -> Memory:
+        return await self._run(self.plans.upsert_memory(memory, embedding=embedding))
 
     async def get_memory(self, memory_id: str) -> Memory | None:
         return await self._run(self.plans.get_memory(memory_id))
@@ -420,8 +488,10 @@ class AsyncPlannedDb(AsyncBaseDb, Generic[S]):
             )
         )
 
-    async def upsert_learning(self, learning: Learning) -> Learning:
-        return await self._run(self.plans.upsert_learning(learning))
+    async def upsert_learning(
+        self, learning: Learning, *, embedding: Embedding | None = None
+    ) -> Learning:
+        return await self._run(self.plans.upsert_learning(learning, embedding=embedding))
 
     async def get_learning(self, learning_id: str) -> Learning | None:
         return await self._run(self.plans.get_learning(learning_id))
@@ -469,6 +539,47 @@ class AsyncPlannedDb(AsyncBaseDb, Generic[S]):
 
     async def delete_learning(self, learning_id: str) -> bool:
         return await self._run(self.plans.delete_learning(learning_id))
+
+    async def search_memories_by_vector(
+        self, user_id: str, embedding: Embedding, *, agent_id: str | None = None, limit: int = 5
+    ) -> list[ScoredMemory]:
+        return await self._run(
+            self.plans.search_memories_by_vector(user_id, embedding, agent_id=agent_id, limit=limit)
+        )
+
+    async def search_learnings_by_vector(
+        self,
+        embedding: Embedding,
+        *,
+        kind: str | None = None,
+        namespace: str | None = None,
+        user_id: str | None = None,
+        status: LearningStatus | None = LearningStatus.ACTIVE,
+        limit: int = 5,
+    ) -> list[ScoredLearning]:
+        return await self._run(
+            self.plans.search_learnings_by_vector(
+                embedding,
+                kind=kind,
+                namespace=namespace,
+                user_id=user_id,
+                status=status,
+                limit=limit,
+            )
+        )
+
+    async def set_embeddings(self, table: VectorTable, embeddings: Mapping[str, Embedding]) -> int:
+        return await self._run(self.plans.set_embeddings(table, embeddings))
+
+    async def memories_without_embedding(self, model: str, *, limit: int = 100) -> list[Memory]:
+        return await self._run(self.plans.memories_without_embedding(model, limit=limit))
+
+    async def learnings_without_embedding(
+        self, model: str, *, kinds: Sequence[str] | None = None, limit: int = 100
+    ) -> list[Learning]:
+        return await self._run(
+            self.plans.learnings_without_embedding(model, kinds=kinds, limit=limit)
+        )
 
 
 __all__ = ["AsyncPlannedDb", "ContractPlans", "Plan", "PlannedDb"]

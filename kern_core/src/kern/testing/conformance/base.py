@@ -13,14 +13,15 @@ awaitable effects.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import pytest
 
-from kern.db.base import AsyncBaseDb, BaseDb
+from kern.db.base import AsyncBaseDb, BaseDb, VectorTable
 from kern.records import (
+    Embedding,
     Learning,
     LearningStatus,
     Memory,
@@ -86,7 +87,9 @@ class Store(Protocol):
         messages: Sequence[object] | None = None,
         metrics: dict[str, object] | None = None,
     ) -> Awaitable[Run]: ...
-    def upsert_memory(self, memory: Memory) -> Awaitable[Memory]: ...
+    def upsert_memory(
+        self, memory: Memory, *, embedding: Embedding | None = None
+    ) -> Awaitable[Memory]: ...
     def get_memory(self, memory_id: str) -> Awaitable[Memory | None]: ...
     def list_memories(
         self, user_id: str, *, agent_id: str | None = None, limit: int = 100, offset: int = 0
@@ -104,7 +107,9 @@ class Store(Protocol):
         limit: int = 5,
         recent: int = 3,
     ) -> Awaitable[tuple[list[ScoredMemory], list[Memory]]]: ...
-    def upsert_learning(self, learning: Learning) -> Awaitable[Learning]: ...
+    def upsert_learning(
+        self, learning: Learning, *, embedding: Embedding | None = None
+    ) -> Awaitable[Learning]: ...
     def get_learning(self, learning_id: str) -> Awaitable[Learning | None]: ...
     def query_learnings(
         self,
@@ -129,6 +134,28 @@ class Store(Protocol):
         limit: int = 5,
     ) -> Awaitable[list[ScoredLearning]]: ...
     def delete_learning(self, learning_id: str) -> Awaitable[bool]: ...
+    def search_memories_by_vector(
+        self, user_id: str, embedding: Embedding, *, agent_id: str | None = None, limit: int = 5
+    ) -> Awaitable[list[ScoredMemory]]: ...
+    def search_learnings_by_vector(
+        self,
+        embedding: Embedding,
+        *,
+        kind: str | None = None,
+        namespace: str | None = None,
+        user_id: str | None = None,
+        status: LearningStatus | None = LearningStatus.ACTIVE,
+        limit: int = 5,
+    ) -> Awaitable[list[ScoredLearning]]: ...
+    def set_embeddings(
+        self, table: VectorTable, embeddings: Mapping[str, Embedding]
+    ) -> Awaitable[int]: ...
+    def memories_without_embedding(
+        self, model: str, *, limit: int = 100
+    ) -> Awaitable[list[Memory]]: ...
+    def learnings_without_embedding(
+        self, model: str, *, kinds: Sequence[str] | None = None, limit: int = 100
+    ) -> Awaitable[list[Learning]]: ...
 
 
 class ScenarioBase:

@@ -14,6 +14,7 @@ from kern.testing.conformance.lifecycle import LifecycleScenarios
 from kern.testing.conformance.memories import MemoryScenarios
 from kern.testing.conformance.runs import RunScenarios
 from kern.testing.conformance.sessions import SessionScenarios
+from kern.testing.conformance.vectors import VectorScenarios
 from kern.testing.isolation import IsolationScenarios
 from kern.testing.turns import TurnScenarios
 
@@ -26,6 +27,7 @@ class Scenarios(
     ConcurrencyScenarios,
     MemoryScenarios,
     LearningScenarios,
+    VectorScenarios,
     LifecycleScenarios,
     IsolationScenarios,
     TurnScenarios,
