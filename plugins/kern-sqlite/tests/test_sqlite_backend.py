@@ -249,9 +249,12 @@ def test_schema_versions_recorded_once(tmp_path: Path) -> None:
         "kern_memories_fts",
         "kern_learnings_fts",
     }
-    # The memories' index is at version 2: keyed by user (kern.db.sqlite.fts).
+    # The memories' index is at version 2: keyed by user (kern.db.sqlite.fts); memories and
+    # learnings at version 2: their vector columns (kern.db.sql.migrations).
     assert {name: version for name, version, _ in recorded if version != 1} == {
-        "kern_memories_fts": 2
+        "kern_memories_fts": 2,
+        "kern_memories": 2,
+        "kern_learnings": 2,
     }
 
     first.create_tables()

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from sqlalchemy import Connection, Dialect, bindparam, select
+from sqlalchemy import Connection, Dialect, Select, Table, bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from kern.db.duckdb.schema import DuckTables, build_duck_tables
+from kern.db.duckdb.lookup import fenced
+from kern.db.duckdb.schema import READ_INDEXES, DuckTables, build_duck_tables
 from kern.db.duckdb.search import LearningTerms, MemoryTerms
 from kern.db.sql.dialect import Scored, SqlDialect
 from kern.db.sql.prepared import Form, Link, Prepared
-from kern.db.sql.schema import Tables
+from kern.db.sql.schema import EMBEDDING, EMBEDDING_MODEL, Tables
+from kern.db.sql.vectors import candidates_statement
 from kern.records import LearningStatus
 
 
@@ -123,3 +125,23 @@ class DuckDialect(SqlDialect):
     ) -> list[Scored]:
         filters = {"kind": kind, "namespace": namespace, "user_id": user_id, "status": status}
         return self.learning_terms.search(link, query=query, filters=filters, limit=limit)
+
+    # -- vector search ----------------------------------------------------------------
+    def vector_candidates(self, stored: Table, key: str, filters: tuple[str, ...]) -> Select[Any]:
+        """The candidates looked up through the most selective indexed filter (memories:
+        ``user_id``), the model and the other filters applied to those rows: DuckDB reads
+        through an index only for a scan's one condition (``kern.db.duckdb.lookup``)."""
+        logical = stored.name[len(self.tables.prefix) :]
+        indexed = [c for c in READ_INDEXES.get(logical, ()) if c in filters]
+        if not indexed:
+            return candidates_statement(stored, key, filters)
+        first = indexed[0]
+        others = [c for c in filters if c != first]
+        rows = fenced(
+            stored,
+            stored.c[first] == bindparam(f"f_{first}"),
+            [key, EMBEDDING, EMBEDDING_MODEL, *others],
+        )
+        where = [rows.c[EMBEDDING_MODEL] == bindparam("model")]
+        where += [rows.c[c] == bindparam(f"f_{c}") for c in others]
+        return select(rows.c[key], rows.c[EMBEDDING]).where(*where)

@@ -18,7 +18,7 @@ from kern.db.sql.codec import run_from, to_row
 from kern.db.sql.ops import SqlOps
 from kern.db.sql.prepared import Link, Prepared
 from kern.db.sql.schema import Tables
-from kern.records import Learning, Memory, Run, RunStatus
+from kern.records import Embedding, Learning, Memory, Run, RunStatus
 
 
 class DuckOps(SqlOps):
@@ -131,8 +131,10 @@ class DuckOps(SqlOps):
         return super().delete_session(link, session_id)
 
     # -- memories and learnings: the term tables follow every write --------------------
-    def upsert_memory(self, link: Link, memory: Memory) -> Memory:
-        stored = super().upsert_memory(link, memory)
+    def upsert_memory(
+        self, link: Link, memory: Memory, embedding: Embedding | None = None
+    ) -> Memory:
+        stored = super().upsert_memory(link, memory, embedding)
         self.dialect.memory_terms.index(link, stored)
         return stored
 
@@ -140,8 +142,10 @@ class DuckOps(SqlOps):
         self.dialect.memory_terms.drop(link, memory_id)
         return super().delete_memory(link, memory_id)
 
-    def upsert_learning(self, link: Link, learning: Learning) -> Learning:
-        stored = super().upsert_learning(link, learning)
+    def upsert_learning(
+        self, link: Link, learning: Learning, embedding: Embedding | None = None
+    ) -> Learning:
+        stored = super().upsert_learning(link, learning, embedding)
         self.dialect.learning_terms.index(link, stored)
         return stored
 

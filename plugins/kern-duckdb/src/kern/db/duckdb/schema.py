@@ -12,7 +12,10 @@ it (the shared layer's multi-column ones would only slow writes down), and:
 - ``kern_run_counters`` holds each session's last ``seq``: an append reads and bumps one row
   instead of taking ``max(seq)`` over all of the session's runs;
 - ``kern_memory_terms`` and ``kern_learning_terms`` are the inverted index of text search
-  (``kern.db.duckdb.search``), filled on write.
+  (``kern.db.duckdb.search``), filled on write;
+- the vector columns of memories and learnings (version 2, ``kern.db.sql.migrations``) get
+  no index: a vector search's candidates are looked up through ``user_id`` (memories) or
+  the most selective filter (learnings), as listings are (``DuckDialect.vector_candidates``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, func, inspect, select
 from sqlalchemy.schema import CreateTable
 
-from kern.db.sql.migrations import Migration, Plan
+from kern.db.sql.migrations import Migration, Plan, vector_migration
 from kern.db.sql.schema import Tables
 from kern.db.sql.verify import Expectations, Expected
 
@@ -146,6 +149,8 @@ def duck_plan(tables: Tables, duck: DuckTables, reindex: dict[str, Apply] | None
         unique = ("seq_key",) if logical == "runs" else ()
         create = _create(physical, READ_INDEXES.get(logical, ()), unique)
         plan[table.name] = [Migration(1, f"create {table.name}", create)]
+    for stored in (tables.vectors.memories, tables.vectors.learnings):
+        plan[stored.name] = [*plan[stored.name], vector_migration(stored, None)]
     plan[duck.counters.name] = [
         Migration(
             1,
@@ -194,7 +199,8 @@ def duck_expectations(
 
         return restore
 
-    for logical, table in tables.by_logical_name().items():
+    # A lost table comes back as stored now: memories and learnings with their vectors.
+    for logical, table in tables.as_stored().items():
         physical = duck.runs if logical == "runs" else table
         unique = ("seq_key",) if logical == "runs" else ()
         indexes = READ_INDEXES.get(logical, ())

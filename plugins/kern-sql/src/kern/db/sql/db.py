@@ -20,7 +20,7 @@ traceback), and the next call gets a fresh one (engines kern builds also pre-pin
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from typing import Any, ClassVar
 
@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from kern.db import door
-from kern.db.base import BaseDb
+from kern.db.base import BaseDb, VectorTable
 from kern.db.sql.dialect import SqlDialect
 from kern.db.sql.migrations import (
     Plan,
@@ -49,6 +49,7 @@ from kern.errors import (
     VersionConflictError,
 )
 from kern.records import (
+    Embedding,
     Learning,
     LearningStatus,
     Memory,
@@ -427,9 +428,9 @@ class SqlDb(BaseDb):
             )
 
     # -- memories -----------------------------------------------------------------------
-    def upsert_memory(self, memory: Memory) -> Memory:
+    def upsert_memory(self, memory: Memory, *, embedding: Embedding | None = None) -> Memory:
         with self._write() as link:
-            return self._ops.upsert_memory(link, memory)
+            return self._ops.upsert_memory(link, memory, embedding)
 
     def get_memory(self, memory_id: str) -> Memory | None:
         with self._read() as link:
@@ -484,9 +485,11 @@ class SqlDb(BaseDb):
             return self._ops.delete_memory(link, memory_id)
 
     # -- learnings ----------------------------------------------------------------------
-    def upsert_learning(self, learning: Learning) -> Learning:
+    def upsert_learning(
+        self, learning: Learning, *, embedding: Embedding | None = None
+    ) -> Learning:
         with self._write() as link:
-            return self._ops.upsert_learning(link, learning)
+            return self._ops.upsert_learning(link, learning, embedding)
 
     def get_learning(self, learning_id: str) -> Learning | None:
         with self._read() as link:
@@ -541,6 +544,52 @@ class SqlDb(BaseDb):
     def delete_learning(self, learning_id: str) -> bool:
         with self._write() as link:
             return self._ops.delete_learning(link, learning_id)
+
+    # -- vectors ------------------------------------------------------------------------
+    def search_memories_by_vector(
+        self, user_id: str, embedding: Embedding, *, agent_id: str | None = None, limit: int = 5
+    ) -> list[ScoredMemory]:
+        with self._read() as link:
+            return self._ops.search_memories_by_vector(
+                link, user_id, embedding, agent_id=agent_id, limit=limit
+            )
+
+    def search_learnings_by_vector(
+        self,
+        embedding: Embedding,
+        *,
+        kind: str | None = None,
+        namespace: str | None = None,
+        user_id: str | None = None,
+        status: LearningStatus | None = LearningStatus.ACTIVE,
+        limit: int = 5,
+    ) -> list[ScoredLearning]:
+        with self._read() as link:
+            return self._ops.search_learnings_by_vector(
+                link,
+                embedding,
+                kind=kind,
+                namespace=namespace,
+                user_id=user_id,
+                status=status,
+                limit=limit,
+            )
+
+    def set_embeddings(self, table: VectorTable, embeddings: Mapping[str, Embedding]) -> int:
+        if not embeddings:
+            return 0
+        with self._write() as link:
+            return self._ops.set_embeddings(link, table, embeddings)
+
+    def memories_without_embedding(self, model: str, *, limit: int = 100) -> list[Memory]:
+        with self._read() as link:
+            return self._ops.memories_without_embedding(link, model, limit=limit)
+
+    def learnings_without_embedding(
+        self, model: str, *, kinds: Sequence[str] | None = None, limit: int = 100
+    ) -> list[Learning]:
+        with self._read() as link:
+            return self._ops.learnings_without_embedding(link, model, kinds=kinds, limit=limit)
 
 
 # -- faults -------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ in only what its database does differently:
 - ``next_seq`` and ``seq_serialised``: the atomic ``seq`` assignment of ``append_run``.
 - ``insert_construct`` (or ``upsert`` / ``insert_if_absent``): the upsert syntax.
 - ``search_plan`` / ``search_memories`` / ``search_learnings``: ranked text search.
+- ``vector_search`` / ``vector_candidates``: search by meaning. The default is exact
+  (``kern.db.sql.vectors``); a database with a vector index overrides ``vector_search``.
 - ``existing_objects`` / ``search_expectations``: the start-up check that what the
   migrations made is still there (``kern.db.sql.verify``).
 - ``unavailable``: which driver errors mean "the database cannot be reached".
@@ -30,6 +32,7 @@ from sqlalchemy import (
     Connection,
     Dialect,
     Engine,
+    Select,
     Table,
     bindparam,
     func,
@@ -38,11 +41,13 @@ from sqlalchemy import (
 from sqlalchemy.sql.base import ReadOnlyColumnCollection
 from sqlalchemy.sql.elements import KeyedColumnElement
 
+from kern.db.base import VectorTable
 from kern.db.sql.migrations import Plan
 from kern.db.sql.prepared import Link, Prepared
 from kern.db.sql.schema import Tables
+from kern.db.sql.vectors import ExactVectorSearch, candidates_statement
 from kern.db.sql.verify import Expectations, inspected_objects
-from kern.records import LearningStatus
+from kern.records import Embedding, LearningStatus
 
 #: A stored row (column name -> value) with its relevance score, higher is better.
 Scored = tuple[Mapping[str, Any], float]
@@ -100,6 +105,7 @@ class SqlDialect:
                 runs.c.session_id == bindparam("session_id")
             )
         )
+        self.exact_vectors = ExactVectorSearch(tables, self.prepare, self.vector_candidates)
 
     def prepare(self, statement: ClauseElement) -> Prepared:
         return Prepared(statement, self.sql_dialect)
@@ -223,3 +229,29 @@ class SqlDialect:
             raise NotImplementedError(f"{type(self).__name__} has no learning search")
         filters = {"kind": kind, "namespace": namespace, "user_id": user_id, "status": status}
         return self.learning_search.search(link, query, filters, limit)
+
+    # -- vector search ----------------------------------------------------------------
+    def vector_search(
+        self,
+        link: Link,
+        table: VectorTable,
+        embedding: Embedding,
+        filters: Mapping[str, Any],
+        limit: int,
+    ) -> list[Scored]:
+        """Record rows of ``table`` (``"memories"``, ``"learnings"``) whose every column in
+        ``filters`` equals its value (None: any) and whose vector was made by
+        ``embedding.model``, nearest to ``embedding`` by cosine similarity, best first, at
+        most ``limit``; scores are the similarities. Rows hold the record's columns only.
+
+        Default: the exact scan (``kern.db.sql.vectors``). A database with a vector index
+        (pgvector, DuckDB's ``vss``, sqlite-vec) overrides this to answer from it, and
+        may fall back here where the index cannot serve the filters.
+        """
+        return self.exact_vectors.search(link, table, embedding, filters, limit)
+
+    def vector_candidates(self, stored: Table, key: str, filters: tuple[str, ...]) -> Select[Any]:
+        """The exact scan's read of ``(key, embedding)`` of the rows with
+        ``embedding_model = :model`` and each column in ``filters`` equal to ``:f_<name>``.
+        Default: one WHERE, answered by the index of the scan (``VectorTables``)."""
+        return candidates_statement(stored, key, filters)

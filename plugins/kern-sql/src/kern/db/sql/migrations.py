@@ -6,6 +6,10 @@ name with the version reached. ``migrate`` runs inside one write transaction tha
 dialect serialises across processes (SQLite: ``BEGIN IMMEDIATE``; Postgres: an advisory
 lock), re-reads the versions under that lock and applies only what is still pending, so
 several processes starting at once do the work exactly once.
+
+Version 2 of memories and learnings adds their vector columns (``add_vectors``): two
+nullable columns, so existing rows simply have no vector yet, and the index of the exact
+scan. Each step checks what is there first, so running it again changes nothing.
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, Index, Table, inspect, select
+from sqlalchemy.schema import CreateColumn
 
-from kern.db.sql.schema import Tables
+from kern.db.sql.schema import EMBEDDING, EMBEDDING_MODEL, Tables
 from kern.records import utcnow
 
 
@@ -39,12 +44,42 @@ def _create(table: Table) -> Callable[[Connection], None]:
     return apply
 
 
+def add_vectors(stored: Table, index: Index | None) -> Callable[[Connection], None]:
+    """Add the vector columns of ``stored`` (a ``VectorTables`` table) that the table lacks,
+    then ``index`` if given and missing. Nullable columns without a default: no database
+    rewrites the table's rows for them."""
+
+    def apply(conn: Connection) -> None:
+        present = {c["name"] for c in inspect(conn).get_columns(stored.name, schema=stored.schema)}
+        where = conn.dialect.identifier_preparer.format_table(stored)
+        for name in (EMBEDDING_MODEL, EMBEDDING):
+            if name not in present:
+                column = CreateColumn(stored.c[name]).compile(dialect=conn.dialect)
+                conn.exec_driver_sql(f"ALTER TABLE {where} ADD COLUMN {column}")
+        if index is not None:
+            index.create(conn, checkfirst=True)
+
+    return apply
+
+
+def vector_migration(stored: Table, index: Index | None) -> Migration:
+    """Version 2 of memories or learnings: their vector columns (see ``add_vectors``)."""
+    return Migration(2, f"vector columns of {stored.name}", add_vectors(stored, index))
+
+
 def table_plan(tables: Tables) -> Plan:
     """The migrations of the five generic tables. Add new steps at the end of a list."""
-    return {
+    plan: Plan = {
         table.name: [Migration(1, f"create {table.name}", _create(table))]
         for table in tables.by_logical_name().values()
     }
+    vectors = tables.vectors
+    for stored, index in (
+        (vectors.memories, vectors.memories_index),
+        (vectors.learnings, vectors.learnings_index),
+    ):
+        plan[stored.name] = [*plan[stored.name], vector_migration(stored, index)]
+    return plan
 
 
 def target_versions(plan: Plan) -> dict[str, int]:

@@ -4,21 +4,39 @@ Each method does one attempt inside a transaction the caller opened on a ``Link`
 sync ``SqlDb`` and a later async twin (``conn.run_sync`` over the same DBAPI-level link)
 share it. Every statement is built once, per shape of its filters, and compiled once
 (``Prepared``): a call only binds values and reads rows.
+
+Vectors are written with their row, by the same upsert, or on their own by
+``set_embeddings``; they are read only by a vector search's candidates. Every other
+statement is built on the record tables (``Tables.memories``/``learnings``), which do not
+have the vector columns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import UTC
 from typing import Any
 
 from pydantic import JsonValue, TypeAdapter, ValidationError
-from sqlalchemy import BindParameter, ClauseElement, Dialect, Select, bindparam, or_, select
+from sqlalchemy import (
+    BindParameter,
+    ClauseElement,
+    Dialect,
+    LargeBinary,
+    Select,
+    String,
+    Table,
+    bindparam,
+    or_,
+    select,
+)
 
+from kern.db.base import VectorTable
 from kern.db.sql.codec import learning_from, memory_from, run_from, session_from, to_row
 from kern.db.sql.dialect import SqlDialect
 from kern.db.sql.prepared import Link, Prepared
-from kern.db.sql.schema import Tables
+from kern.db.sql.schema import EMBEDDING, EMBEDDING_MODEL, Tables
+from kern.db.sql.vectors import KEYS
 from kern.errors import (
     RunFinishedError,
     RunNotFoundError,
@@ -26,6 +44,7 @@ from kern.errors import (
     VersionConflictError,
 )
 from kern.records import (
+    Embedding,
     Learning,
     LearningStatus,
     Memory,
@@ -41,6 +60,13 @@ from kern.records import (
 
 _JSON = TypeAdapter(JsonValue)
 _METRICS = TypeAdapter(dict[str, JsonValue])
+
+
+def _vector_values(embedding: Embedding | None) -> dict[str, Any]:
+    """The vector columns of a row written with ``embedding`` (both NULL without one)."""
+    if embedding is None:
+        return {EMBEDDING_MODEL: None, EMBEDDING: None}
+    return {EMBEDDING_MODEL: embedding.model, EMBEDDING: embedding.as_float32()}
 
 
 def _json(value: Any, what: str, adapter: TypeAdapter[Any] = _JSON) -> Any:
@@ -93,17 +119,24 @@ class SqlOps:
             )
         )
 
-        self._upsert_memory = p(dialect.upsert(m, "memory_id", keep=("created_at",)))
+        # Upserts write the vector columns too: the row's vector, or NULL (see upsert_memory).
+        vm, vl = tables.vectors.memories, tables.vectors.learnings
+        self._upsert_memory = p(dialect.upsert(vm, "memory_id", keep=("created_at",)))
         self._memory_created = p(select(m.c.created_at).where(m.c.memory_id == bindparam("id")))
         self._get_memory = p(select(m).where(m.c.memory_id == bindparam("id")))
         self._delete_memory = p(m.delete().where(m.c.memory_id == bindparam("id")))
 
-        self._upsert_learning = p(dialect.upsert(lt, "learning_id", keep=("created_at",)))
+        self._upsert_learning = p(dialect.upsert(vl, "learning_id", keep=("created_at",)))
         self._learning_created = p(
             select(lt.c.created_at).where(lt.c.learning_id == bindparam("id"))
         )
         self._get_learning = p(select(lt).where(lt.c.learning_id == bindparam("id")))
         self._delete_learning = p(lt.delete().where(lt.c.learning_id == bindparam("id")))
+
+        self._set_vector: dict[VectorTable, Prepared] = {
+            "memories": p(_set_vector(vm, KEYS["memories"])),
+            "learnings": p(_set_vector(vl, KEYS["learnings"])),
+        }
 
         uid: BindParameter[str] = bindparam("user_id")
         user_sessions = select(s.c.session_id).where(s.c.user_id == uid)
@@ -310,10 +343,13 @@ class SqlOps:
         return stored
 
     # -- memories ---------------------------------------------------------------------
-    def upsert_memory(self, link: Link, memory: Memory) -> Memory:
+    def upsert_memory(
+        self, link: Link, memory: Memory, embedding: Embedding | None = None
+    ) -> Memory:
         now = utcnow()
         row = to_row(memory)
         row["updated_at"] = now
+        row.update(_vector_values(embedding))  # none given: a stored one is cleared
         link.execute(self._upsert_memory, row)
         created = link.scalar(self._memory_created, {"id": memory.memory_id})
         return memory.model_copy(update={"updated_at": now, "created_at": created})
@@ -346,10 +382,13 @@ class SqlOps:
         return link.execute(self._delete_memory, {"id": memory_id}) > 0
 
     # -- learnings --------------------------------------------------------------------
-    def upsert_learning(self, link: Link, learning: Learning) -> Learning:
+    def upsert_learning(
+        self, link: Link, learning: Learning, embedding: Embedding | None = None
+    ) -> Learning:
         now = utcnow()
         row = to_row(learning)
         row["updated_at"] = now
+        row.update(_vector_values(embedding))
         link.execute(self._upsert_learning, row)
         created = link.scalar(self._learning_created, {"id": learning.learning_id})
         return learning.model_copy(update={"updated_at": now, "created_at": created})
@@ -412,6 +451,79 @@ class SqlOps:
     def delete_learning(self, link: Link, learning_id: str) -> bool:
         return link.execute(self._delete_learning, {"id": learning_id}) > 0
 
+    # -- vectors ----------------------------------------------------------------------
+    def search_memories_by_vector(
+        self, link: Link, user_id: str, embedding: Embedding, *, agent_id: str | None, limit: int
+    ) -> list[ScoredMemory]:
+        if limit <= 0:
+            return []
+        filters = {"user_id": user_id, "agent_id": agent_id}
+        hits = self.dialect.vector_search(link, "memories", embedding, filters, limit)
+        return [ScoredMemory(memory=memory_from(row), score=score) for row, score in hits]
+
+    def search_learnings_by_vector(
+        self,
+        link: Link,
+        embedding: Embedding,
+        *,
+        kind: str | None,
+        namespace: str | None,
+        user_id: str | None,
+        status: LearningStatus | None,
+        limit: int,
+    ) -> list[ScoredLearning]:
+        if limit <= 0:
+            return []
+        filters = {"kind": kind, "namespace": namespace, "user_id": user_id, "status": status}
+        hits = self.dialect.vector_search(link, "learnings", embedding, filters, limit)
+        return [ScoredLearning(learning=learning_from(row), score=score) for row, score in hits]
+
+    def set_embeddings(
+        self, link: Link, table: VectorTable, embeddings: Mapping[str, Embedding]
+    ) -> int:
+        """One UPDATE of the two vector columns per row: ``updated_at`` is not touched."""
+        query = self._set_vector[table]
+        return sum(
+            link.execute(
+                query,
+                {"b_key": key, "b_model": embedding.model, "b_vector": embedding.as_float32()},
+            )
+            for key, embedding in embeddings.items()
+        )
+
+    def memories_without_embedding(self, link: Link, model: str, *, limit: int) -> list[Memory]:
+        if limit <= 0:
+            return []
+        query = self._shape(("without", "memories"), lambda: self._without("memories", 0))
+        return [memory_from(row) for row in link.all(query, {"model": model, "limit": limit})]
+
+    def learnings_without_embedding(
+        self, link: Link, model: str, *, kinds: Sequence[str] | None, limit: int
+    ) -> list[Learning]:
+        wanted = None if kinds is None else list(dict.fromkeys(kinds))
+        if limit <= 0 or wanted == []:
+            return []
+        count = 0 if wanted is None else len(wanted)
+        query = self._shape(
+            ("without", "learnings", count), lambda: self._without("learnings", count)
+        )
+        params: dict[str, Any] = {"model": model, "limit": limit}
+        params.update({f"k{i}": kind for i, kind in enumerate(wanted or ())})
+        return [learning_from(row) for row in link.all(query, params)]
+
+    def _without(self, table: VectorTable, kinds: int) -> Select[Any]:
+        """Record columns of ``table``'s rows without a vector by ``:model``, by key, at most
+        ``:limit``; with ``kinds`` > 0, only rows whose kind is one of ``:k0``... ."""
+        stored = self.tables.vectors.table(table)
+        record: Table = getattr(self.tables, table)
+        model = stored.c[EMBEDDING_MODEL]
+        stmt = select(*(stored.c[c.name] for c in record.c)).where(
+            or_(model.is_(None), model != bindparam("model"))
+        )
+        if kinds:
+            stmt = stmt.where(stored.c.kind.in_([bindparam(f"k{i}") for i in range(kinds)]))
+        return stmt.order_by(stored.c[KEYS[table]]).limit(bindparam("limit"))
+
     # -- users ------------------------------------------------------------------------
     def forget_user(self, link: Link, user_id: str) -> dict[str, int]:
         params = {"user_id": user_id}
@@ -421,6 +533,20 @@ class SqlOps:
         }
         self.dialect.purge_deleted(link, deleted)
         return deleted
+
+
+def _set_vector(stored: Table, key: str) -> ClauseElement:
+    """``UPDATE <stored> SET embedding_model, embedding WHERE <key> = :b_key``."""
+    return (
+        stored.update()
+        .where(stored.c[key] == bindparam("b_key", type_=String))
+        .values(
+            {
+                EMBEDDING_MODEL: bindparam("b_model", type_=String),
+                EMBEDDING: bindparam("b_vector", type_=LargeBinary),
+            }
+        )
+    )
 
 
 __all__ = ["SqlOps"]

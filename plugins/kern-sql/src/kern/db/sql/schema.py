@@ -2,6 +2,13 @@
 
 One ``MetaData`` per table prefix, built once per Db instance: nothing is reflected at run
 time. Indexes follow the read paths of the storage contract, so no read scans a table.
+
+Vectors. Memories and learnings also hold their row's ``Embedding`` (schema version 2 of
+those tables): ``embedding_model`` and ``embedding`` (little-endian float32 bytes), both
+nullable. They are NOT columns of ``Tables.memories`` / ``Tables.learnings``, so every
+statement built from those (record reads, text search, listings) reads exactly what it
+read before; ``Tables.vectors`` holds copies of the two tables with the vector columns and
+the index of the exact scan, for the statements that write or read vectors.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from sqlalchemy import (
     Dialect,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -96,6 +104,32 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
+#: The vector columns of memories and learnings: which embedder made the vector, and the
+#: vector as little-endian float32 bytes (``Embedding.as_float32``).
+EMBEDDING_MODEL = "embedding_model"
+EMBEDDING = "embedding"
+
+
+@dataclass(frozen=True)
+class VectorTables:
+    """Memories and learnings as stored: their record columns, then the vector columns.
+
+    Only for the statements that write vectors (upserts, ``set_embeddings``) or read them
+    (the candidates of a vector search); ``Tables.memories`` and ``Tables.learnings`` stay
+    the record's columns alone.
+    """
+
+    memories: Table
+    learnings: Table
+    #: The index of each table's exact scan (user + model; kind + namespace + model).
+    memories_index: Index
+    learnings_index: Index
+
+    def table(self, name: str) -> Table:
+        """``"memories"`` or ``"learnings"``."""
+        return {"memories": self.memories, "learnings": self.learnings}[name]
+
+
 @dataclass(frozen=True)
 class Tables:
     """The five tables of one prefix, and the ``MetaData`` that holds them."""
@@ -107,6 +141,7 @@ class Tables:
     memories: Table
     learnings: Table
     schema_versions: Table
+    vectors: VectorTables
 
     def by_logical_name(self) -> dict[str, Table]:
         """``{"sessions": Table, ...}`` in creation order (``schema_versions`` first)."""
@@ -116,6 +151,15 @@ class Tables:
             "runs": self.runs,
             "memories": self.memories,
             "learnings": self.learnings,
+        }
+
+    def as_stored(self) -> dict[str, Table]:
+        """As ``by_logical_name``, memories and learnings with their vector columns: the
+        tables as the latest migrations leave them (what a lost table is recreated as)."""
+        return {
+            **self.by_logical_name(),
+            "memories": self.vectors.memories,
+            "learnings": self.vectors.learnings,
         }
 
 
@@ -214,4 +258,39 @@ def build_tables(prefix: str = DEFAULT_PREFIX, *, schema: str | None = None) -> 
         _ts("applied_at"),
     )
 
-    return Tables(p, md, sessions, runs, memories, learnings, schema_versions)
+    vectors = _with_vectors(p, memories, learnings, MetaData(schema=schema))
+    return Tables(p, md, sessions, runs, memories, learnings, schema_versions, vectors)
+
+
+def _with_vectors(p: str, memories: Table, learnings: Table, md: MetaData) -> VectorTables:
+    """Copies of ``memories`` and ``learnings`` (in their own ``MetaData``, same names and
+    schema) with the vector columns and the indexes of the exact scan."""
+
+    def copy(table: Table) -> Table:
+        stored = table.to_metadata(md)
+        stored.append_column(Column(EMBEDDING_MODEL, String(255)))
+        stored.append_column(Column(EMBEDDING, LargeBinary))
+        return stored
+
+    m, lt = copy(memories), copy(learnings)
+    # A vector search reads one user's vectors of one model (memories), or the vectors of
+    # one model in a store's kind and namespace (learnings): these keep it to those rows.
+    # Partial: rows without a vector are not in them, so a database (or a row) without
+    # vectors pays nothing for them on write (``model = ?`` implies ``IS NOT NULL``, which
+    # SQLite's and Postgres's planners both read as matching the index).
+    memories_index = _vector_index(f"ix_{p}memories_user_model", m, "user_id")
+    learnings_index = _vector_index(f"ix_{p}learnings_kind_ns_model", lt, "kind", "namespace")
+    return VectorTables(m, lt, memories_index, learnings_index)
+
+
+def _vector_index(name: str, stored: Table, *leading: str) -> Index:
+    """``(*leading, embedding_model)`` over the rows that have a vector."""
+    model = stored.c[EMBEDDING_MODEL]
+    has_vector = model.isnot(None)
+    return Index(
+        name,
+        *(stored.c[column] for column in leading),
+        model,
+        sqlite_where=has_vector,
+        postgresql_where=has_vector,
+    )

@@ -62,13 +62,14 @@ def restore_table(table: Table, indexes: Iterable[Index] | None = None) -> Resto
 
 
 def table_expectations(tables: Tables) -> Expectations:
-    """The generic tables and their explicit indexes (what ``table_plan`` creates)."""
+    """The generic tables and their explicit indexes (what ``table_plan`` creates); a lost
+    table comes back as stored now (memories and learnings with their vector columns)."""
     return {
         table.name: Expected(
             (table.name, *sorted(str(index.name) for index in table.indexes)),
             restore_table(table),
         )
-        for table in tables.by_logical_name().values()
+        for table in tables.as_stored().values()
     }
 
 
