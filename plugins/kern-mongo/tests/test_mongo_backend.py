@@ -372,8 +372,8 @@ def test_schema_versions_recorded_once(mongo_kwargs: dict[str, str]) -> None:
     assert {name: doc["version"] for name, doc in recorded.items()} == {
         "sessions": 1,
         "runs": 2,
-        "memories": 1,
-        "learnings": 1,
+        "memories": 2,
+        "learnings": 2,
         "schema_versions": 1,
     }
     second = MongoDb(**mongo_kwargs)
@@ -407,6 +407,7 @@ def test_indexes_for_every_read_path(db: MongoDb) -> None:
         ("user_id", "updated_at_us"),
         ("user_id", "agent_id", "updated_at_us"),
         ("user_id", "terms"),
+        ("user_id", "embedding_model"),
     } <= _index_fields(raw(db, "memories"))
     assert {
         ("kind", "namespace", "updated_at_us"),
@@ -415,6 +416,7 @@ def test_indexes_for_every_read_path(db: MongoDb) -> None:
         ("session_id", "updated_at_us"),
         ("entity_id", "kind", "updated_at_us"),
         ("terms", "status"),
+        ("embedding_model", "kind", "namespace", "user_id"),
     } <= _index_fields(raw(db, "learnings"))
     runs_unique = [
         info
@@ -438,7 +440,7 @@ def test_migrations_bring_an_older_database_forward(mongo_kwargs: dict[str, str]
     try:
         assert [hit.memory for hit in reopened.search_memories("u", "alps")] == [memory]
         assert ("user_id", "terms") in _index_fields(raw(reopened, "memories"))
-        assert raw(reopened, "schema_versions").find_one({"_id": "memories"})["version"] == 1
+        assert raw(reopened, "schema_versions").find_one({"_id": "memories"})["version"] == 2
     finally:
         reopened.close()
 

@@ -12,7 +12,8 @@ An operation may also run some of its calls in one multi-document transaction: i
 ``Transaction("start")``, then its calls (sent with that transaction's session), then
 ``Transaction("commit")`` or ``Transaction("abort")``. A transaction still open when the
 operation ends, by an error or otherwise, is aborted. ``Bulk`` sends several updates of
-different collections, in order, in one round trip where the server can.
+different collections, in order, in one round trip where the server can, and gives back
+how many documents they matched.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ class Transaction:
 class Bulk:
     """Several ``update_one`` calls, performed in order: as one ``bulkWrite`` command (one
     round trip) where every server has it (MongoDB 8.0+, nx-27017), else one after the
-    other. The first that fails raises, and those after it are not performed.
+    other. The first that fails raises, and those after it are not performed. The result
+    is how many documents the updates matched (an update of an id not stored matches none).
     """
 
     calls: tuple[Call, ...]
@@ -136,11 +138,10 @@ class Steps:
         if isinstance(step, Bulk):
             models = _one_bulk_write(step, self.collections, self.session)
             if models:
-                _client(self.collections).bulk_write(models, ordered=True)
-                return None
-            for call in step.calls:
-                _send(call, self.collections, self.session)
-            return None
+                return _client(self.collections).bulk_write(models, ordered=True).matched_count
+            return sum(
+                _send(call, self.collections, self.session).matched_count for call in step.calls
+            )
         if isinstance(step, Transaction):
             if step.action == "commit":
                 session, self.session = self.session, None
@@ -185,11 +186,12 @@ class AsyncSteps:
         if isinstance(step, Bulk):
             models = _one_bulk_write(step, self.collections, self.session)
             if models:
-                await _client(self.collections).bulk_write(models, ordered=True)
-                return None
+                done = await _client(self.collections).bulk_write(models, ordered=True)
+                return done.matched_count
+            matched = 0
             for call in step.calls:
-                await _send(call, self.collections, self.session)
-            return None
+                matched += (await _send(call, self.collections, self.session)).matched_count
+            return matched
         if isinstance(step, Transaction):
             if step.action == "commit":
                 session, self.session = self.session, None

@@ -12,6 +12,10 @@
   it still comes back exactly.
 - A document is at most 16 MiB (MongoDB's ``maxBsonObjectSize``): ``check_size`` refuses a
   bigger one with ``DocumentTooLargeError`` before anything is written.
+- A memory's or learning's vector lives in its document, beside the record's fields:
+  ``embedding_model`` (the embedder's id) and ``embedding`` (``vector_fields``). The record
+  reads leave both out (``RECORD``, a projection) and the ``*_from`` functions never look
+  at them: a record read costs what it did before vectors.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from pydantic import JsonValue, TypeAdapter, ValidationError
 
 from kern.db.mongo.search import document_terms
 from kern.errors import InvalidTextError, UnserializableError
-from kern.records import Learning, Memory, Message, Run, Session
+from kern.records import Embedding, Learning, Memory, Message, Run, Session
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -78,6 +82,26 @@ def check_size(doc: Mapping[str, Any], what: str, fix: str) -> None:
     size = len(bson.encode(doc))
     if size > MAX_DOCUMENT_BYTES:
         raise DocumentTooLargeError(what, size, fix)
+
+
+# -- vectors -------------------------------------------------------------------------------
+#: The embedder that made the stored vector (an ``Embedding.model``), and the vector itself.
+EMBEDDING_MODEL = "embedding_model"
+EMBEDDING = "embedding"
+#: The projection of every record read of memories and learnings: all but the vector.
+RECORD: dict[str, Any] = {EMBEDDING_MODEL: 0, EMBEDDING: 0}
+#: What an upsert without a vector removes (the stored one described the old content).
+NO_VECTOR: dict[str, Any] = {EMBEDDING_MODEL: "", EMBEDDING: ""}
+
+
+def vector_fields(embedding: Embedding) -> dict[str, Any]:
+    """The stored fields of ``embedding``. The vector is BSON binary (generic subtype) of
+    little-endian float32: 4 bytes a number where an array of doubles takes 13 or 14 for
+    a real embedder's (8, a type byte and the element's name, ``"1535"``), and read back
+    as ``bytes``, which ``kern.vectors.nearest`` takes as they are. (Subtype 9, BSON's
+    "vector", is what Atlas Vector Search indexes, but not every server keeps it: nx-27017
+    returns it as subtype 0.)"""
+    return {EMBEDDING_MODEL: embedding.model, EMBEDDING: embedding.as_float32()}
 
 
 # -- timestamps ----------------------------------------------------------------------------

@@ -91,6 +91,7 @@ from kern.errors import (
     VersionConflictError,
 )
 from kern.records import (
+    Embedding,
     Learning,
     LearningStatus,
     Memory,
@@ -127,6 +128,11 @@ def _eq(**fields: Any) -> dict[str, Any]:
 
 def _newest_first(limit: int, offset: int) -> dict[str, Any]:
     return {"sort": [("updated_at_us", DESCENDING)], "skip": max(offset, 0), "limit": limit}
+
+
+def _records_newest_first(limit: int, offset: int) -> dict[str, Any]:
+    """``_newest_first`` for memories and learnings: their records, without the vector."""
+    return {**_newest_first(limit, offset), "projection": codec.RECORD}
 
 
 def _backoff(attempt: int) -> Pause | None:
@@ -815,15 +821,25 @@ def update_run(
 
 # -- memories and learnings -------------------------------------------------------------
 def _upsert(
-    collection: str, record_id: str, fields: dict[str, Any], created: datetime
+    collection: str,
+    record_id: str,
+    fields: dict[str, Any],
+    created: datetime,
+    embedding: Embedding | None,
 ) -> Op[tuple[datetime, datetime]]:
-    """Insert or replace by ``_id``, keeping a stored ``created_at``.
+    """Insert or replace by ``_id``, keeping a stored ``created_at``; the vector in the same
+    update: ``embedding``'s, or none (a stored one is removed: it described the old row).
 
     Returns the new ``updated_at`` and the ``created_at`` the stored document has.
     """
     now = utcnow()
     codec.stamp(fields, "updated_at", now)
-    update = {"$set": fields, "$setOnInsert": codec.stamp({}, "created_at", created)}
+    update: dict[str, Any] = {"$setOnInsert": codec.stamp({}, "created_at", created)}
+    if embedding is None:
+        update |= {"$set": fields, "$unset": codec.NO_VECTOR}
+    else:
+        fields |= codec.vector_fields(embedding)
+        update["$set"] = fields
     what = f"{collection[:-1]} {record_id!r}"
     codec.check_size(
         {"_id": record_id, **fields, **update["$setOnInsert"]}, what, codec.FIX_CONTENT
@@ -846,14 +862,16 @@ def _upsert(
     return now, created if stored is None else codec.read_stamp(stored, "created_at")
 
 
-def upsert_memory(memory: Memory) -> Op[Memory]:
+def upsert_memory(memory: Memory, embedding: Embedding | None) -> Op[Memory]:
     fields = codec.memory_fields(memory)
-    now, created = yield from _upsert(MEMORIES, memory.memory_id, fields, memory.created_at)
+    now, created = yield from _upsert(
+        MEMORIES, memory.memory_id, fields, memory.created_at, embedding
+    )
     return memory.model_copy(update={"updated_at": now, "created_at": created})
 
 
 def get_memory(memory_id: str) -> Op[Memory | None]:
-    doc = yield Call(MEMORIES, "find_one", ({"_id": memory_id},))
+    doc = yield Call(MEMORIES, "find_one", ({"_id": memory_id},), {"projection": codec.RECORD})
     return None if doc is None else codec.memory_from(doc)
 
 
@@ -863,7 +881,7 @@ def list_memories(
     if limit <= 0:
         return []
     query = _eq(user_id=user_id, agent_id=agent_id)
-    docs = yield Call(MEMORIES, "find", (query,), _newest_first(limit, offset))
+    docs = yield Call(MEMORIES, "find", (query,), _records_newest_first(limit, offset))
     return [codec.memory_from(doc) for doc in docs]
 
 
@@ -878,7 +896,7 @@ def search_memories(
         MEMORIES,
         "find",
         ({**scope, "terms": {"$in": terms}},),
-        {"limit": search.CANDIDATES},
+        {"limit": search.CANDIDATES, "projection": codec.RECORD},
     )
     ranked = search.rank([(doc, doc["terms"], doc["updated_at_us"]) for doc in docs], terms, limit)
     return [ScoredMemory(memory=codec.memory_from(doc), score=score) for doc, score in ranked]
@@ -903,14 +921,16 @@ def delete_memory(memory_id: str) -> Op[bool]:
     return bool(done.deleted_count)
 
 
-def upsert_learning(learning: Learning) -> Op[Learning]:
+def upsert_learning(learning: Learning, embedding: Embedding | None) -> Op[Learning]:
     fields = codec.learning_fields(learning)
-    now, created = yield from _upsert(LEARNINGS, learning.learning_id, fields, learning.created_at)
+    now, created = yield from _upsert(
+        LEARNINGS, learning.learning_id, fields, learning.created_at, embedding
+    )
     return learning.model_copy(update={"updated_at": now, "created_at": created})
 
 
 def get_learning(learning_id: str) -> Op[Learning | None]:
-    doc = yield Call(LEARNINGS, "find_one", ({"_id": learning_id},))
+    doc = yield Call(LEARNINGS, "find_one", ({"_id": learning_id},), {"projection": codec.RECORD})
     return None if doc is None else codec.learning_from(doc)
 
 
@@ -935,7 +955,7 @@ def query_learnings(
         entity_id=entity_id,
         status=status,
     )
-    docs = yield Call(LEARNINGS, "find", (query,), _newest_first(limit, offset))
+    docs = yield Call(LEARNINGS, "find", (query,), _records_newest_first(limit, offset))
     return [codec.learning_from(doc) for doc in docs]
 
 
@@ -956,7 +976,7 @@ def search_learnings(
         LEARNINGS,
         "find",
         ({"terms": {"$in": terms}, **scope},),
-        {"limit": search.CANDIDATES},
+        {"limit": search.CANDIDATES, "projection": codec.RECORD},
     )
     ranked = search.rank([(doc, doc["terms"], doc["updated_at_us"]) for doc in docs], terms, limit)
     return [ScoredLearning(learning=codec.learning_from(doc), score=score) for doc, score in ranked]

@@ -3,16 +3,20 @@
 ``MongoDb`` and ``AsyncMongoDb`` (``kern.db.planned``) run "the plan of the same name" for
 every contract method; ``MongoPlans`` gives each one with the contract's exact signature and
 defaults (the ``ops`` functions take every argument explicitly, and ``commit_turn`` also
-the db object's ``Transactions``), so a type checker sees the whole contract.
+the db object's ``Transactions``), so a type checker sees the whole contract. The vector
+operations' plans are in ``kern.db.mongo.embeddings``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from kern.db.base import VectorTable
+from kern.db.mongo import embeddings as _vectors
 from kern.db.mongo import ops
 from kern.db.mongo.calls import Op
 from kern.records import (
+    Embedding,
     Learning,
     LearningStatus,
     Memory,
@@ -99,8 +103,8 @@ class MongoPlans:
             run_id, status=status, output=output, messages=messages, metrics=metrics
         )
 
-    def upsert_memory(self, memory: Memory) -> Op[Memory]:
-        return ops.upsert_memory(memory)
+    def upsert_memory(self, memory: Memory, *, embedding: Embedding | None = None) -> Op[Memory]:
+        return ops.upsert_memory(memory, embedding)
 
     def get_memory(self, memory_id: str) -> Op[Memory | None]:
         return ops.get_memory(memory_id)
@@ -129,8 +133,10 @@ class MongoPlans:
     ) -> Op[tuple[list[ScoredMemory], list[Memory]]]:
         return ops.recall_memories(user_id, query, agent_id=agent_id, limit=limit, recent=recent)
 
-    def upsert_learning(self, learning: Learning) -> Op[Learning]:
-        return ops.upsert_learning(learning)
+    def upsert_learning(
+        self, learning: Learning, *, embedding: Embedding | None = None
+    ) -> Op[Learning]:
+        return ops.upsert_learning(learning, embedding)
 
     def get_learning(self, learning_id: str) -> Op[Learning | None]:
         return ops.get_learning(learning_id)
@@ -174,6 +180,38 @@ class MongoPlans:
 
     def delete_learning(self, learning_id: str) -> Op[bool]:
         return ops.delete_learning(learning_id)
+
+    def search_memories_by_vector(
+        self, user_id: str, embedding: Embedding, *, agent_id: str | None = None, limit: int = 5
+    ) -> Op[list[ScoredMemory]]:
+        return _vectors.search_memories_by_vector(
+            user_id, embedding, agent_id=agent_id, limit=limit
+        )
+
+    def search_learnings_by_vector(
+        self,
+        embedding: Embedding,
+        *,
+        kind: str | None = None,
+        namespace: str | None = None,
+        user_id: str | None = None,
+        status: LearningStatus | None = LearningStatus.ACTIVE,
+        limit: int = 5,
+    ) -> Op[list[ScoredLearning]]:
+        return _vectors.search_learnings_by_vector(
+            embedding, kind=kind, namespace=namespace, user_id=user_id, status=status, limit=limit
+        )
+
+    def set_embeddings(self, table: VectorTable, embeddings: Mapping[str, Embedding]) -> Op[int]:
+        return _vectors.set_embeddings(table, embeddings)
+
+    def memories_without_embedding(self, model: str, *, limit: int = 100) -> Op[list[Memory]]:
+        return _vectors.memories_without_embedding(model, limit=limit)
+
+    def learnings_without_embedding(
+        self, model: str, *, kinds: Sequence[str] | None = None, limit: int = 100
+    ) -> Op[list[Learning]]:
+        return _vectors.learnings_without_embedding(model, kinds=kinds, limit=limit)
 
 
 __all__ = ["MongoPlans"]

@@ -2,14 +2,20 @@
 
 Every read path of the contract has an index (docs/architecture.md, "Stored records"): the
 history read walks ``{session_id, seq}`` backwards, listings walk ``{<filter>,
-updated_at_us}``, searches start from the multikey ``terms`` index. Index names are explicit
-so that they read well in ``db.collection.getIndexes()``.
+updated_at_us}``, searches start from the multikey ``terms`` index, and a search by vector
+reads its candidates through ``{user_id, embedding_model}`` (memories) or ``{embedding_model,
+kind, namespace, user_id}`` (learnings). Index names are explicit so that they read well in
+``db.collection.getIndexes()``.
 
 Migrations run forward: ``MIGRATIONS[name]`` lists, per version, the indexes that version
 adds. ``kern_schema_versions`` records the version each collection is at. The record is not
 trusted for the indexes themselves: on first use kern lists each collection's indexes and
 creates any required one that is missing (dropped by hand, lost in a restore), since a
 missing unique ``{session_id, seq}`` index would let concurrent writers share a seq.
+
+Version 2 of memories and learnings adds the vector indexes. Their documents need no
+rewrite: one written before vectors has no ``embedding_model``, so it is simply one "without
+embedding" that ``LearningMachine.reembed`` gives a vector.
 """
 
 from __future__ import annotations
@@ -111,6 +117,13 @@ MIGRATIONS: dict[str, tuple[Version, ...]] = {
                 _ix("user_terms", "user_id", "terms"),
             ),
         ),
+        Version(
+            2,
+            (
+                # search by vector: the user's vectors made by the query's embedder
+                _ix("user_model", "user_id", "embedding_model"),
+            ),
+        ),
     ),
     LEARNINGS: (
         Version(
@@ -123,6 +136,15 @@ MIGRATIONS: dict[str, tuple[Version, ...]] = {
                 _ix("entity_kind_updated", "entity_id", "kind", "-updated_at_us"),
                 # search: learnings sharing a word with the question, then by status
                 _ix("terms_status", "terms", "status"),
+            ),
+        ),
+        Version(
+            2,
+            (
+                # search by vector: the vectors of the query's embedder (every search names
+                # it, so every search uses this index), then a store's kind, namespace and,
+                # in the user namespace, the user
+                _ix("model_kind_namespace_user", "embedding_model", "kind", "namespace", "user_id"),
             ),
         ),
     ),
