@@ -2,21 +2,25 @@
 
 Each builder takes the arguments of the contract method of the same name and returns the
 plan doing it (``kern.db.redis.plans``), written in ``sessions``, ``runs``, ``turns``,
-``memories``, ``learnings``, ``docs`` and ``forget``. ``RedisDb`` runs the plans blocking and
-``AsyncRedisDb`` awaits them (``kern.db.planned``), so each operation exists once, and a type
-checker holds every builder to the contract's signature (``ContractPlans``).
+``memories``, ``learnings``, ``docs``, ``embeddings`` and ``forget``. ``RedisDb`` runs the
+plans blocking and ``AsyncRedisDb`` awaits them (``kern.db.planned``), so each operation
+exists once, and a type checker holds every builder to the contract's signature
+(``ContractPlans``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from kern.db.base import VectorTable
 from kern.db.planned import ContractPlans
 from kern.db.redis import docs, forget, learnings, memories, runs, sessions, turns
 from kern.db.redis.docs import DocSpec
+from kern.db.redis.embeddings import set_vectors
 from kern.db.redis.indexes import Ctx
 from kern.db.redis.plans import Plan, Step
 from kern.records import (
+    Embedding,
     Learning,
     LearningStatus,
     Memory,
@@ -112,8 +116,8 @@ class RedisPlans(ContractPlans[Step]):
         )
 
     # -- memories -----------------------------------------------------------------------
-    def upsert_memory(self, memory: Memory) -> Plan[Memory]:
-        return docs.upsert(self.ctx, self.memory_spec, memory)
+    def upsert_memory(self, memory: Memory, *, embedding: Embedding | None = None) -> Plan[Memory]:
+        return docs.upsert(self.ctx, self.memory_spec, memory, embedding)
 
     def get_memory(self, memory_id: str) -> Plan[Memory | None]:
         return docs.get(self.ctx, self.memory_spec, memory_id)
@@ -152,8 +156,10 @@ class RedisPlans(ContractPlans[Step]):
         )  # fmt: skip
 
     # -- learnings ----------------------------------------------------------------------
-    def upsert_learning(self, learning: Learning) -> Plan[Learning]:
-        return docs.upsert(self.ctx, self.learning_spec, learning)
+    def upsert_learning(
+        self, learning: Learning, *, embedding: Embedding | None = None
+    ) -> Plan[Learning]:
+        return docs.upsert(self.ctx, self.learning_spec, learning, embedding)
 
     def get_learning(self, learning_id: str) -> Plan[Learning | None]:
         return docs.get(self.ctx, self.learning_spec, learning_id)
@@ -204,6 +210,50 @@ class RedisPlans(ContractPlans[Step]):
 
     def delete_learning(self, learning_id: str) -> Plan[bool]:
         return docs.delete(self.ctx, self.learning_spec, learning_id)
+
+    # -- vectors ------------------------------------------------------------------------
+    def search_memories_by_vector(
+        self, user_id: str, embedding: Embedding, *, agent_id: str | None = None, limit: int = 5
+    ) -> Plan[list[ScoredMemory]]:
+        return memories.search_by_vector(
+            self.ctx, self.memory_spec, user_id, embedding, agent_id=agent_id, limit=limit
+        )
+
+    def search_learnings_by_vector(
+        self,
+        embedding: Embedding,
+        *,
+        kind: str | None = None,
+        namespace: str | None = None,
+        user_id: str | None = None,
+        status: LearningStatus | None = LearningStatus.ACTIVE,
+        limit: int = 5,
+    ) -> Plan[list[ScoredLearning]]:
+        return learnings.search_by_vector(
+            self.ctx,
+            self.learning_spec,
+            embedding,
+            kind=kind,
+            namespace=namespace,
+            user_id=user_id,
+            status=status,
+            limit=limit,
+        )
+
+    def set_embeddings(self, table: VectorTable, embeddings: Mapping[str, Embedding]) -> Plan[int]:
+        if table == "memories":
+            return set_vectors(self.ctx, self.memory_spec, embeddings)
+        return set_vectors(self.ctx, self.learning_spec, embeddings)
+
+    def memories_without_embedding(self, model: str, *, limit: int = 100) -> Plan[list[Memory]]:
+        return memories.without_embedding(self.ctx, self.memory_spec, model, limit=limit)
+
+    def learnings_without_embedding(
+        self, model: str, *, kinds: Sequence[str] | None = None, limit: int = 100
+    ) -> Plan[list[Learning]]:
+        return learnings.without_embedding(
+            self.ctx, self.learning_spec, model, kinds=kinds, limit=limit
+        )
 
 
 __all__ = ["RedisPlans"]

@@ -1,14 +1,16 @@
 """Memories and learnings: one JSON string per record, indexed by sorted sets elsewhere.
 
-Both are "documents": a record key of their own (``{m:<id>}``, ``{l:<id>}``), and entries in
-indexes and search-token sets that a ``DocSpec`` derives from the record. Writes follow the
-order of ``kern.db.redis.indexes`` (new entries, record, stale entries), reads check every
-record found through an index against the filters before returning it.
+Both are "documents": a record key of their own (``{m:<id>}``, ``{l:<id>}``), its vector
+beside it (``<record key>:vec``, written by the same script), and entries in indexes and
+search-token sets that a ``DocSpec`` derives from the record, plus the vector state sets its
+vector's model puts it in (``kern.db.redis.keys.vector_state``). Writes follow the order of
+``kern.db.redis.indexes`` (new entries, record, stale entries), reads check every record
+found through an index against the filters before returning it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -16,10 +18,11 @@ from pydantic import BaseModel, ValidationError
 
 from kern.db.redis import codec
 from kern.db.redis.codec import text
-from kern.db.redis.indexes import Ctx, add_to, prune, register, remove_from
+from kern.db.redis.indexes import Ctx, add_to, now_us, prune, register, remove_from
+from kern.db.redis.keys import vector_models, vector_state
 from kern.db.redis.plans import Cmd, Lua, Plan
 from kern.db.redis.text import CANDIDATES_PER_TERM, bm25, idf, query_terms
-from kern.records import utcnow
+from kern.records import Embedding, utcnow
 
 D = TypeVar("D", bound=BaseModel)
 
@@ -37,6 +40,29 @@ class DocSpec(Generic[D]):
     owner: Callable[[D], str | None]
     #: The document's searchable words (terms, with repeats).
     terms: Callable[[D], list[str]]
+    #: The key of the document's vector hash, by id (in the record's slot).
+    vector_key: Callable[[str], str]
+    #: The bases of the vector state sets the document is in (``{ma}:``; ``{la}:`` and its
+    #: kind's ``{lk:<kind>}:``).
+    state_bases: Callable[[D], list[str]]
+
+    def states(self, doc: D, model: str | None) -> list[str]:
+        """The vector state sets of ``doc`` with a vector by ``model`` (``None``: none)."""
+        return [vector_state(base, model) for base in self.state_bases(doc)]
+
+    def every_entry(self, doc: D, model: str | None) -> list[str]:
+        return [*self.entries(doc), *self.states(doc, model)]
+
+    def note_model(self, doc: D, model: str | None) -> list[Cmd]:
+        """Record ``model`` among the models of ``doc``'s state bases (before its set gets
+        an entry, so a reader listing the models finds every set)."""
+        if model is None:
+            return []
+        return [Cmd("sadd", vector_models(base), model) for base in self.state_bases(doc)]
+
+
+def maybe_text(value: Any) -> str | None:
+    return None if value is None else str(text(value))
 
 
 def fetch_raw(ctx: Ctx, spec: DocSpec[D], ids: list[str]) -> Plan[list[tuple[D, Any] | None]]:
@@ -53,6 +79,16 @@ def fetch_raw(ctx: Ctx, spec: DocSpec[D], ids: list[str]) -> Plan[list[tuple[D, 
     return out
 
 
+def parse_or_none(spec: DocSpec[D], raw: Any) -> D | None:
+    """The document stored as ``raw``; None if there is none, or it is not a kern record."""
+    if raw is None:
+        return None
+    try:
+        return spec.parse(raw)
+    except ValidationError:
+        return None
+
+
 def fetch(ctx: Ctx, spec: DocSpec[D], ids: list[str]) -> Plan[list[D | None]]:
     """The documents of ``ids`` (None where gone)."""
     found = yield from fetch_raw(ctx, spec, ids)
@@ -64,51 +100,119 @@ def get(ctx: Ctx, spec: DocSpec[D], doc_id: str) -> Plan[D | None]:
     return None if raw is None else spec.parse(raw)
 
 
-def upsert(ctx: Ctx, spec: DocSpec[D], record: D) -> Plan[D]:
+def upsert(ctx: Ctx, spec: DocSpec[D], record: D, embedding: Embedding | None = None) -> Plan[D]:
     now = utcnow()
     score = codec.micros(now)
     record = record.model_copy(update={"updated_at": now})
     doc_id = spec.id_of(record)
+    model = None if embedding is None else embedding.model
     entries = spec.entries(record)
-    yield [*add_to(entries, doc_id, score), *register(ctx.keys, spec.owner(record), entries)]
+    own = [*entries, *spec.states(record, model)]
+    yield [
+        *spec.note_model(record, model),
+        *add_to(own, doc_id, score),
+        *register(ctx.keys, spec.owner(record), entries),
+    ]
     created, rest = codec.doc_parts(record)
-    key = spec.record_key(doc_id)
-    (outcome,) = yield [Lua("put_doc", (key,), (created, rest))]
-    stored_created, old = text(outcome[0]), outcome[1] if len(outcome) > 1 else None
-    stale = set() if old is None else set(spec.entries(spec.parse(old))) - set(entries)
-    # 3. Leave the indexes of the replaced version; enter ours again, in case a slower
-    # writer of the version before just removed entries we share with it.
-    yield [*remove_from(sorted(stale), doc_id), *add_to(entries, doc_id, score, gt=True)]
-    if stale:
-        # 4. If a newer version landed meanwhile, our removals may have hit its entries.
-        (current,) = yield [Cmd("get", key)]
-        if current is not None and text(current) != codec.doc_json(stored_created, rest):
-            newer = spec.parse(current)
-            at = codec.micros(newer.updated_at)  # type: ignore[attr-defined]
-            yield add_to(spec.entries(newer), doc_id, at)
+    keys = (spec.record_key(doc_id), spec.vector_key(doc_id))
+    vector = () if embedding is None else (embedding.model, embedding.as_float32())
+    (outcome,) = yield [Lua("put_doc", keys, (created, rest, *vector))]
+    stored_created, old, old_model = text(outcome[0]), outcome[1], maybe_text(outcome[2])
+    stale = set() if old is None else set(spec.every_entry(spec.parse(old), old_model)) - set(own)
+    json = codec.doc_json(stored_created, rest)
+    yield from settle(ctx, spec, [Written(doc_id, own, score, stale, json, model)])
     if stored_created != created:
         record = record.model_copy(update={"created_at": codec.parse_time(stored_created)})
     return record
 
 
+@dataclass(frozen=True)
+class Written:
+    """A document as one writer left it: its entries (``own``, at ``score``), the entries of
+    the version it replaced that are no longer its own (``stale``), and what it wrote (the
+    record's JSON and its vector's model)."""
+
+    doc_id: str
+    own: list[str]
+    score: int
+    stale: set[str]
+    json: str
+    model: str | None
+
+
+def settle(
+    ctx: Ctx, spec: DocSpec[D], rows: list[Written], *, first: Sequence[Cmd] = ()
+) -> Plan[None]:
+    """Steps 3 and 4 of ``kern.db.redis.indexes`` after writing ``rows`` (each step for all
+    of them, after the commands ``first``): leave the stale entries, enter their own again
+    (a slower writer of the version before may just have removed entries they share), and
+    where a newer version landed meanwhile, add its entries again."""
+    yield [
+        *first,
+        *(
+            cmd
+            for row in rows
+            for cmd in (
+                *remove_from(sorted(row.stale), row.doc_id),
+                *add_to(row.own, row.doc_id, row.score, gt=True),
+            )
+        ),
+    ]
+    moved = [row for row in rows if row.stale]
+    if not moved:
+        return
+    replies = yield [
+        cmd
+        for row in moved
+        for cmd in (Cmd("get", spec.record_key(row.doc_id)), hget_model(spec, row.doc_id))
+    ]
+    again: list[Cmd] = []
+    for n, row in enumerate(moved):
+        current, model = replies[2 * n], maybe_text(replies[2 * n + 1])
+        if current is None or (text(current), model) == (row.json, row.model):
+            continue
+        newer = spec.parse(current)
+        at = codec.micros(newer.updated_at)  # type: ignore[attr-defined]
+        again += [
+            *add_to(spec.entries(newer), row.doc_id, at),
+            *add_to(spec.states(newer, model), row.doc_id, now_us()),
+        ]
+    if again:
+        yield again
+
+
+def hget_model(spec: DocSpec[D], doc_id: str) -> Cmd:
+    """The model of the document's vector (None: no vector)."""
+    return Cmd("hget", spec.vector_key(doc_id), "model")
+
+
 def delete(ctx: Ctx, spec: DocSpec[D], doc_id: str) -> Plan[bool]:
-    (old,) = yield [Cmd("getdel", spec.record_key(doc_id))]
-    if old is None:
+    keys = (spec.record_key(doc_id), spec.vector_key(doc_id))
+    (outcome,) = yield [Lua("delete_doc", keys, ())]
+    if outcome[0] is None:
         return False
-    entries = spec.entries(spec.parse(old))
+    entries = spec.every_entry(spec.parse(outcome[0]), maybe_text(outcome[1]))
     if entries:
         yield remove_from(entries, doc_id)
     return True
 
 
-def delete_exact(ctx: Ctx, spec: DocSpec[D], found: list[tuple[D, Any]]) -> Plan[list[D]]:
-    """Delete records still holding the JSON they were read with; return those deleted."""
+def delete_exact(
+    ctx: Ctx, spec: DocSpec[D], found: list[tuple[D, Any]]
+) -> Plan[list[tuple[D, str | None]]]:
+    """Delete records (with their vectors) still holding the JSON they were read with;
+    return those deleted, each with its vector's model."""
     if not found:
         return []
     results = yield [
-        Lua("delete_if_equal", (spec.record_key(spec.id_of(doc)),), (raw,)) for doc, raw in found
+        Lua("delete_doc_if_equal", (spec.record_key(i), spec.vector_key(i)), (raw,))
+        for i, raw in ((spec.id_of(doc), raw) for doc, raw in found)
     ]
-    return [doc for (doc, _), done in zip(found, results, strict=True) if int(done)]
+    return [
+        (doc, maybe_text(done[1]))
+        for (doc, _), done in zip(found, results, strict=True)
+        if int(done[0])
+    ]
 
 
 def search(

@@ -8,8 +8,9 @@ user can exist without being listed there:
    in the session's slot that checks the owner again;
 2. sessions holding runs of the user (set ``rs``): the user's runs deleted from each;
 3. memories (index ``m``) and learnings (index ``l:ix``, and those tied to a deleted
-   session): deleted when the record still names the user (or the session) and still holds
-   what was read (``delete_if_equal``), then removed from indexes in other slots;
+   session): deleted with their vectors when the record still names the user (or the
+   session) and still holds what was read (``delete_doc_if_equal``), then removed from
+   indexes in other slots (the vector state sets among them);
 4. last, every key of the user's slot, by its registry, in one script.
 
 Each step is atomic in its own slot; the whole is not one transaction (no Redis Cluster
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from kern.db.redis import docs
 from kern.db.redis.codec import text
-from kern.db.redis.docs import DocSpec
+from kern.db.redis.docs import D, DocSpec
 from kern.db.redis.indexes import Ctx, remove_from
 from kern.db.redis.keys import q
 from kern.db.redis.plans import Cmd, Lua, Plan
@@ -88,14 +89,22 @@ def forget_user(
     counts["learnings"] = len(deleted_learnings)
 
     user_base = keys.user_base(user_id)
-    elsewhere: list[Cmd] = []
-    for doc in (*deleted_memories, *deleted_learnings):
-        spec = memory_spec if isinstance(doc, Memory) else learning_spec
-        outside = [k for k in spec.entries(doc) if not k.startswith(user_base)]  # type: ignore[arg-type]
-        elsewhere += remove_from(outside, spec.id_of(doc))  # type: ignore[arg-type]
+    elsewhere = [
+        *_outside(memory_spec, deleted_memories, user_base),
+        *_outside(learning_spec, deleted_learnings, user_base),
+    ]
     if elsewhere:
         yield elsewhere
 
     # 4. The user's slot, whole.
     yield [Lua("purge_registry", (keys.user_registry(user_id),), ())]
     return counts
+
+
+def _outside(spec: DocSpec[D], gone: list[tuple[D, str | None]], user_base: str) -> list[Cmd]:
+    """Removal of deleted documents from their entries outside the user's slot."""
+    out: list[Cmd] = []
+    for doc, model in gone:
+        entries = [k for k in spec.every_entry(doc, model) if not k.startswith(user_base)]
+        out += remove_from(entries, spec.id_of(doc))
+    return out

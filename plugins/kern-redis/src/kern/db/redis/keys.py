@@ -8,10 +8,16 @@ tag says which family of data the key belongs to:
 - ``{u:<user_id>}``: a user's indexes (sessions, memories, learnings, search tokens) and the
   registry of those keys, so ``forget_user`` can drop them in one slot.
 - ``{r:<run_id>}``, ``{m:<memory_id>}``, ``{l:<learning_id>}``: one record (or, for runs,
-  the run id's claim naming its session).
+  the run id's claim naming its session). A memory's or learning's vector is the hash
+  ``<record key>:vec`` (``model``, ``vector``: float32 little-endian bytes), in the record's
+  slot, so the script that writes the record writes (or drops) its vector too.
 - ``{c:…}``, ``{t:…}``, ``{sa}``: session indexes by component, type, and of all sessions;
   ``{lk:…}``, ``{ln:…}``, ``{le:…}``, ``{ls:…}``, ``{la}``: learning indexes by kind,
   namespace, entity, session, and of all learnings.
+- ``{ma}``: the vector state sets of all memories (``{la}`` and ``{lk:…}`` hold those of
+  learnings, all and per kind): ``nv`` (rows without a vector), ``v:<model>`` (rows whose
+  vector that model made) and ``vm`` (the models seen), so "rows without a vector by this
+  model" is read from sets, not by walking every row.
 
 Values are percent-quoted inside keys, so no id can forge another key or break the tag.
 """
@@ -58,6 +64,17 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
+def vector_state(base: str, model: str | None) -> str:
+    """The set of rows under ``base`` (``{ma}:``, ``{la}:``, ``{lk:<kind>}:``) whose vector
+    ``model`` made (``None``: rows without a vector)."""
+    return base + ("nv" if model is None else f"v:{q(model)}")
+
+
+def vector_models(base: str) -> str:
+    """The set of models with a ``vector_state`` set under ``base``."""
+    return base + "vm"
+
+
 def run_index(top_level_only: bool, status: str | None) -> str:
     """The session-slot part holding the seqs of runs that pass these filters."""
     top = "r:top" if top_level_only else "r"
@@ -75,6 +92,7 @@ class Keys:
         self.schema = f"{p}{{meta}}:schema"
         self.all_sessions = f"{p}{{sa}}:sess"
         self.all_learnings = f"{p}{{la}}:"
+        self.all_memories = f"{p}{{ma}}:"
 
     # -- a session's slot -----------------------------------------------------------------
     def session_base(self, session_id: str) -> str:
@@ -135,9 +153,15 @@ class Keys:
     def memory_token(self, user_id: str, token: str) -> str:
         return f"{self.user_base(user_id)}mt:{q(token)}"
 
+    def memory_vector(self, memory_id: str) -> str:
+        return self.memory(memory_id) + ":vec"
+
     # -- learnings ------------------------------------------------------------------------------
     def learning(self, learning_id: str) -> str:
         return f"{self.prefix}{{l:{q(learning_id)}}}"
+
+    def learning_vector(self, learning_id: str) -> str:
+        return self.learning(learning_id) + ":vec"
 
     def learning_base(self, field: str, value: str | None) -> str:
         """The slot base of the learning index by ``field`` (``None`` field: all learnings)."""

@@ -6,18 +6,23 @@ For each of kind, namespace, user_id, session_id and entity_id that a learning h
 in: ``ix:<status>`` when a status is given; sizes by ``ZCARD``) and checks the other filters
 on the records it finds. Search terms of the JSON content are indexed per scope (the user,
 the namespace, the kind, and all learnings); a search reads the smallest scope it is given.
+
+A learning's vector is ``{l:<id>}:vec``; the vector state sets of all learnings are in
+``{la}``, and of each kind in ``{lk:<kind>}`` (``kern.db.redis.embeddings``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from kern.db.redis import codec, docs
+from kern.db.redis import codec, docs, embeddings
+from kern.db.redis.codec import text
 from kern.db.redis.docs import DocSpec
 from kern.db.redis.indexes import Ctx, walk
+from kern.db.redis.keys import vector_state
 from kern.db.redis.plans import Cmd, Plan
 from kern.db.redis.text import document_terms, json_strings
-from kern.records import Learning, LearningStatus, ScoredLearning
+from kern.records import Embedding, Learning, LearningStatus, ScoredLearning
 
 FIELDS = ("kind", "namespace", "user_id", "session_id", "entity_id")
 #: Fields whose values scope the search-term sets (besides "all").
@@ -58,6 +63,11 @@ def spec(ctx: Ctx) -> DocSpec[Learning]:
         entries=entries,
         owner=lambda learning: learning.user_id,
         terms=_terms,
+        vector_key=keys.learning_vector,
+        state_bases=lambda learning: [
+            keys.all_learnings,
+            keys.learning_base("kind", learning.kind),
+        ],
     )
 
 
@@ -131,3 +141,57 @@ def search_learnings(
         limit=limit,
     )
     return [ScoredLearning(learning=learning, score=score) for learning, score in hits]
+
+
+def search_by_vector(
+    ctx: Ctx,
+    s: DocSpec[Learning],
+    embedding: Embedding,
+    *,
+    kind: str | None,
+    namespace: str | None,
+    user_id: str | None,
+    status: LearningStatus | str | None,
+    limit: int,
+) -> Plan[list[ScoredLearning]]:
+    """Learnings passing the filters nearest to ``embedding``: exact, over the ids of the
+    smallest of the filters' indexes (status folded in) and the set of rows with vectors by
+    ``embedding.model`` (of the kind, if given); four round trips."""
+    if limit <= 0:
+        return []
+    keys = ctx.keys
+    st = None if status is None else LearningStatus(status).value
+    filters = {"kind": kind, "namespace": namespace, "user_id": user_id}
+    given = [(f, v) for f, v in filters.items() if v is not None]
+    candidates = [keys.learning_index(f, v, st) for f, v in given] or [
+        keys.learning_index("all", None, st)
+    ]
+    base = keys.all_learnings if kind is None else keys.learning_base("kind", kind)
+    candidates.append(vector_state(base, embedding.model))
+    index = yield from _smallest(candidates)
+    (members,) = yield [Cmd("zrange", index, 0, -1)]
+    ids = [str(text(member)) for member in members]
+    accept = _matcher({**filters, "status": st})
+    hits = yield from embeddings.nearest(ctx, s, ids, embedding, accept, limit)
+    return [ScoredLearning(learning=learning, score=score) for learning, score in hits]
+
+
+def without_embedding(
+    ctx: Ctx, s: DocSpec[Learning], model: str, *, kinds: Sequence[str] | None, limit: int
+) -> Plan[list[Learning]]:
+    """Learnings (of ``kinds``, if given) with no vector by ``model``: from the vector state
+    sets of each kind, in the order given, or of all learnings."""
+    bases: list[tuple[str, Callable[[Learning], bool]]]
+    if kinds is None:
+        bases = [(ctx.keys.all_learnings, _any)]
+    else:
+        bases = [(ctx.keys.learning_base("kind", k), _of_kind(k)) for k in dict.fromkeys(kinds)]
+    return (yield from embeddings.without(ctx, s, bases, model, limit=limit))
+
+
+def _any(learning: Learning) -> bool:
+    return True
+
+
+def _of_kind(kind: str) -> Callable[[Learning], bool]:
+    return lambda learning: learning.kind == kind

@@ -416,23 +416,57 @@ return gone
 """
 )
 
-#: Store a memory/learning document, keeping the created_at already stored.
-#: ARGV: created (iso), the JSON after '{"created_at":"…",'. Returns {created, old JSON}.
+#: Store a memory/learning document and its vector, keeping the created_at already stored.
+#: KEYS: the record, its vector hash (same slot). ARGV: created (iso), the JSON after
+#: '{"created_at":"…",', then the vector's model and float32 bytes, or nothing: the record
+#: then has no vector (one stored before described the old text). Returns {created, old
+#: JSON or nil, old vector's model or nil}. A read that can fail (a key of another type)
+#: comes before the first write.
 PUT_DOC = """
 local old = redis.call('GET', KEYS[1])
+local old_model = redis.call('HGET', KEYS[2], 'model')
 local created = ARGV[1]
 if old then
   local stored = string.match(old, '^{"created_at":"([^"]*)"')
   if stored then created = stored end
 end
 redis.call('SET', KEYS[1], '{"created_at":"' .. created .. '",' .. ARGV[2])
-return {created, old}
+if ARGV[3] then
+  redis.call('HSET', KEYS[2], 'model', ARGV[3], 'vector', ARGV[4])
+elseif old_model then
+  redis.call('DEL', KEYS[2])
+end
+return {created, old or false, old_model or false}
 """
 
-#: Delete a key only if it still holds ARGV[1] (nobody rewrote it since it was read).
-DELETE_IF_EQUAL = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+#: Delete a document and its vector. KEYS: the record, its vector hash. Returns {old JSON,
+#: old vector's model}, each nil when absent.
+DELETE_DOC = """
+local old = redis.call('GET', KEYS[1])
+local model = redis.call('HGET', KEYS[2], 'model')
+redis.call('DEL', KEYS[1], KEYS[2])
+return {old or false, model or false}
+"""
+
+#: Delete a document and its vector only if the record still holds ARGV[1] (nobody rewrote
+#: it since it was read). KEYS: the record, its vector hash. Returns {1, old vector's model
+#: or nil} if deleted, else {0}.
+DELETE_DOC_IF_EQUAL = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0} end
+local model = redis.call('HGET', KEYS[2], 'model')
+redis.call('DEL', KEYS[1], KEYS[2])
+return {1, model or false}
+"""
+
+#: Set the vector of a stored document, leaving the record as it is. KEYS: the record, its
+#: vector hash. ARGV: model, float32 bytes. Returns {1, old vector's model or nil, the
+#: record's JSON}, or {0} when no record is stored (nothing written).
+SET_VECTOR = """
+local doc = redis.call('GET', KEYS[1])
+if not doc then return {0} end
+local old = redis.call('HGET', KEYS[2], 'model')
+redis.call('HSET', KEYS[2], 'model', ARGV[1], 'vector', ARGV[2])
+return {1, old or false, doc}
 """
 
 #: Drop an index entry only if its score is still the one the reader saw: a writer that
@@ -471,7 +505,9 @@ SCRIPTS: dict[str, str] = {
     "delete_session": DELETE_SESSION,
     "forget_runs": FORGET_RUNS,
     "put_doc": PUT_DOC,
-    "delete_if_equal": DELETE_IF_EQUAL,
+    "delete_doc": DELETE_DOC,
+    "delete_doc_if_equal": DELETE_DOC_IF_EQUAL,
+    "set_vector": SET_VECTOR,
     "zrem_if_score": ZREM_IF_SCORE,
     "move_claim": MOVE_CLAIM,
     "purge_registry": PURGE_REGISTRY,

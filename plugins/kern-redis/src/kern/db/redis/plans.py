@@ -12,6 +12,9 @@ A step of one command is sent as that command. A longer step is pipelined (one r
 on a single server; one per node on a cluster, where redis-py refuses scripts inside a
 pipeline, so those are sent one by one, or concurrently in the async runner).
 
+A ``Scan`` (one round of ``SCAN`` over every primary) is sent alone; only migrations use it,
+to find rows that no index of an older layout lists.
+
 At most ``limit`` calls of one runner are on the wire at once (threads of a sync db, tasks
 of an async one): redis-py's pools refuse to open more than their ``max_connections``
 (``MaxConnectionsError``) rather than wait, so the runner waits instead.
@@ -85,7 +88,19 @@ class Lua:
     args: tuple[Any, ...]
 
 
-Step = Sequence[Cmd | Lua]
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """One round of ``SCAN … MATCH match TYPE string`` on every primary (sent alone in its
+    step). ``cursor`` is 0 at first, then what the previous round returned; a round returns
+    ``(cursor, keys)``, the cursor 0 once every node is done. On a cluster the cursor is the
+    nodes' own, by node name."""
+
+    match: str
+    cursor: Any = 0
+    count: int = 1000
+
+
+Step = Sequence[Cmd | Lua | Scan]
 Plan = Generator[Step, list[Any], T]
 
 
@@ -115,6 +130,11 @@ def together(*plans: Plan[Any]) -> Plan[tuple[Any, ...]]:
     return tuple(results)
 
 
+def _left(cursors: dict[Any, Any]) -> Any:
+    """The cluster nodes a scan goes on with (by name), or 0 when all are done."""
+    return {name: cursor for name, cursor in cursors.items() if int(cursor) != 0} or 0
+
+
 class _Runner:
     def __init__(self, client: Any, *, cluster: bool, limit: int) -> None:
         self.client = client
@@ -122,14 +142,23 @@ class _Runner:
         self.limit = limit
         self.scripts = {name: client.register_script(src) for name, src in SCRIPTS.items()}
 
+    def _scan_args(self, scan: Scan) -> dict[str, Any]:
+        return {"match": scan.match, "count": scan.count, "_type": "string"}
+
+    def _node_cursors(self, scan: Scan) -> list[tuple[Any, Any]]:
+        """``(node, cursor)`` of each cluster node a later round goes on with."""
+        return [(self.client.get_node(node_name=n), c) for n, c in scan.cursor.items()]
+
     def _split(self, step: Step) -> tuple[list[int], list[int]]:
         scripts = [i for i, call in enumerate(step) if isinstance(call, Lua)]
         plain = [i for i, call in enumerate(step) if not isinstance(call, Lua)]
         return scripts, plain
 
-    def _queue(self, pipe: Any, call: Cmd | Lua) -> None:
+    def _queue(self, pipe: Any, call: Cmd | Lua | Scan) -> None:
         if isinstance(call, Cmd):
             getattr(pipe, call.name)(*call.args, **(call.kwargs or {}))
+        elif isinstance(call, Scan):
+            raise TypeError("a Scan is sent alone in its step")
         else:
             script = self.scripts[call.script]
             pipe.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
@@ -156,11 +185,27 @@ class SyncRunner(_Runner):
                 raise
             raise ClusterUnreachableError(str(exc)) from exc
 
-    def call(self, call: Cmd | Lua) -> Any:
+    def call(self, call: Cmd | Lua | Scan) -> Any:
         with self._slots:
             if isinstance(call, Cmd):
                 return getattr(self.client, call.name)(*call.args, **(call.kwargs or {}))
+            if isinstance(call, Scan):
+                return self._scan(call)
             return self.scripts[call.script](keys=call.keys, args=call.args)
+
+    def _scan(self, scan: Scan) -> tuple[Any, list[Any]]:
+        args = self._scan_args(scan)
+        if not self.cluster:
+            return tuple(self.client.scan(scan.cursor, **args))
+        if scan.cursor == 0:
+            cursors, keys = self.client.scan(**args)  # every primary
+        else:
+            cursors, keys = {}, []
+            for node, cursor in self._node_cursors(scan):
+                found, more = self.client.scan(cursor, target_nodes=node, **args)
+                cursors.update(found)
+                keys += more
+        return _left(cursors), keys
 
     def send(self, step: Step) -> list[Any]:
         """One command alone, else one pipeline (per node on a cluster, scripts apart)."""
@@ -222,11 +267,27 @@ class AsyncRunner(_Runner):
                 raise
             raise ClusterUnreachableError(str(exc)) from exc
 
-    async def call(self, call: Cmd | Lua) -> Any:
+    async def call(self, call: Cmd | Lua | Scan) -> Any:
         async with self._slots:
             if isinstance(call, Cmd):
                 return await getattr(self.client, call.name)(*call.args, **(call.kwargs or {}))
+            if isinstance(call, Scan):
+                return await self._scan(call)
             return await self.scripts[call.script](keys=call.keys, args=call.args)
+
+    async def _scan(self, scan: Scan) -> tuple[Any, list[Any]]:
+        args = self._scan_args(scan)
+        if not self.cluster:
+            return tuple(await self.client.scan(scan.cursor, **args))
+        if scan.cursor == 0:
+            cursors, keys = await self.client.scan(**args)  # every primary
+        else:
+            cursors, keys = {}, []
+            for node, cursor in self._node_cursors(scan):
+                found, more = await self.client.scan(cursor, target_nodes=node, **args)
+                cursors.update(found)
+                keys += more
+        return _left(cursors), keys
 
     async def send(self, step: Step) -> list[Any]:
         """One command alone, else one pipeline (per node on a cluster, scripts concurrently)."""

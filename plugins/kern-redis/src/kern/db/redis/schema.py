@@ -5,8 +5,11 @@ key layout, in the hash ``<prefix>{meta}:schema`` (``<table>`` -> version, ``<ta
 -> when it was reached). ``create_tables`` compares it with ``TARGETS`` and, if anything is
 behind, takes a short lock key (``SET NX EX``), re-reads, runs the pending steps of
 ``MIGRATIONS`` in order and records each version: several processes starting at once do
-the work once. Version 1 of every table is the layout this package writes, so a new
-database only gets its versions recorded.
+the work once. A database with no version recorded holds no kern data yet (every kern
+process records them before its first write), so it only gets ``TARGETS`` recorded.
+
+Versions: 1, the first layout of each table; memories and learnings 2, their vector state
+sets (``kern.db.redis.migrate``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from kern.db.redis import codec
+from kern.db.redis import codec, migrate
 from kern.db.redis.codec import text
 from kern.db.redis.indexes import Ctx
 from kern.db.redis.plans import Cmd, Plan
@@ -34,6 +37,12 @@ MIGRATIONS: dict[str, list[Migration]] = {
     name: [(1, f"key layout of {name} (version 1)", _nothing)]
     for name in ("sessions", "runs", "memories", "learnings")
 }
+MIGRATIONS["memories"].append(
+    (2, "vector state sets {ma}: every memory in nv", migrate.memory_vector_states)
+)
+MIGRATIONS["learnings"].append(
+    (2, "vector state sets {la}, {lk:<kind>}: every learning in nv", migrate.learning_vector_states)
+)
 TARGETS = {name: steps[-1][0] for name, steps in MIGRATIONS.items()}
 #: Seconds the migration lock is held at most (a crashed migrator frees it).
 LOCK_SECONDS = 60
@@ -72,6 +81,13 @@ def create_tables(ctx: Ctx) -> Plan[int]:
     # A migrator that fails leaves the lock to expire (LOCK_SECONDS); nothing half-done
     # is recorded, and steps are written to be run again.
     stored = yield from read_versions(ctx)
+    if not stored:  # a new database: nothing to migrate
+        at = codec.iso(utcnow())
+        versions: dict[str, Any] = {}
+        for name, version in TARGETS.items():
+            versions |= {name: version, f"{name}:at": at}
+        yield [Cmd("hset", ctx.keys.schema, mapping=versions), Cmd("delete", lock)]
+        return 0
     ran = 0
     for name, steps in MIGRATIONS.items():
         for version, _description, step in steps:
