@@ -16,8 +16,10 @@ from kern.learn.base import (
     NotProposedError,
 )
 from kern.learn.curator import CuratedItem, CurationReport, Curator
-from kern.learn.embedder import Embedder, OpenAIEmbedder
+from kern.learn.embedder import CachedEmbedder, Embedder, OpenAIEmbedder
+from kern.learn.local import LocalEmbedder
 from kern.learn.machine import LearningMachine, resolve_store
+from kern.learn.ranking import Hybrid
 from kern.learn.scope import LearningScope, Recall
 from kern.learn.stores import (
     CollectionStore,
@@ -42,6 +44,7 @@ __all__ = [
     "AGENT",
     "GLOBAL",
     "USER",
+    "CachedEmbedder",
     "CollectionStore",
     "CuratedItem",
     "CurationReport",
@@ -53,6 +56,7 @@ __all__ = [
     "Entity",
     "EntityMemoryStore",
     "Extraction",
+    "Hybrid",
     "Insight",
     "LearnedKnowledgeStore",
     "LearningMachine",
@@ -60,6 +64,7 @@ __all__ = [
     "LearningNotFoundError",
     "LearningScope",
     "LearningStore",
+    "LocalEmbedder",
     "MemoryItem",
     "NotProposedError",
     "OneCallUserMemoryStore",

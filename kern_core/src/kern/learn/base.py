@@ -36,17 +36,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from types import GenericAlias
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from kern import storage
-from kern.effects import Turn
+from kern.effects import Call, Turn
 from kern.errors import ConfigurationError, KernError
+from kern.learn.ranking import Hybrid
 from kern.learn.scope import LearningScope
 from kern.models.base import Model, ToolSpec
-from kern.records import Learning, LearningStatus, Memory, Run
+from kern.records import Embedding, Learning, LearningStatus, Memory, Run
 from kern.tools import Tool
+
+if TYPE_CHECKING:
+    from kern.learn.embedder import Embedder
 
 
 class LearningMode(StrEnum):
@@ -120,6 +124,15 @@ class LearningStore:
     per_user: ClassVar[bool] = False
     #: The pydantic model a custom ``schema`` must subclass (None: no custom schemas).
     schema_base: ClassVar[type[BaseModel] | None] = None
+    #: Whether the store's rows get vectors when the machine has an embedder, and its
+    #: recall ranks by meaning too (the stores searched by text: memories, collections,
+    #: entities; not the one-document profile and session context).
+    vectorised: ClassVar[bool] = False
+
+    #: Set by the learning machine: the embedder (None: lexical recall only, as without
+    #: vectors) and how recall fuses its lexical and vector rankings.
+    embedder: Embedder | None = None
+    hybrid: Hybrid = Hybrid()
 
     def __init__(
         self,
@@ -202,17 +215,36 @@ class LearningStore:
 
     def approve(self, learning: Learning) -> Turn[Learning | Memory]:
         """Make a proposed item active; return what is stored now."""
-        return (yield from storage.upsert_learning(_with_status(learning, LearningStatus.ACTIVE)))
+        return (yield from self.save_learning(_with_status(learning, LearningStatus.ACTIVE)))
 
     def reject(self, learning: Learning) -> Turn[Learning]:
         """Mark a proposed item rejected (kept for the record, never recalled)."""
-        return (yield from storage.upsert_learning(_with_status(learning, LearningStatus.REJECTED)))
+        return (yield from self.save_learning(_with_status(learning, LearningStatus.REJECTED)))
 
     def item_text(self, content: dict[str, Any]) -> str:
         """The text the curator compares for duplicates."""
         return " ".join(str(v) for v in _flatten(content))
 
     # -- helpers for subclasses -----------------------------------------------------
+    @property
+    def embeds(self) -> bool:
+        """Whether rows get vectors and recall ranks by meaning (an embedder is set)."""
+        return self.vectorised and self.embedder is not None
+
+    def embedding_of(self, text: str) -> Turn[Embedding | None]:
+        """``text``'s vector by the machine's embedder (None without one: no vectors)."""
+        if not self.embeds or not text.strip():
+            return None
+        embedder = self.embedder
+        assert embedder is not None
+        vectors = yield from Call(embedder.embed, {"texts": [text]})
+        return Embedding(model=embedder.id, vector=vectors[0])
+
+    def save_learning(self, learning: Learning) -> Turn[Learning]:
+        """Store ``learning`` with the vector of its text (when this store embeds)."""
+        embedding = yield from self.embedding_of(self.item_text(learning.content))
+        return (yield from storage.upsert_learning(learning, embedding=embedding))
+
     @property
     def status_for_new(self) -> LearningStatus:
         """What process stores items as: proposals in PROPOSE mode, else active."""

@@ -9,6 +9,8 @@ server (Ollama, vLLM, kern's scripted test server) through ``base_url``;
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -112,3 +114,41 @@ def _index(item: Any) -> int:
 
 
 __all__ = ["Embedder", "OpenAIEmbedder"]
+
+
+class CachedEmbedder:
+    """An embedder that remembers its last ``size`` texts' vectors.
+
+    A turn's recall embeds the same input once per store that ranks by meaning (memories,
+    knowledge, entities): through this, the model is asked once. Same ``id`` and
+    ``dimensions`` as the embedder it wraps, so stored vectors are the same."""
+
+    def __init__(self, embedder: Embedder, size: int = 256) -> None:
+        self.embedder = embedder
+        self.size = size
+        self._vectors: OrderedDict[str, list[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def id(self) -> str:
+        return self.embedder.id
+
+    @property
+    def dimensions(self) -> int | None:
+        return self.embedder.dimensions
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        with self._lock:
+            missing = [text for text in dict.fromkeys(texts) if text not in self._vectors]
+        fresh = dict(zip(missing, self.embedder.embed(missing), strict=True)) if missing else {}
+        with self._lock:
+            self._vectors.update(fresh)
+            found = [fresh.get(text) or self._vectors[text] for text in texts]
+            for text in texts:
+                self._vectors.move_to_end(text)
+            while len(self._vectors) > self.size:
+                self._vectors.popitem(last=False)
+        return found
+
+    def __repr__(self) -> str:
+        return f"CachedEmbedder({self.embedder!r})"

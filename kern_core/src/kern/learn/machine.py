@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from pydantic import JsonValue
+
 from kern import storage
-from kern.effects import ModelCall, Turn
+from kern.effects import Call, ModelCall, Turn
 from kern.errors import ConfigurationError, SyncAsyncMismatchError
 from kern.ids import check_id, check_input
 from kern.learn.base import (
@@ -38,13 +40,16 @@ from kern.learn.base import (
     mode_of,
     parse_arguments,
 )
+from kern.learn.embedder import CachedEmbedder
+from kern.learn.progress import progress_line
+from kern.learn.ranking import Hybrid
 from kern.learn.scope import LearningScope, Recall
 from kern.learn.stores import UserMemoryStore
-from kern.learn.text import search_query
 from kern.models.base import Model
 from kern.performers import arun_turn, run_turn
 from kern.plugins import Registry, registry, resolve
 from kern.records import (
+    Embedding,
     Learning,
     LearningStatus,
     Memory,
@@ -61,6 +66,9 @@ if TYPE_CHECKING:
     from kern.learn.embedder import Embedder
 
 T = TypeVar("T")
+
+#: The row recording which embedder made the database's vectors (``_note_embedder``).
+EMBEDDER_RECORD = Learning(learning_id="kern-embedder", kind="kern_embedder", namespace="kern")
 
 log = logging.getLogger("kern.learn")
 
@@ -212,6 +220,7 @@ class LearningMachine:
         mode: LearningMode | str = LearningMode.ALWAYS,
         namespace: str | None = None,
         embedder: Embedder | None = None,
+        hybrid: Hybrid | None = None,
         model: Model | None = None,
         db: BaseDb | AsyncBaseDb | None = None,
     ) -> None:
@@ -243,6 +252,11 @@ class LearningMachine:
             check_namespace(namespace)
         self.namespace = namespace
         self.embedder = embedder
+        self.hybrid = hybrid or Hybrid()
+        #: What the stores embed with: the same model, each text asked for once.
+        self._store_embedder = CachedEmbedder(embedder) if embedder is not None else None
+        #: The embedders already recorded in (and checked against) the database.
+        self._noted_embedders: set[str] = set()
         self.model = model
         self.db = db
         self._cache: dict[str | None, tuple[Registry, list[LearningStore]]] = {}
@@ -280,6 +294,9 @@ class LearningMachine:
     def _configured(self, store: LearningStore) -> LearningStore:
         if store.mode is None:
             store.mode = self.mode
+        if store.vectorised and self._store_embedder is not None:
+            store.embedder = self._store_embedder
+            store.hybrid = self.hybrid
         if (
             store.namespaced
             and store.namespace is None
@@ -308,6 +325,9 @@ class LearningMachine:
     def recall(self, scope: LearningScope, input: Any) -> Turn[Recall]:
         """Before the model loop: the context and tools the stores add to this turn."""
         query = input if isinstance(input, str) else str(input or "")
+        if self.embedder is not None and self.embedder.id not in self._noted_embedders:
+            self._noted_embedders.add(self.embedder.id)
+            yield from self._note_embedder(self.embedder)
         sections: list[str] = []
         tools: list[Tool] = []
         for store in self.stores_for(scope.backend):
@@ -500,23 +520,116 @@ class LearningMachine:
         self, user_id: str, query: str, limit: int, agent_id: str | None
     ) -> Turn[list[ScoredMemory]]:
         check_id("user_id", user_id)
+        check_id("agent_id", agent_id, optional=True)
         check_input(query)
-        terms = search_query(query)
-        if not terms or limit < 1:
-            return []
-        return (yield from storage.search_memories(user_id, terms, agent_id=agent_id, limit=limit))
+        store = self._memory_store()
+        return (yield from store.search(user_id, query, agent_id=agent_id, limit=limit))
 
     def search_memories(
         self, user_id: str, query: str, limit: int = 5, *, agent_id: str | None = None
     ) -> list[ScoredMemory]:
         """``user_id``'s memories most relevant to ``query``, best first: the ranking a
-        turn's recall uses (the query's content words, searched by the backend)."""
+        turn's recall uses (the backend's text search on the query's content words, fused
+        with the nearest by meaning when the machine has an embedder)."""
         return self._sync(self._search_memories(user_id, query, limit, agent_id), "search_memories")
 
     async def asearch_memories(
         self, user_id: str, query: str, limit: int = 5, *, agent_id: str | None = None
     ) -> list[ScoredMemory]:
         return await self._async(self._search_memories(user_id, query, limit, agent_id))
+
+    # -- vectors ---------------------------------------------------------------------
+    def _require_embedder(self) -> Embedder:
+        if self.embedder is None:
+            raise ConfigurationError(
+                "this learning machine has no embedder: create it with "
+                "LearningMachine(embedder=OpenAIEmbedder(...)) or LocalEmbedder()"
+            )
+        return self.embedder
+
+    def _note_embedder(self, embedder: Embedder) -> Turn[None]:
+        """Record which embedder makes this database's vectors (its id and dimension), and
+        say so once when it changed or rows lack its vectors: vector recall compares only
+        vectors of one model, so until ``lm.reembed()`` the others are found by words only."""
+        rows = yield from storage.query_learnings(
+            kind=EMBEDDER_RECORD.kind, namespace=EMBEDDER_RECORD.namespace, limit=1
+        )
+        probe = yield from Call(embedder.embed, {"texts": ["kern"]})
+        current: dict[str, JsonValue] = {"id": embedder.id, "dimensions": len(probe[0])}
+        if rows and rows[0].content != current:
+            log.warning(
+                "vectors in this database were made by %s; this learning machine embeds with "
+                "%s: recall finds the other rows by words only until lm.reembed() runs",
+                rows[0].content,
+                current,
+            )
+        if not rows or rows[0].content != current:
+            yield from storage.upsert_learning(
+                EMBEDDER_RECORD.model_copy(update={"content": current})
+            )
+        missing = yield from storage.memories_without_embedding(embedder.id, limit=1)
+        if missing:
+            log.warning(
+                "some memories have no vector by %s (stored before vectors were on, or by "
+                "another embedder): lm.reembed() gives them one",
+                embedder.id,
+            )
+
+    def _reembed(
+        self, batch_size: int, progress: Callable[[str, int], None] | None
+    ) -> Turn[dict[str, int]]:
+        embedder = self._require_embedder()
+        if batch_size < 1:
+            raise ConfigurationError("batch_size must be at least 1")
+        model = embedder.id
+        done = {"memories": 0, "learnings": 0}
+        while rows := (yield from storage.memories_without_embedding(model, limit=batch_size)):
+            vectors = yield from Call(embedder.embed, {"texts": [m.content for m in rows]})
+            embeddings = {
+                m.memory_id: Embedding(model=model, vector=v)
+                for m, v in zip(rows, vectors, strict=True)
+            }
+            stored = yield from storage.set_embeddings("memories", embeddings)
+            done["memories"] += stored
+            if progress is not None:
+                progress("memories", done["memories"])
+            if stored == 0:
+                break  # every row of the batch went away meanwhile
+        by_kind = {store.kind: store for store in self.stores if store.embeds}
+        by_kind.pop(UserMemoryStore.kind, None)  # its learnings are proposals: not searched
+        kinds = sorted(by_kind)
+        while kinds:
+            rows_l = yield from storage.learnings_without_embedding(
+                model, kinds=kinds, limit=batch_size
+            )
+            if not rows_l:
+                break
+            texts = [by_kind[row.kind].item_text(row.content) for row in rows_l]
+            vectors = yield from Call(embedder.embed, {"texts": texts})
+            learned = {
+                row.learning_id: Embedding(model=model, vector=v)
+                for row, v in zip(rows_l, vectors, strict=True)
+            }
+            stored = yield from storage.set_embeddings("learnings", learned)
+            done["learnings"] += stored
+            if progress is not None:
+                progress("learnings", done["learnings"])
+            if stored == 0:
+                break
+        return done
+
+    def reembed(self, *, progress: bool = False, batch_size: int = 64) -> dict[str, int]:
+        """Give every memory, and every learning of the stores that embed, a vector by this
+        machine's embedder: those with none (stored before vectors were on) and those
+        another embedder made. Resumable: an interrupted run keeps what it stored and the
+        next one goes on from there. Returns the rows embedded per table;
+        ``progress=True`` shows the count in the terminal as it goes."""
+        with progress_line(progress) as report:
+            return self._sync(self._reembed(batch_size, report), "reembed")
+
+    async def areembed(self, *, progress: bool = False, batch_size: int = 64) -> dict[str, int]:
+        with progress_line(progress) as report:
+            return await self._async(self._reembed(batch_size, report))
 
     # -- maintenance -----------------------------------------------------------------
     @property

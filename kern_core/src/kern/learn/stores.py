@@ -38,10 +38,11 @@ from kern.learn.base import (
     partial_model,
     tool_parameters,
 )
+from kern.learn.ranking import fuse
 from kern.learn.scope import LearningScope
 from kern.learn.text import jaccard, normalise, search_query, slug, token_set, words
 from kern.models.base import Model, ToolSpec
-from kern.records import Learning, LearningStatus, Memory, Run
+from kern.records import Learning, LearningStatus, Memory, Run, ScoredMemory
 from kern.tools import Tool
 
 #: Text this similar (token Jaccard) to a stored item is treated as the same item on write.
@@ -291,7 +292,7 @@ class DocumentStore(LearningStore):
         else:
             merged = self._merge(existing.content, content)
             row = existing.model_copy(update={"content": merged, "source_run_id": scope.run_id})
-        return (yield from storage.upsert_learning(row))
+        return (yield from self.save_learning(row))
 
     def approve(self, learning: Learning) -> Turn[Learning]:
         filters = self.key_of(learning)
@@ -299,10 +300,10 @@ class DocumentStore(LearningStore):
         base = existing.content if existing is not None else {}
         merged = self._merge(base, learning.content)
         approved = learning.model_copy(update={"content": merged, "status": LearningStatus.ACTIVE})
-        stored = yield from storage.upsert_learning(approved)
+        stored = yield from self.save_learning(approved)
         if existing is not None and existing.learning_id != learning.learning_id:
             superseded = existing.model_copy(update={"status": LearningStatus.SUPERSEDED})
-            yield from storage.upsert_learning(superseded)
+            yield from storage.upsert_learning(superseded)  # no vector: never searched again
         return stored
 
     def _merge(self, old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -453,6 +454,7 @@ class EntityMemoryStore(DocumentStore):
     kind = "entity_memory"
     title = "Known entities"
     namespaced = True
+    vectorised = True
     schema_base = Entity
     keep_fields = frozenset({"name"})
 
@@ -549,26 +551,39 @@ class EntityMemoryStore(DocumentStore):
 
 
 def _search(store: LearningStore, scope: LearningScope, query: str) -> Turn[list[Learning]]:
-    """Active items of ``store`` relevant to ``query`` in the scope's namespace."""
+    """Active items of ``store`` relevant to ``query`` in the scope's namespace: ranked by
+    the backend's text search, fused with the nearest by meaning when the store embeds."""
     text = search_query(query, exclude=_field_words(store.schema))
-    if not text:
-        return []
     namespace = store.resolved_namespace(scope)
-    hits = yield from storage.search_learnings(
-        text,
-        kind=store.kind,
-        namespace=namespace,
-        user_id=scope.user_id if namespace == USER else None,
-        status=LearningStatus.ACTIVE,
+    filters: dict[str, Any] = {
+        "kind": store.kind,
+        "namespace": namespace,
+        "user_id": scope.user_id if namespace == USER else None,
+        "status": LearningStatus.ACTIVE,
+    }
+    wanted = store.limit * store.hybrid.candidates if store.embeds else store.limit
+    lexical: list[Learning] = []
+    if text:
+        hits = yield from storage.search_learnings(text, **filters, limit=wanted)
+        lexical = [hit.learning for hit in hits]
+    embedding = yield from store.embedding_of(query)
+    if embedding is None:
+        return lexical[: store.limit]
+    nearest = yield from storage.search_learnings_by_vector(embedding, **filters, limit=wanted)
+    fused = fuse(
+        [(store.hybrid.lexical, lexical), (store.hybrid.vector, [h.learning for h in nearest])],
+        lambda learning: learning.learning_id,
+        k=store.hybrid.k,
         limit=store.limit,
     )
-    return [hit.learning for hit in hits]
+    return [learning for learning, _ in fused]
 
 
 class CollectionStore(LearningStore):
     """A store of independent items (insights, decisions), each its own row."""
 
     namespaced = True
+    vectorised = True
     #: The list field of the extraction tool's arguments, and the tool's name.
     items_field: ClassVar[str] = "items"
     extraction_name: ClassVar[str] = ""
@@ -607,7 +622,7 @@ class CollectionStore(LearningStore):
                 if _is_duplicate(text, self.item_text(hit.learning.content)):
                     if hit.learning.status is LearningStatus.ACTIVE:
                         # Restated: refresh it, so age-based pruning keeps it.
-                        return (yield from storage.upsert_learning(hit.learning))
+                        return (yield from self.save_learning(hit.learning))
                     return hit.learning
         row = Learning(
             kind=self.kind,
@@ -618,7 +633,7 @@ class CollectionStore(LearningStore):
             status=status,
             source_run_id=scope.run_id,
         )
-        return (yield from storage.upsert_learning(row))
+        return (yield from self.save_learning(row))
 
     def process(
         self,
@@ -761,6 +776,7 @@ class UserMemoryStore(LearningStore):
     kind = "user_memory"
     title = "Memories about the user"
     per_user = True
+    vectorised = True
 
     def __init__(
         self,
@@ -783,16 +799,65 @@ class UserMemoryStore(LearningStore):
 
     def recall(self, scope: LearningScope, query: str) -> Turn[list[Memory]]:
         user_id = _user_id(scope)
-        return (yield from self.read_memories(user_id, search_query(query), self._agent(scope)))
+        return (yield from self.read_memories(user_id, query, self._agent(scope)))
 
-    def read_memories(self, user_id: str, text: str, agent_id: str | None) -> Turn[list[Memory]]:
-        """What recall shows: up to ``limit`` memories ranked for ``text`` (the search
-        query, maybe empty), then up to ``recent`` of the newest not among them: one
-        ``recall_memories`` call, which a backend may answer in one round trip."""
+    def read_memories(self, user_id: str, query: str, agent_id: str | None) -> Turn[list[Memory]]:
+        """What recall shows: up to ``limit`` memories ranked for ``query``, then up to
+        ``recent`` of the newest not among them. The lexical ranking and the newest come
+        in one ``recall_memories`` call (one round trip where the backend can); with an
+        embedder, the nearest by meaning are read too and fused with the lexical ones."""
+        text = search_query(query)
+        wanted = self.limit * self.hybrid.candidates if self.embeds else self.limit
         ranked, newest = yield from storage.recall_memories(
-            user_id, text, agent_id=agent_id, limit=self.limit, recent=self.recent
+            user_id, text, agent_id=agent_id, limit=wanted, recent=self.recent
         )
-        return merge_newest([hit.memory for hit in ranked], newest)
+        hits = yield from self._fused(user_id, query, agent_id, [h.memory for h in ranked])
+        return merge_newest([hit.memory for hit in hits], newest)
+
+    def search(
+        self, user_id: str, query: str, *, agent_id: str | None = None, limit: int | None = None
+    ) -> Turn[list[ScoredMemory]]:
+        """``user_id``'s memories most relevant to ``query``, best first: the backend's
+        text search, fused with the nearest by meaning when the store embeds. The scores
+        are the backend's (lexical only) or the fused ones."""
+        limit = self.limit if limit is None else limit
+        if limit < 1:
+            return []
+        text = search_query(query)
+        wanted = limit * self.hybrid.candidates if self.embeds else limit
+        lexical: list[ScoredMemory] = []
+        if text:
+            lexical = yield from storage.search_memories(
+                user_id, text, agent_id=agent_id, limit=wanted
+            )
+        if not self.embeds:
+            return lexical[:limit]
+        return (
+            yield from self._fused(user_id, query, agent_id, [h.memory for h in lexical], limit)
+        )
+
+    def _fused(
+        self,
+        user_id: str,
+        query: str,
+        agent_id: str | None,
+        lexical: list[Memory],
+        limit: int | None = None,
+    ) -> Turn[list[ScoredMemory]]:
+        limit = self.limit if limit is None else limit
+        embedding = yield from self.embedding_of(query)
+        if embedding is None:
+            return [ScoredMemory(memory=m, score=0.0) for m in lexical[:limit]]
+        nearest = yield from storage.search_memories_by_vector(
+            user_id, embedding, agent_id=agent_id, limit=limit * self.hybrid.candidates
+        )
+        fused = fuse(
+            [(self.hybrid.lexical, lexical), (self.hybrid.vector, [h.memory for h in nearest])],
+            lambda memory: memory.memory_id,
+            k=self.hybrid.k,
+            limit=limit,
+        )
+        return [ScoredMemory(memory=memory, score=score) for memory, score in fused]
 
     def build_context(self, items: Sequence[Any]) -> str:
         if not items:
@@ -861,7 +926,7 @@ class UserMemoryStore(LearningStore):
                     memory = hit.memory.model_copy(
                         update={"topics": merge_lists(hit.memory.topics, list(topics))}
                     )
-                    return (yield from storage.upsert_memory(memory))
+                    return (yield from self.save_memory(memory))
         memory = Memory(
             user_id=user_id,
             agent_id=agent_id,
@@ -869,7 +934,12 @@ class UserMemoryStore(LearningStore):
             topics=list(topics),
             source_run_id=source_run_id,
         )
-        return (yield from storage.upsert_memory(memory))
+        return (yield from self.save_memory(memory))
+
+    def save_memory(self, memory: Memory) -> Turn[Memory]:
+        """Store ``memory`` with the vector of its content (when the store embeds)."""
+        embedding = yield from self.embedding_of(memory.content)
+        return (yield from storage.upsert_memory(memory, embedding=embedding))
 
     def process(
         self,
@@ -894,7 +964,7 @@ class UserMemoryStore(LearningStore):
             source_run_id=learning.source_run_id,
             created_at=learning.created_at,
         )
-        stored = yield from storage.upsert_memory(memory)
+        stored = yield from self.save_memory(memory)
         yield from storage.delete_learning(learning.learning_id)
         return stored
 
