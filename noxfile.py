@@ -39,6 +39,12 @@ def recall(session: nox.Session) -> None:
 
 
 @nox.session
+def quality(session: nox.Session) -> None:
+    """Retrieval quality (hit@5, hit@10, MRR) of lexical, vector and hybrid recall per backend."""
+    session.run("uv", "run", "python", "benchmarks/quality.py", *session.posargs, external=True)
+
+
+@nox.session
 def wheels(session: nox.Session) -> None:
     """Build every distribution and import every backend from a fresh virtualenv."""
     session.run("uv", "run", "pytest", "tests/test_layout.py", "-q", external=True)
