@@ -28,7 +28,7 @@ same drivers for callers that want the result only.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeAlias, TypeVar
 
@@ -184,12 +184,6 @@ def result(events: Generator[Any, None, T]) -> T:
             return finished.value  # type: ignore[no-any-return]
 
 
-def events_then_result(events: Generator[Any, None, T]) -> Iterator[Any]:
-    """A ``drive``'s events, then ``Done(result)``: the shape ``adrive`` yields."""
-    value = yield from events
-    yield Done(value)
-
-
 __all__ = [
     "AStreamed",
     "Call",
@@ -202,7 +196,6 @@ __all__ = [
     "adrive",
     "arun",
     "drive",
-    "events_then_result",
     "result",
     "run",
 ]

@@ -811,8 +811,11 @@ class UserMemoryStore(LearningStore):
         ranked, newest = yield from storage.recall_memories(
             user_id, text, agent_id=agent_id, limit=wanted, recent=self.recent
         )
-        hits = yield from self._fused(user_id, query, agent_id, [h.memory for h in ranked])
-        return merge_newest([hit.memory for hit in hits], newest)
+        memories = [hit.memory for hit in ranked]
+        if self.embeds:
+            fused = yield from self._fused(user_id, query, agent_id, memories)
+            memories = [hit.memory for hit in fused]
+        return merge_newest(memories, newest)
 
     def search(
         self, user_id: str, query: str, *, agent_id: str | None = None, limit: int | None = None
