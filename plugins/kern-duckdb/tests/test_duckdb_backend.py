@@ -540,6 +540,9 @@ def test_schema_versions_recorded_once(tmp_path: Path) -> None:
         "kern_run_counters",
         "kern_memory_terms",
         "kern_learning_terms",
+        # DuckDB keeps vectors as FLOAT[] (kern.db.duckdb.vectors).
+        "kern_memories.embedding_array",
+        "kern_learnings.embedding_array",
     }
     # Memories and learnings are at version 2: their vector columns (kern.db.sql.migrations).
     assert {name: version for name, version, _ in recorded if version != 1} == {

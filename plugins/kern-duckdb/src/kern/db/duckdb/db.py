@@ -10,11 +10,13 @@ from typing import Any, ClassVar, cast
 from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 
+import duckdb
 from kern.db.duckdb import engine as duck_engine
 from kern.db.duckdb.dialect import DuckDialect
 from kern.db.duckdb.lease import FileLease, MemoryLease, lease_for, leave
 from kern.db.duckdb.ops import DuckOps
 from kern.db.duckdb.schema import duck_expectations, duck_plan
+from kern.db.duckdb.vss import announce, choose_vector_index, find_vss_wheel
 from kern.db.sql import SqlDb
 from kern.db.sql.migrations import Plan
 from kern.db.sql.prepared import Link
@@ -90,6 +92,12 @@ class DuckDb(SqlDb):
             raise
         self.dialect: DuckDialect
         self._ops = DuckOps(self.tables, self.dialect, self.engine.dialect)
+        index = choose_vector_index(duckdb.__version__, find_vss_wheel())
+        #: The vector search in use, ``"exact (in SQL)"`` or ``"vss hnsw"``
+        #: (``kern.db.duckdb.vss``), and why: logged once, on logger ``kern.db.duckdb``.
+        self.vector_index: str = index.name
+        self.vector_index_reason: str = index.reason
+        announce(index, self.db_file)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(db_file={self.db_file!r})"
@@ -192,6 +200,15 @@ class AsyncDuckDb(ThreadedSqlFileDb):
     @property
     def holds_file(self) -> bool:
         return self.sync_db.holds_file
+
+    @property
+    def vector_index(self) -> str:
+        """The vector search in use (see ``DuckDb.vector_index``)."""
+        return self.sync_db.vector_index
+
+    @property
+    def vector_index_reason(self) -> str:
+        return self.sync_db.vector_index_reason
 
 
 __all__ = ["AsyncDuckDb", "DuckDb"]

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from sqlalchemy import Connection, Dialect, Select, Table, bindparam, select
+from sqlalchemy import Connection, Dialect, bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from kern.db.duckdb.lookup import fenced
+from kern.db.base import VectorTable
 from kern.db.duckdb.schema import READ_INDEXES, DuckTables, build_duck_tables
 from kern.db.duckdb.search import LearningTerms, MemoryTerms
+from kern.db.duckdb.vectors import ARRAY_COLUMN, InSqlVectorSearch
 from kern.db.sql.dialect import Scored, SqlDialect
 from kern.db.sql.prepared import Form, Link, Prepared
-from kern.db.sql.schema import EMBEDDING, EMBEDDING_MODEL, Tables
-from kern.db.sql.vectors import candidates_statement
-from kern.records import LearningStatus
+from kern.db.sql.schema import Tables
+from kern.records import Embedding, LearningStatus
 
 
 class Returning(Prepared):
@@ -67,6 +67,10 @@ class DuckDialect(SqlDialect):
         self._first_seq = self.prepare(counters.insert())
         self.memory_terms = MemoryTerms(self.prepare, tables.memories, self.duck.memory_terms)
         self.learning_terms = LearningTerms(self.prepare, tables, self.duck.learning_terms)
+        records = {"memories": tables.memories, "learnings": tables.learnings}
+        self.in_sql_vectors = InSqlVectorSearch(
+            self.duck.vectors, records, READ_INDEXES, self.prepare, self.exact_vectors.rows_by_key
+        )
 
     def begin_write(self, link: Link) -> None:
         # Reads run in autocommit. A link observed by SQLAlchemy (statement events) begins
@@ -76,12 +80,14 @@ class DuckDialect(SqlDialect):
 
     # -- the start-up check of the schema -------------------------------------------------
     def existing_objects(self, conn: Connection, names: Collection[str]) -> set[str]:
-        """Tables and indexes of the current schema, from DuckDB's catalog (one query)."""
+        """Tables and indexes of the current schema, and its ``embedding_array`` columns as
+        ``<table>.embedding_array``, from DuckDB's catalog (one query)."""
+        here = "database_name = current_database() AND schema_name = current_schema()"
         rows = conn.exec_driver_sql(
-            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
-            "AND schema_name = current_schema() UNION ALL SELECT index_name FROM "
-            "duckdb_indexes() WHERE database_name = current_database() "
-            "AND schema_name = current_schema()"
+            f"SELECT table_name FROM duckdb_tables() WHERE {here} UNION ALL SELECT index_name "
+            f"FROM duckdb_indexes() WHERE {here} UNION ALL SELECT table_name || '.' || "
+            f"column_name FROM duckdb_columns() WHERE {here} AND column_name = ?",
+            (ARRAY_COLUMN,),
         )
         return {row[0] for row in rows} & set(names)
 
@@ -127,21 +133,13 @@ class DuckDialect(SqlDialect):
         return self.learning_terms.search(link, query=query, filters=filters, limit=limit)
 
     # -- vector search ----------------------------------------------------------------
-    def vector_candidates(self, stored: Table, key: str, filters: tuple[str, ...]) -> Select[Any]:
-        """The candidates looked up through the most selective indexed filter (memories:
-        ``user_id``), the model and the other filters applied to those rows: DuckDB reads
-        through an index only for a scan's one condition (``kern.db.duckdb.lookup``)."""
-        logical = stored.name[len(self.tables.prefix) :]
-        indexed = [c for c in READ_INDEXES.get(logical, ()) if c in filters]
-        if not indexed:
-            return candidates_statement(stored, key, filters)
-        first = indexed[0]
-        others = [c for c in filters if c != first]
-        rows = fenced(
-            stored,
-            stored.c[first] == bindparam(f"f_{first}"),
-            [key, EMBEDDING, EMBEDDING_MODEL, *others],
-        )
-        where = [rows.c[EMBEDDING_MODEL] == bindparam("model")]
-        where += [rows.c[c] == bindparam(f"f_{c}") for c in others]
-        return select(rows.c[key], rows.c[EMBEDDING]).where(*where)
+    def vector_search(
+        self,
+        link: Link,
+        table: VectorTable,
+        embedding: Embedding,
+        filters: Mapping[str, Any],
+        limit: int,
+    ) -> list[Scored]:
+        """Exact, scored by DuckDB where the vectors are (``kern.db.duckdb.vectors``)."""
+        return self.in_sql_vectors.search(link, table, embedding, filters, limit)

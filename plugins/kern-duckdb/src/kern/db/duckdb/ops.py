@@ -2,23 +2,28 @@
 
 Runs are written with their ``seq_key`` and read back by key; the counter row of a session
 goes with it; every memory and learning write keeps the search term tables in step, in the
-same transaction. Everything else is ``kern.db.sql.ops.SqlOps`` as it is.
+same transaction; vectors are written to ``embedding_array`` (``kern.db.duckdb.vectors``).
+Everything else is ``kern.db.sql.ops.SqlOps`` as it is.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Dialect, Select, bindparam, select
 
+from kern.db.base import VectorTable
 from kern.db.duckdb.dialect import DuckDialect
 from kern.db.duckdb.lookup import MAX_KEYS, InLookup, fenced
 from kern.db.duckdb.schema import READ_INDEXES, seq_key
+from kern.db.duckdb.vectors import set_vector, vector_values
 from kern.db.sql.codec import run_from, to_row
 from kern.db.sql.ops import SqlOps
 from kern.db.sql.prepared import Link, Prepared
 from kern.db.sql.schema import Tables
-from kern.records import Embedding, Learning, Memory, Run, RunStatus
+from kern.db.sql.vectors import KEYS
+from kern.records import Embedding, Learning, Memory, Run, RunStatus, utcnow
 
 
 class DuckOps(SqlOps):
@@ -39,6 +44,14 @@ class DuckOps(SqlOps):
         )
         user_sessions = select(s.c.session_id).where(s.c.user_id == bindparam("user_id"))
         self._forget_counters = p(counters.delete().where(counters.c.session_id.in_(user_sessions)))
+        # The shared upserts and set_embeddings, on the tables with ``embedding_array``.
+        vm, vl = duck.vectors.memories, duck.vectors.learnings
+        self._upsert_memory = p(dialect.upsert(vm, "memory_id", keep=("created_at",)))
+        self._upsert_learning = p(dialect.upsert(vl, "learning_id", keep=("created_at",)))
+        self._set_vector = {
+            "memories": p(set_vector(vm, KEYS["memories"])),
+            "learnings": p(set_vector(vl, KEYS["learnings"])),
+        }
 
     # -- listings -----------------------------------------------------------------------
     def _listing(
@@ -131,10 +144,15 @@ class DuckOps(SqlOps):
         return super().delete_session(link, session_id)
 
     # -- memories and learnings: the term tables follow every write --------------------
+    # (``SqlOps``'s upserts, with DuckDB's vector columns: see ``vector_values``.)
     def upsert_memory(
         self, link: Link, memory: Memory, embedding: Embedding | None = None
     ) -> Memory:
-        stored = super().upsert_memory(link, memory, embedding)
+        now = utcnow()
+        row = {**to_row(memory), "updated_at": now, **vector_values(embedding)}
+        link.execute(self._upsert_memory, row)
+        created = link.scalar(self._memory_created, {"id": memory.memory_id})
+        stored = memory.model_copy(update={"updated_at": now, "created_at": created})
         self.dialect.memory_terms.index(link, stored)
         return stored
 
@@ -145,13 +163,30 @@ class DuckOps(SqlOps):
     def upsert_learning(
         self, link: Link, learning: Learning, embedding: Embedding | None = None
     ) -> Learning:
-        stored = super().upsert_learning(link, learning, embedding)
+        now = utcnow()
+        row = {**to_row(learning), "updated_at": now, **vector_values(embedding)}
+        link.execute(self._upsert_learning, row)
+        created = link.scalar(self._learning_created, {"id": learning.learning_id})
+        stored = learning.model_copy(update={"updated_at": now, "created_at": created})
         self.dialect.learning_terms.index(link, stored)
         return stored
 
     def delete_learning(self, link: Link, learning_id: str) -> bool:
         self.dialect.learning_terms.drop(link, learning_id)
         return super().delete_learning(link, learning_id)
+
+    def set_embeddings(
+        self, link: Link, table: VectorTable, embeddings: Mapping[str, Embedding]
+    ) -> int:
+        """One UPDATE of the vector columns per row: ``updated_at`` is not touched."""
+        query = self._set_vector[table]
+        return sum(
+            link.execute(
+                query,
+                {"b_key": key, "b_model": e.model, "b_blob": e.as_float32(), "b_vector": e.vector},
+            )
+            for key, e in embeddings.items()
+        )
 
     # -- users ------------------------------------------------------------------------
     def forget_user(self, link: Link, user_id: str) -> dict[str, int]:

@@ -13,9 +13,11 @@ it (the shared layer's multi-column ones would only slow writes down), and:
   instead of taking ``max(seq)`` over all of the session's runs;
 - ``kern_memory_terms`` and ``kern_learning_terms`` are the inverted index of text search
   (``kern.db.duckdb.search``), filled on write;
-- the vector columns of memories and learnings (version 2, ``kern.db.sql.migrations``) get
-  no index: a vector search's candidates are looked up through ``user_id`` (memories) or
-  the most selective filter (learnings), as listings are (``DuckDialect.vector_candidates``).
+- memories and learnings have one more column, ``embedding_array`` (``FLOAT[]``, migration
+  ``<table>.embedding_array``), the vector as DuckDB's SQL can score it, beside the shared
+  ``embedding`` BLOB (``kern.db.duckdb.vectors``). The vector columns get no index: a vector
+  search's candidates are looked up through ``user_id`` (memories) or the most selective
+  filter (learnings), as listings are.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from dataclasses import dataclass
 from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, func, inspect, select
 from sqlalchemy.schema import CreateTable
 
+from kern.db.duckdb.vectors import ARRAY_COLUMN, DuckVectorTables, build_vector_tables, to_arrays
 from kern.db.sql.migrations import Migration, Plan, vector_migration
 from kern.db.sql.schema import Tables
+from kern.db.sql.vectors import KEYS
 from kern.db.sql.verify import Expectations, Expected
 
 #: Single-column indexes per logical table, one for each way the contract reads or deletes,
@@ -51,12 +55,22 @@ def seq_key(session_id: str, seq: int) -> str:
 
 @dataclass(frozen=True)
 class DuckTables:
-    """The DuckDB-only tables and the physical ``kern_runs`` (with ``seq_key``)."""
+    """The DuckDB-only tables, the physical ``kern_runs`` (with ``seq_key``) and memories
+    and learnings as stored (with ``embedding_array``)."""
 
     runs: Table
     counters: Table
     memory_terms: Table
     learning_terms: Table
+    vectors: DuckVectorTables
+
+    def array_migrations(self) -> dict[str, tuple[Table, str]]:
+        """Migration name -> (stored table, key) of each ``embedding_array`` column."""
+        memories, learnings = self.vectors.memories, self.vectors.learnings
+        return {
+            f"{memories.name}.{ARRAY_COLUMN}": (memories, KEYS["memories"]),
+            f"{learnings.name}.{ARRAY_COLUMN}": (learnings, KEYS["learnings"]),
+        }
 
 
 def build_duck_tables(tables: Tables) -> DuckTables:
@@ -93,7 +107,8 @@ def build_duck_tables(tables: Tables) -> DuckTables:
         Column("tf", Integer, nullable=False),
         Column("doc_len", Integer, nullable=False),
     )
-    return DuckTables(runs, counters, memory_terms, learning_terms)
+    vectors = build_vector_tables(tables)
+    return DuckTables(runs, counters, memory_terms, learning_terms, vectors)
 
 
 # -- migrations ----------------------------------------------------------------------------
@@ -151,6 +166,8 @@ def duck_plan(tables: Tables, duck: DuckTables, reindex: dict[str, Apply] | None
         plan[table.name] = [Migration(1, f"create {table.name}", create)]
     for stored in (tables.vectors.memories, tables.vectors.learnings):
         plan[stored.name] = [*plan[stored.name], vector_migration(stored, None)]
+    for name, (stored, key) in duck.array_migrations().items():
+        plan[name] = [Migration(1, f"vectors of {stored.name} as FLOAT[]", to_arrays(stored, key))]
     plan[duck.counters.name] = [
         Migration(
             1,
@@ -200,8 +217,10 @@ def duck_expectations(
         return restore
 
     # A lost table comes back as stored now: memories and learnings with their vectors.
+    physical_tables = {"runs": duck.runs, "memories": duck.vectors.memories}
+    physical_tables["learnings"] = duck.vectors.learnings
     for logical, table in tables.as_stored().items():
-        physical = duck.runs if logical == "runs" else table
+        physical = physical_tables.get(logical, table)
         unique = ("seq_key",) if logical == "runs" else ()
         indexes = READ_INDEXES.get(logical, ())
         after: list[Apply] = []
@@ -211,6 +230,8 @@ def duck_expectations(
             (physical.name, *_index_names(physical, (*unique, *indexes))),
             restore_for(physical, _create(physical, indexes, unique), after),
         )
+    for name, (stored, key) in duck.array_migrations().items():
+        expected[name] = Expected((name,), _only_missing(to_arrays(stored, key)))
     expected[duck.counters.name] = Expected(
         (duck.counters.name,),
         restore_for(duck.counters, _create(duck.counters, ()), [_fill_counters(tables, duck)]),
@@ -235,3 +256,12 @@ def _clear(table: Table) -> Apply:
             conn.execute(table.delete())
 
     return apply
+
+
+def _only_missing(step: Apply) -> Callable[[Connection, frozenset[str]], None]:
+    """A restore that runs ``step`` (idempotent) whatever is missing."""
+
+    def restore(conn: Connection, missing: frozenset[str]) -> None:
+        step(conn)
+
+    return restore
