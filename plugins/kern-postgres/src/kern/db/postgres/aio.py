@@ -85,6 +85,17 @@ class AsyncPostgresDb(SyncBackedAsyncDb):
     def schema(self) -> str | None:
         return self.sync_db.schema
 
+    @property
+    def vector_index(self) -> str | None:
+        """``"pgvector hnsw"`` or ``"exact"``: the vector search in use; None until the
+        first call (or ``await db.create_tables()``) chose it."""
+        return self.sync_db.vector_index
+
+    @property
+    def vector_index_reason(self) -> str | None:
+        """Why the search is exact (None when pgvector is used, or not chosen yet)."""
+        return self.sync_db.vector_index_reason
+
     async def _call(self, method: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run ``method`` of ``sync_db`` inside the greenlet bridge, tables made ready first."""
         if not self._ready:

@@ -1,17 +1,28 @@
-"""``PostgresDb``: kern's storage in PostgreSQL through SQLAlchemy 2 Core and psycopg 3."""
+"""``PostgresDb``: kern's storage in PostgreSQL through SQLAlchemy 2 Core and psycopg 3.
+
+Vectors: before its first migration a Db chooses its vector search once (pgvector or
+exact, ``kern.db.postgres.vectors``), logs which, and from then on makes sure each vector
+dimension it writes has its HNSW index before the write.
+"""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 
+from kern.db.base import VectorTable
 from kern.db.postgres import engine as pg_engine
 from kern.db.postgres.dialect import UNAVAILABLE_ERRORS, PostgresDialect
+from kern.db.postgres.vectors import PGVECTOR, VectorPath, choose_path, log
 from kern.db.sql import SqlDb
 from kern.db.sql.schema import DEFAULT_PREFIX
 from kern.errors import ConfigurationError
+from kern.records import Embedding, Learning, Memory
 
 
 class PostgresSqlDb(SqlDb):
@@ -26,6 +37,95 @@ class PostgresSqlDb(SqlDb):
     # The connection-level classes only: a plain psycopg OperationalError is also a
     # statement timeout, so most faults are told apart in SqlDb (PostgresDialect.unavailable).
     unavailable_errors = UNAVAILABLE_ERRORS
+    dialect: PostgresDialect
+
+    def __init__(self, engine: Engine, **kwargs: Any) -> None:
+        super().__init__(engine, **kwargs)
+        self._vector_path: VectorPath | None = None
+        self._vector_lock = threading.Lock()
+
+    # -- which vector search ---------------------------------------------------------------
+    @property
+    def vector_index(self) -> str | None:
+        """``"pgvector hnsw"`` or ``"exact"``: the vector search in use; None until the
+        first use of the db (or ``create_tables()``) chose it."""
+        return None if self._vector_path is None else self._vector_path.index
+
+    @property
+    def vector_index_reason(self) -> str | None:
+        """Why the search is exact (None when pgvector is used, or not chosen yet)."""
+        return None if self._vector_path is None else self._vector_path.reason
+
+    def create_tables(self) -> None:
+        """Choose the vector search (once), then create and migrate the tables."""
+        if not self._ready and not self._closed and self._vector_path is None:
+            self._choose_vector_path()
+        super().create_tables()
+
+    def _choose_vector_path(self) -> None:
+        with self._vector_lock:
+            if self._vector_path is not None:
+                return
+            dialect = self.dialect
+            with self._ddl_connection() as conn:
+                path = choose_path(
+                    conn,
+                    begin=dialect.begin_ddl,
+                    lock=dialect.lock_for_migrations,
+                    unavailable=dialect.unavailable,
+                )
+            if path.index == PGVECTOR:
+                dialect.use_pgvector(path)
+            self._vector_path = path
+            log.info(path.describe(self.storage_target()))
+
+    # -- writes of vectors: their dimension's index first ------------------------------------
+    def _index_dimensions(self, table: VectorTable, embeddings: Iterable[Embedding]) -> None:
+        """Make sure the HNSW index of each dimension in ``embeddings`` exists (pgvector)."""
+        if not self._ready:
+            self.create_tables()
+        pgvector = self.dialect.pgvector
+        if pgvector is None:
+            return
+        dimensions = {len(e.vector) for e in embeddings}
+        for dims in sorted(d for d in dimensions if not pgvector.indexed(table, d)):
+            try:
+                with self._ddl_connection() as conn:
+                    pgvector.ensure_index(
+                        conn,
+                        table,
+                        dims,
+                        exists=self._has_object,
+                        begin=self.dialect.begin_ddl,
+                        lock=self.dialect.lock_for_migrations,
+                    )
+            except DBAPIError as exc:
+                if self.dialect.unavailable(exc) is not None:
+                    raise
+                # The write does not need the index (the search is then exact in SQL).
+                log.warning("kern could not create the HNSW index of %d dimensions: %s", dims, exc)
+
+    def _has_object(self, conn: Connection, name: str) -> bool:
+        found = name in self.dialect.existing_objects(conn, [name])
+        conn.rollback()
+        return found
+
+    def upsert_memory(self, memory: Memory, *, embedding: Embedding | None = None) -> Memory:
+        if embedding is not None:
+            self._index_dimensions("memories", [embedding])
+        return super().upsert_memory(memory, embedding=embedding)
+
+    def upsert_learning(
+        self, learning: Learning, *, embedding: Embedding | None = None
+    ) -> Learning:
+        if embedding is not None:
+            self._index_dimensions("learnings", [embedding])
+        return super().upsert_learning(learning, embedding=embedding)
+
+    def set_embeddings(self, table: VectorTable, embeddings: Mapping[str, Embedding]) -> int:
+        if embeddings:
+            self._index_dimensions(table, embeddings.values())
+        return super().set_embeddings(table, embeddings)
 
     def storage_target(self) -> str:
         """The URL with its password masked."""
@@ -77,6 +177,14 @@ class PostgresDb(PostgresSqlDb):
         super().__init__(
             target, table_prefix=table_prefix, schema=schema, owns_engine=engine is None
         )
+
+    @property
+    def vector_index(self) -> str | None:
+        """``"pgvector hnsw"`` or ``"exact"``: the vector search in use (connects first if
+        this db was not used yet). ``vector_index_reason`` says why it is exact."""
+        if self._vector_path is None and not self._closed:
+            self.create_tables()
+        return super().vector_index
 
     def __repr__(self) -> str:
         return (

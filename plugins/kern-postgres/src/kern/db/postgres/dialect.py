@@ -29,12 +29,17 @@ schema is created under that lock if missing. Several processes starting at once
 it, and each re-reads ``kern_schema_versions`` before doing anything. Besides the generic
 tables, Postgres's own migrations add the search columns (``kern.db.postgres.search``) and
 a partial index for the history an agent turn reads (``kern.db.postgres.history``).
+
+Vectors. Where the ``vector`` extension can be used, ``use_pgvector`` turns on
+``kern.db.postgres.vectors``: its migrations (the ``embedding_vec`` column and HNSW
+indexes), its search, and ``hnsw.iterative_scan`` on each connection. Until then, or without
+it, ``vector_search`` is the SQL layer's exact scan.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, ClassVar
 
 import psycopg
@@ -52,13 +57,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
 
+from kern.db.base import VectorTable
 from kern.db.postgres import search
 from kern.db.postgres.history import history_expectations, history_plan
-from kern.db.sql.dialect import SqlDialect
+from kern.db.postgres.vectors import CONNECTION_SETTING, PgVector, VectorPath
+from kern.db.sql.dialect import Scored, SqlDialect
 from kern.db.sql.migrations import Plan
 from kern.db.sql.prepared import Link
 from kern.db.sql.schema import Tables
 from kern.db.sql.verify import Expectations, Expected
+from kern.records import Embedding
 
 #: The first key of kern's two-int advisory locks ("kern" in ASCII); the second is the
 #: schema's hash.
@@ -103,6 +111,7 @@ def table_key(tables: Tables) -> int:
 
 
 _CONFIGURED = "kern_postgres"
+_PGVECTOR_CONFIGURED = "kern_pgvector"
 
 
 def _configure(dbapi_connection: Any) -> None:
@@ -123,8 +132,18 @@ def _configure(dbapi_connection: Any) -> None:
         cursor.close()
 
 
+def _configure_pgvector(dbapi_connection: Any) -> None:
+    """Once per connection, while pgvector is used: iterative index scans (see
+    ``kern.db.postgres.vectors``), so that filters never cut a search short."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(CONNECTION_SETTING)
+    finally:
+        cursor.close()
+
+
 class PostgresDialect(SqlDialect):
-    """Advisory-locked seq, autocommit reads, tsvector search."""
+    """Advisory-locked seq, autocommit reads, tsvector search, pgvector where it can."""
 
     name = "postgresql"
     # The advisory lock serialises next_seq + insert per session (see the module docstring).
@@ -142,6 +161,12 @@ class PostgresDialect(SqlDialect):
             tables.memories, sql_dialect, self.prepare, keyed=True
         )
         self.learning_search = search.TextSearch(tables.learnings, sql_dialect, self.prepare)
+        #: The pgvector path, once ``use_pgvector`` turned it on.
+        self.pgvector: PgVector | None = None
+
+    def use_pgvector(self, path: VectorPath) -> None:
+        """Search (and migrate) with pgvector from now on; ``path`` names its schema."""
+        self.pgvector = PgVector(self.tables, self.sql_dialect, self.prepare, path)
 
     # -- connections and transactions ----------------------------------------------------
     def prepare_connection(self, pooled: Any) -> Callable[[], None] | None:
@@ -152,6 +177,9 @@ class PostgresDialect(SqlDialect):
         if _CONFIGURED not in pooled.info:
             _configure(dbapi_connection)
             pooled.info[_CONFIGURED] = True
+        if self.pgvector is not None and _PGVECTOR_CONFIGURED not in pooled.info:
+            _configure_pgvector(dbapi_connection)
+            pooled.info[_PGVECTOR_CONFIGURED] = True
         if previous:
             return None
 
@@ -225,13 +253,32 @@ class PostgresDialect(SqlDialect):
             f"{runs.name}_unique_seq": Expected((unique,), restore_unique),
             **search.search_expectations(tables.memories, tables.learnings, dialect),
             **history_expectations(tables, dialect),
+            **(self.pgvector.expectations() if self.pgvector is not None else {}),
         }
 
     # -- Postgres's own migrations ---------------------------------------------------------
     def search_plan(self) -> Plan:
-        """The tsvector columns and GIN indexes, and the history index of agent turns."""
+        """The tsvector columns and GIN indexes, the history index of agent turns, and the
+        pgvector columns when pgvector is used."""
         tables, dialect = self.tables, self.sql_dialect
         return {
             **search.search_plan(tables.memories, tables.learnings, dialect),
             **history_plan(tables, dialect),
+            **(self.pgvector.plan() if self.pgvector is not None else {}),
         }
+
+    # -- vector search ---------------------------------------------------------------------
+    def vector_search(
+        self,
+        link: Link,
+        table: VectorTable,
+        embedding: Embedding,
+        filters: Mapping[str, Any],
+        limit: int,
+    ) -> list[Scored]:
+        """pgvector's answer when it is used (``kern.db.postgres.vectors``), else exact."""
+        if self.pgvector is None:
+            return super().vector_search(link, table, embedding, filters, limit)
+        return self.pgvector.search(
+            link, table, embedding, filters, limit, self.exact_vectors.search
+        )
