@@ -38,7 +38,6 @@ from kern.learn.base import (
     partial_model,
     tool_parameters,
 )
-from kern.learn.ranking import fuse
 from kern.learn.scope import LearningScope
 from kern.learn.text import jaccard, normalise, search_query, slug, token_set, words
 from kern.models.base import Model, ToolSpec
@@ -562,19 +561,19 @@ def _search(store: LearningStore, scope: LearningScope, query: str) -> Turn[list
         "status": LearningStatus.ACTIVE,
     }
     wanted = store.limit * store.hybrid.candidates if store.embeds else store.limit
-    lexical: list[Learning] = []
+    lexical: list[tuple[Learning, float]] = []
     if text:
         hits = yield from storage.search_learnings(text, **filters, limit=wanted)
-        lexical = [hit.learning for hit in hits]
+        lexical = [(hit.learning, hit.score) for hit in hits]
     embedding = yield from store.embedding_of(query)
     if embedding is None:
-        return lexical[: store.limit]
+        return [learning for learning, _ in lexical[: store.limit]]
     nearest = yield from storage.search_learnings_by_vector(embedding, **filters, limit=wanted)
-    fused = fuse(
-        [(store.hybrid.lexical, lexical), (store.hybrid.vector, [h.learning for h in nearest])],
+    fused = store.hybrid.fuse(
+        lexical,
+        [(hit.learning, hit.score) for hit in nearest],
         lambda learning: learning.learning_id,
-        k=store.hybrid.k,
-        limit=store.limit,
+        store.limit,
     )
     return [learning for learning, _ in fused]
 
@@ -811,11 +810,9 @@ class UserMemoryStore(LearningStore):
         ranked, newest = yield from storage.recall_memories(
             user_id, text, agent_id=agent_id, limit=wanted, recent=self.recent
         )
-        memories = [hit.memory for hit in ranked]
         if self.embeds:
-            fused = yield from self._fused(user_id, query, agent_id, memories)
-            memories = [hit.memory for hit in fused]
-        return merge_newest(memories, newest)
+            ranked = yield from self._fused(user_id, query, agent_id, ranked)
+        return merge_newest([hit.memory for hit in ranked], newest)
 
     def search(
         self, user_id: str, query: str, *, agent_id: str | None = None, limit: int | None = None
@@ -835,30 +832,28 @@ class UserMemoryStore(LearningStore):
             )
         if not self.embeds:
             return lexical[:limit]
-        return (
-            yield from self._fused(user_id, query, agent_id, [h.memory for h in lexical], limit)
-        )
+        return (yield from self._fused(user_id, query, agent_id, lexical, limit))
 
     def _fused(
         self,
         user_id: str,
         query: str,
         agent_id: str | None,
-        lexical: list[Memory],
+        lexical: Sequence[ScoredMemory],
         limit: int | None = None,
     ) -> Turn[list[ScoredMemory]]:
         limit = self.limit if limit is None else limit
         embedding = yield from self.embedding_of(query)
         if embedding is None:
-            return [ScoredMemory(memory=m, score=0.0) for m in lexical[:limit]]
+            return list(lexical[:limit])
         nearest = yield from storage.search_memories_by_vector(
             user_id, embedding, agent_id=agent_id, limit=limit * self.hybrid.candidates
         )
-        fused = fuse(
-            [(self.hybrid.lexical, lexical), (self.hybrid.vector, [h.memory for h in nearest])],
+        fused = self.hybrid.fuse(
+            [(hit.memory, hit.score) for hit in lexical],
+            [(hit.memory, hit.score) for hit in nearest],
             lambda memory: memory.memory_id,
-            k=self.hybrid.k,
-            limit=limit,
+            limit,
         )
         return [ScoredMemory(memory=memory, score=score) for memory, score in fused]
 
