@@ -75,8 +75,15 @@ SWEEP: dict[str, Hybrid] = {
     "hybrid k=10": Hybrid(k=10),
     "hybrid lexical 1 : vector 2": Hybrid(vector=2.0),
     "hybrid lexical 2 : vector 1": Hybrid(lexical=2.0),
+    "hybrid rrf (k=60)": Hybrid(method="rrf"),
+    "hybrid rrf k=10": Hybrid(method="rrf", k=10),
 }
-DEFAULT_PLOT = REPO / "docs" / "quality.svg"
+#: The labelled sets (``benchmarks/data``): name -> file and chart.
+SETS: dict[str, tuple[Path, str]] = {
+    "everyday": (qd.DEFAULT_PATH, "quality.svg"),
+    "long": (qd.DEFAULT_PATH.with_name("recall_quality_long.jsonl"), "quality-long.svg"),
+}
+DEFAULT_PLOT_DIR = REPO / "docs"
 
 
 # -- metrics ---------------------------------------------------------------------------
@@ -324,6 +331,26 @@ def table(
     return "\n".join(lines)
 
 
+def complementarity(result: BackendResult, k: int = 5) -> dict[str, int]:
+    """How many questions the lexical and the vector ranking each answer in the first ``k``:
+    by one only, by both, by neither. What fusion can gain on hit@k is bounded by the
+    "words only" count (what vectors miss and words find)."""
+    lexical, vector = result.modes["lexical"].ranks, result.modes["vector"].ranks
+    counts = {"words only": 0, "vectors only": 0, "both": 0, "neither": 0}
+    for question, rank in lexical.items():
+        by_words = rank is not None and rank <= k
+        other = vector.get(question)
+        by_vectors = other is not None and other <= k
+        name = {
+            (True, True): "both",
+            (True, False): "words only",
+            (False, True): "vectors only",
+            (False, False): "neither",
+        }[(by_words, by_vectors)]
+        counts[name] += 1
+    return counts
+
+
 def summary(results: Iterable[BackendResult]) -> str:
     """Per backend: hybrid's hit@5 margin over the others, timing without an embedder, and
     anything unexpected (merged facts, a no-embedder ranking that differs)."""
@@ -335,6 +362,12 @@ def summary(results: Iterable[BackendResult]) -> str:
                 f"{margin * 100:+.1f} pts vs {other}" for other, margin in result.beats().items()
             )
             notes.append(f"hybrid hit@5 {margins}")
+        if {"lexical", "vector"} <= result.modes.keys():
+            split = complementarity(result)
+            notes.append(
+                "answered in the top 5 by words only {words only}, by vectors only "
+                "{vectors only}, by both {both}, by neither {neither}".format(**split)
+            )
         notes.append(f"no-embedder search {result.no_embedder_ms:.2f} ms")
         if result.no_embedder_differs:
             notes.append(f"{result.no_embedder_differs} no-embedder rankings differ from lexical")
@@ -460,7 +493,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--users", type=int, help="only the first N users (default: all)")
     parser.add_argument("--json", type=Path, help="write every figure (and ranks) here")
     parser.add_argument(
-        "--plot", type=Path, default=DEFAULT_PLOT, help=f"SVG chart (default {DEFAULT_PLOT})"
+        "--sets", nargs="*", default=list(SETS), choices=SETS, help="labelled sets (default: all)"
+    )
+    parser.add_argument(
+        "--plot-dir",
+        type=Path,
+        default=DEFAULT_PLOT_DIR,
+        help=f"where the SVG charts go (default {DEFAULT_PLOT_DIR})",
     )
     parser.add_argument("--no-plot", action="store_true", help="write no chart")
     parser.add_argument(
@@ -468,17 +507,55 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    qs = subset(qd.load(), args.users)
+    modes = {**MODES, **(SWEEP if args.sweep else {})}
+    embedder = LocalEmbedder()
+    everything: dict[str, Any] = {}
+    failures = 0
+    for set_name in args.sets:
+        path, chart = SETS[set_name]
+        plot = args.plot_dir / chart
+        print(f"== set {set_name!r} ({path.relative_to(REPO)})")
+        report = run_set(set_name, subset(qd.load(path), args.users), args, modes, embedder)
+        everything[set_name] = report
+        failures += len(report["failed"])
+        if not args.no_plot and report["results"]:
+            plot.write_text(svg_chart(report["results"], report["baseline"]), encoding="utf-8")
+            print(f"wrote {plot}")
+        print()
+    if args.json is not None:
+        args.json.write_text(
+            json.dumps(
+                {
+                    name: {
+                        **to_json(report["results"], modes, report["baseline"]),
+                        "failed": report["failed"],
+                    }
+                    for name, report in everything.items()
+                },
+                indent=1,
+            )
+            + "\n"
+        )
+        print(f"wrote {args.json}")
+    return 1 if failures else 0
+
+
+def run_set(
+    set_name: str,
+    qs: qd.QualitySet,
+    args: argparse.Namespace,
+    modes: Mapping[str, Hybrid],
+    embedder: LocalEmbedder,
+) -> dict[str, Any]:
+    """Measure one labelled set on every chosen backend, print its tables; the figures."""
     problems = qd.validate(qs)
     if problems:
-        raise SystemExit("the labelled set is invalid:\n" + "\n".join(problems))
+        raise SystemExit(f"the labelled set {set_name!r} is invalid:\n" + "\n".join(problems))
     overlap = sum(q.overlap for q in qs.questions)
     print(
         f"{len(qs.facts)} facts, {len(qs.questions)} questions ({overlap} overlap, "
         f"{len(qs.questions) - overlap} no overlap) of {len(qs.users)} users; limit {LIMIT}"
     )
-    modes = {**MODES, **(SWEEP if args.sweep else {})}
-    embedder = LocalEmbedder()
     results: list[BackendResult] = []
     failed: dict[str, str] = {}
     for name in args.backends:
@@ -498,15 +575,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for result in results:
             print()
             print(sweep_table(result))
-    if args.json is not None:
-        args.json.write_text(
-            json.dumps({**to_json(results, modes, baseline), "failed": failed}, indent=1) + "\n"
-        )
-        print(f"\nwrote {args.json}")
-    if not args.no_plot and results:
-        args.plot.write_text(svg_chart(results, baseline), encoding="utf-8")
-        print(f"wrote {args.plot}")
-    return 1 if failed else 0
+    return {"results": results, "baseline": baseline, "failed": failed}
 
 
 if __name__ == "__main__":

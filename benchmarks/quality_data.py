@@ -4,6 +4,7 @@ the memories that answer them, to measure how well recall finds the right memory
 
     uv run python benchmarks/quality_data.py            # counts, overlap share, validation
     uv run python benchmarks/quality_data.py --relabel  # recompute every "overlap" flag
+    uv run python benchmarks/quality_data.py --path benchmarks/data/recall_quality_long.jsonl
 
 Format: ``benchmarks/data/recall_quality.jsonl``, UTF-8 JSON Lines, one object per line, facts
 and questions of one user together, facts first::
@@ -41,6 +42,18 @@ Rottweiler bit her as a child." for "What is my dog's name?"), so ranking matter
 matching (:meth:`QualitySet.distractors`). The questions without overlap were also checked
 with SQLite's Porter stemmer, the one kern's SQLite backend indexes with
 (:func:`porter_overlaps`), so they share no word under a real stemmer either.
+
+The long set, ``benchmarks/data/recall_quality_long.jsonl`` (:data:`LONG_PATH`), has the same
+format and rules with fewer, fuller users: ``l01``... ``l12``, each with 40-50 facts as an
+assistant accumulates them over months, many of them alike and differing by a name or a detail
+(colleagues, relatives, doctors, clients, trips, code-named projects, dates, amounts, room
+numbers), and 30 questions each. About a third of its questions name the person, place or
+thing they ask about ("When is the Porto trip?"), so they share a word with their answer and
+with its look-alikes; about two fifths share none ("Do I have any pets?"); the rest share a
+common word. It was written from scratch like the first set, and checked the same way
+(:func:`overlaps`, :func:`porter_overlaps`). :data:`MAX_OVERLAP_SHARE` is a target of the
+default set only: the validation applies it to the default file, and to another file only when
+given (``--max-overlap-share``).
 """
 
 from __future__ import annotations
@@ -57,8 +70,11 @@ from pathlib import Path
 from kern.text import words
 
 DEFAULT_PATH = Path(__file__).resolve().parent / "data" / "recall_quality.jsonl"
+#: The long set: 12 users with 40-50 facts each (see above).
+LONG_PATH = DEFAULT_PATH.with_name("recall_quality_long.jsonl")
 
-#: The share of questions that may share a content word with their answer (at most).
+#: The share of questions of the default set that may share a content word with their answer
+#: (at most).
 MAX_OVERLAP_SHARE = 0.40
 
 
@@ -334,7 +350,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--path", type=Path, default=DEFAULT_PATH)
     parser.add_argument("--relabel", action="store_true", help="recompute the overlap flags")
+    parser.add_argument(
+        "--max-overlap-share",
+        type=float,
+        default=None,
+        help=f"the highest overlap share accepted (default: {MAX_OVERLAP_SHARE:.0%} for the "
+        "default set, no limit for another file)",
+    )
     args = parser.parse_args(argv)
+    limit = args.max_overlap_share
+    if limit is None and args.path.resolve() == DEFAULT_PATH:
+        limit = MAX_OVERLAP_SHARE
     if args.relabel:
         print(f"relabelled {relabel(args.path)} overlap flag(s)")
     qs = load(args.path)
@@ -358,8 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         distracted = sum(bool(qs.distractors(q)) for q in questions)
         print(f"  {user}: {len(facts):2d} / {len(questions):2d} / {none:2d} / {distracted:2d}")
     problems = validate(qs)
-    if qs.overlap_share() > MAX_OVERLAP_SHARE:
-        problems.append(f"overlap share {qs.overlap_share():.1%} > {MAX_OVERLAP_SHARE:.0%}")
+    if limit is not None and qs.overlap_share() > limit:
+        problems.append(f"overlap share {qs.overlap_share():.1%} > {limit:.0%}")
     for problem in problems:
         print(f"PROBLEM {problem}")
     print("valid" if not problems else f"{len(problems)} problem(s)")

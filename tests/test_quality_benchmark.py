@@ -220,12 +220,12 @@ def test_table_and_chart_cover_every_backend_and_mode() -> None:
 @needs_sqlite_vectors
 def test_a_tiny_run_on_sqlite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out, plot = tmp_path / "quality.json", tmp_path / "quality.svg"
-    code = quality.main(
-        ["--backends", "sqlite", "--users", "2", "--json", str(out), "--plot", str(plot)]
-    )
+    args = ["--backends", "sqlite", "--users", "2", "--sets", "everyday", "--json", str(out)]
+    code = quality.main([*args, "--plot-dir", str(tmp_path)])
     assert code == 0
     data = json.loads(out.read_text())
-    (result,) = data["results"]
+    assert set(data) == {"everyday"}
+    (result,) = data["everyday"]["results"]
     qs = quality.subset(qd.load(), 2)
     assert result["backend"] == "sqlite"
     assert (result["users"], result["facts"], result["questions"]) == (
@@ -250,3 +250,12 @@ def test_a_tiny_run_on_sqlite(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ET.fromstring(plot.read_text())
     printed = capsys.readouterr().out
     assert "| sqlite | hybrid |" in printed
+
+
+def test_complementarity_counts_what_each_ranking_finds_alone() -> None:
+    result = _result("sqlite", {"lexical": 0.5, "vector": 0.7, "hybrid": 0.6})
+    result.modes["lexical"].ranks = {"q1": 1, "q2": None, "q3": 7, "q4": 2}
+    result.modes["vector"].ranks = {"q1": 3, "q2": 2, "q3": None, "q4": 9}
+    split = quality.complementarity(result)
+    assert split == {"words only": 1, "vectors only": 1, "both": 1, "neither": 1}
+    assert "by words only 1, by vectors only 1" in quality.summary([result])
