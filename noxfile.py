@@ -45,6 +45,13 @@ def quality(session: nox.Session) -> None:
 
 
 @nox.session
+def vector_paths(session: nox.Session) -> None:
+    """Each SQL backend's vector search paths side by side (figures in docs/backends/)."""
+    for backend in session.posargs or ["sqlite", "duckdb"]:
+        session.run("uv", "run", "python", f"benchmarks/vector_paths/{backend}.py", external=True)
+
+
+@nox.session
 def wheels(session: nox.Session) -> None:
     """Build every distribution and import every backend from a fresh virtualenv."""
     session.run("uv", "run", "pytest", "tests/test_layout.py", "-q", external=True)

@@ -5,8 +5,8 @@ user's memories; the learnings of a store's kind and namespace), read through th
 the scan (``VectorTables``) as ``(key, embedding)`` pairs only. ``kern.vectors.nearest``
 ranks them by cosine similarity, and one more statement reads the best rows by key, without
 their vectors. The cost grows with the number of candidates, which is why a database with a
-vector index answers through its dialect's ``vector_search`` instead (pgvector, DuckDB's
-``vss``, sqlite-vec: a later step).
+vector index or a vector function answers through its dialect's ``vector_search`` instead
+(pgvector on Postgres, sqlite-vec on SQLite, ``list_cosine_similarity`` on DuckDB).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from types import ModuleType
 from typing import ClassVar
 
 from sqlalchemy import Engine
@@ -14,6 +15,7 @@ from kern.db.sql.schema import DEFAULT_PREFIX
 from kern.db.sql.threaded import ThreadedSqlFileDb
 from kern.db.sqlite import engine as sqlite_engine
 from kern.db.sqlite.dialect import SqliteDialect
+from kern.db.sqlite.vectors import announce
 from kern.errors import ConfigurationError
 
 
@@ -25,8 +27,16 @@ class SqliteDb(SqlDb):
     ``sqlite:///:memory:``) or ``engine`` (a SQLAlchemy ``Engine`` on SQLite). Tables are
     created on first use. The file runs in WAL mode: readers never wait for the writer.
     ``:memory:`` is one connection shared by every thread (one at a time); it lives as
-    long as this object.
+    long as this object. ``sqlite_module``: the DB-API module kern connects with, a module
+    or its name (default: the standard ``sqlite3``), e.g. ``"pysqlite3.dbapi2"``, whose
+    SQLite can load sqlite-vec; not with ``engine`` (an engine has its module).
+
+    Vector search runs in SQL with sqlite-vec when the engine's ``sqlite3`` module can load
+    it, else as an exact numpy scan: ``vector_index`` says which, ``vector_index_reason``
+    why (also logged once, on ``kern.db.sqlite``). See ``kern.db.sqlite.vectors``.
     """
+
+    dialect: SqliteDialect
 
     backend_name = "sqlite"
     dialect_class: ClassVar[type[SqliteDialect]] = SqliteDialect
@@ -38,6 +48,7 @@ class SqliteDb(SqlDb):
         *,
         table_prefix: str = DEFAULT_PREFIX,
         engine: Engine | None = None,
+        sqlite_module: str | ModuleType | None = None,
     ) -> None:
         cls = type(self).__name__
         options = (("db_file", db_file), ("db_url", db_url), ("engine", engine))
@@ -47,6 +58,14 @@ class SqliteDb(SqlDb):
                 f"{cls} needs exactly one of db_file, db_url or engine (got "
                 f"{', '.join(given) or 'none'}): e.g. {cls}(db_file='tmp/agent.db')."
             )
+        if engine is not None and sqlite_module is not None:
+            raise ConfigurationError(
+                f"{cls} got both engine and sqlite_module: an engine connects with its own "
+                "module (create_engine(url, module=...)); give one of them."
+            )
+        module = (
+            None if sqlite_module is None else sqlite_engine.dbapi_module(sqlite_module, cls=cls)
+        )
         if engine is not None:
             target = sqlite_engine.from_engine(engine, cls=cls)
         elif db_url is not None:
@@ -57,13 +76,24 @@ class SqliteDb(SqlDb):
         self.db_file = target.file
         owns = engine is None
         super().__init__(
-            engine or sqlite_engine.build_engine(target),
+            engine or sqlite_engine.build_engine(target, module),
             table_prefix=table_prefix,
             owns_engine=owns,
         )
         if target.in_memory:
             # One connection is the whole database: one thread at a time uses it.
             self._guard = threading.RLock()
+        announce(self.dialect.vector_index, self.db_file)
+
+    @property
+    def vector_index(self) -> str:
+        """The vector search in use: ``"sqlite-vec"`` or ``"exact (numpy)"``."""
+        return self.dialect.vector_index.name
+
+    @property
+    def vector_index_reason(self) -> str:
+        """Why ``vector_index`` is what it is, and how to turn sqlite-vec on if it is not."""
+        return self.dialect.vector_index.reason
 
     def storage_target(self) -> str:
         return self.db_file
@@ -90,12 +120,24 @@ class AsyncSqliteDb(ThreadedSqlFileDb):
         *,
         table_prefix: str = DEFAULT_PREFIX,
         engine: Engine | None = None,
+        sqlite_module: str | ModuleType | None = None,
     ) -> None:
         if engine is not None and not isinstance(engine, Engine):
             sqlite_engine.from_engine(engine, cls=type(self).__name__)  # raises, naming the fix
         if db_url is not None:
             db_url = sqlite_engine.sync_url(db_url)
-        super().__init__(db_file, db_url, table_prefix=table_prefix, engine=engine)
+        super().__init__(
+            db_file, db_url, table_prefix=table_prefix, engine=engine, sqlite_module=sqlite_module
+        )
+
+    @property
+    def vector_index(self) -> str:
+        """The vector search in use (see ``SqliteDb.vector_index``)."""
+        return self.sync_db.vector_index
+
+    @property
+    def vector_index_reason(self) -> str:
+        return self.sync_db.vector_index_reason
 
 
 __all__ = ["AsyncSqliteDb", "SqliteDb"]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, ClassVar
+from types import ModuleType
+from typing import Any, ClassVar, cast
 
 from sqlalchemy import Connection, Dialect
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from kern.db.sql.dialect import SqlDialect
+from kern.db.base import VectorTable
+from kern.db.sql.dialect import Scored, SqlDialect
 from kern.db.sql.migrations import Plan
 from kern.db.sql.prepared import Link
 from kern.db.sql.schema import Tables
@@ -25,13 +27,20 @@ from kern.db.sqlite.fts import (
     secure_delete_on,
     setting_name,
 )
+from kern.db.sqlite.vectors import SqliteVecSearch, choose_vector_index, load_sqlite_vec
+from kern.records import Embedding
 
 #: Longest wait (ms) of forget_user's log checkpoint for readers to move on.
 CHECKPOINT_WAIT_MS = 2000
 
 
+#: ``pooled.info`` key: sqlite-vec is loaded into this connection.
+VEC_LOADED = "kern_sqlite_vec"
+
+
 class SqliteDialect(SqlDialect):
-    """Writes run under ``BEGIN IMMEDIATE`` (one writer per file), search runs on FTS5."""
+    """Writes run under ``BEGIN IMMEDIATE`` (one writer per file), search runs on FTS5,
+    vector search on sqlite-vec where it loads (``kern.db.sqlite.vectors``)."""
 
     name = "sqlite"
     # BEGIN IMMEDIATE holds the database's single write lock from max(seq) to the insert.
@@ -47,9 +56,18 @@ class SqliteDialect(SqlDialect):
         )
         self.memory_search = FtsIndex(tables.memories, self.prepare, key_columns=MEMORY_COLUMNS)
         self.learning_search = FtsIndex(tables.learnings, self.prepare)
+        #: The vector search in use and why (``SqliteDb.vector_index``).
+        self.vector_index = choose_vector_index(cast(ModuleType, sql_dialect.loaded_dbapi))
+        self.vec_search = (
+            SqliteVecSearch(tables, self.prepare) if self.vector_index.in_sql else None
+        )
 
     def prepare_connection(self, pooled: Any) -> Callable[[], None] | None:
-        return sqlite_engine.prepare_connection(pooled)
+        undo = sqlite_engine.prepare_connection(pooled)
+        if self.vec_search is not None and VEC_LOADED not in pooled.info:
+            load_sqlite_vec(pooled.dbapi_connection)
+            pooled.info[VEC_LOADED] = True
+        return undo
 
     def begin_write(self, link: Link) -> None:
         link.sql("BEGIN IMMEDIATE")
@@ -104,3 +122,17 @@ class SqliteDialect(SqlDialect):
                 cursor.execute(f"PRAGMA busy_timeout = {timeout}")
         finally:
             cursor.close()
+
+    # -- vector search ------------------------------------------------------------------
+    def vector_search(
+        self,
+        link: Link,
+        table: VectorTable,
+        embedding: Embedding,
+        filters: Mapping[str, Any],
+        limit: int,
+    ) -> list[Scored]:
+        """In SQL with sqlite-vec when it is loaded, else the numpy scan of the base class."""
+        if self.vec_search is None:
+            return super().vector_search(link, table, embedding, filters, limit)
+        return self.vec_search.search(link, table, embedding, filters, limit)

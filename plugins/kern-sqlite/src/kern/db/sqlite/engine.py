@@ -14,12 +14,14 @@ A connection that had another mode (a user's engine) gets it back when kern is d
 
 from __future__ import annotations
 
+import importlib
 import os
 import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from sqlalchemy import Engine, create_engine
@@ -136,8 +138,24 @@ def wrong_backend(cls: str, drivername: str) -> ConfigurationError:
 
 
 # -- building and configuring the engine ----------------------------------------------------
-def build_engine(target: Target) -> Engine:
-    """An engine for ``target``: a pool of connections for a file, one shared for memory."""
+def dbapi_module(module: str | ModuleType, *, cls: str) -> ModuleType:
+    """The DB-API module to connect with, imported if given by name (``"pysqlite3.dbapi2"``)."""
+    if isinstance(module, ModuleType):
+        return module
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"{cls}(sqlite_module={module!r}) could not import {module!r} ({exc}): install "
+            "it (pysqlite3: pip install pysqlite3-binary, Linux x86_64) or leave "
+            "sqlite_module out to use the standard sqlite3."
+        ) from None
+
+
+def build_engine(target: Target, module: ModuleType | None = None) -> Engine:
+    """An engine for ``target``: a pool of connections for a file, one shared for memory;
+    ``module``: the DB-API module (default: SQLAlchemy's choice, the standard sqlite3)."""
+    extra: dict[str, Any] = {} if module is None else {"module": module}
     connect_args: dict[str, Any] = {
         "check_same_thread": False,  # pooled connections move between threads
         "timeout": BUSY_TIMEOUT_S,
@@ -145,8 +163,8 @@ def build_engine(target: Target) -> Engine:
     }
     if target.in_memory:
         # One connection is the whole database: share it across threads (under a lock).
-        return create_engine(target.url, poolclass=StaticPool, connect_args=connect_args)
-    return create_engine(target.url, connect_args=connect_args)
+        return create_engine(target.url, poolclass=StaticPool, connect_args=connect_args, **extra)
+    return create_engine(target.url, connect_args=connect_args, **extra)
 
 
 def prepare_connection(pooled: Any) -> Callable[[], None] | None:
@@ -192,6 +210,8 @@ def _enable_wal(cursor: Any) -> None:
     """
     deadline = time.monotonic() + BUSY_TIMEOUT_S
     delay = 0.002
+    # The driver's own class: pysqlite3's OperationalError is not the stdlib's.
+    locked_error = getattr(cursor.connection, "OperationalError", sqlite3.OperationalError)
     while True:
         try:
             # A file already in WAL needs no lock; in-memory databases answer "memory".
@@ -199,7 +219,7 @@ def _enable_wal(cursor: Any) -> None:
                 return
             cursor.execute("PRAGMA journal_mode = WAL")
             return
-        except sqlite3.OperationalError as exc:
+        except locked_error as exc:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(delay)
