@@ -35,7 +35,7 @@ DuckDB sorts first); a query of all zeros finds nothing, as there.
 
 Measured against the numpy path (``kern.db.sql.vectors``: read the candidates' vectors,
 rank them in Python, read the best rows by key), dim 256, one user among 50,000 rows, top
-5, median of 30 queries (``plugins/kern-duckdb/tests/bench_vectors.py``): see
+5, median of 30 queries (``benchmarks/vector_paths/duckdb.py``): see
 docs/backends/duckdb.md, "Vectors". About 1 ms slower at 100 candidates, 2.4-8x faster
 at 10,000; the count is not known before the query, so this is the only exact path here.
 """
