@@ -47,6 +47,21 @@ def test_merge_content():
     }
 
 
+def test_a_session_update_that_leaves_the_plan_out_keeps_it():
+    """Strict tool schemas make a model send every field: an update about progress only
+    must not clear the plan (null keeps it; an empty list clears it)."""
+    from kern.learn.stores import SessionContext, SessionContextStore
+
+    old = {"goal": "ship", "plan": ["write tests", "release"]}
+    progress_only = SessionContext.model_validate({"progress": ["tests written"]})
+    dumped = progress_only.model_dump(mode="json", exclude_none=True)
+    merged = merge_content(old, dumped, SessionContextStore.replace_lists)
+    assert merged["plan"] == ["write tests", "release"]
+    assert merged["progress"] == ["tests written"]
+    cleared = SessionContext.model_validate({"plan": []}).model_dump(exclude_none=True)
+    assert merge_content(old, cleared, SessionContextStore.replace_lists)["plan"] == []
+
+
 @dataclass(frozen=True)
 class Item:
     id: str

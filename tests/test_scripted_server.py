@@ -12,6 +12,7 @@ import math
 import subprocess
 import sys
 import threading
+import time
 
 import openai
 import pytest
@@ -403,3 +404,101 @@ def test_cli_prints_its_base_url_and_serves():
         proc.wait(timeout=10)
         proc.stdout.close()
     assert proc.returncode == 0
+
+
+# --------------------------------------------------------------------------- misbehaving
+
+
+MEMORY_CALL = ToolCallReply(
+    "save_user_memories", {"memories": [{"content": "Ada likes tea", "topics": ["tea"]}]}
+)
+
+
+def test_with_value_puts_a_wrong_type_at_a_dotted_path():
+    wrong = MEMORY_CALL.with_value("memories.0.topics", "tea")
+    assert json.loads(wrong.arguments_json()) == {
+        "memories": [{"content": "Ada likes tea", "topics": "tea"}]
+    }
+    assert MEMORY_CALL.arguments["memories"][0]["topics"] == ["tea"]  # the original is kept
+    assert json.loads(MEMORY_CALL.with_value("extra", 1).arguments_json())["extra"] == 1
+
+
+def test_without_removes_fields_and_list_items():
+    missing = MEMORY_CALL.without("memories.0.content")
+    assert json.loads(missing.arguments_json()) == {"memories": [{"topics": ["tea"]}]}
+    assert json.loads(MEMORY_CALL.without("memories.0").arguments_json()) == {"memories": []}
+    with pytest.raises(ValueError, match=r"nothing at 'memories\.3'"):
+        MEMORY_CALL.without("memories.3")
+    with pytest.raises(ValueError, match="dict"):
+        ToolCallReply("f", "{}").without("a")
+
+
+def test_broken_arguments_are_not_json_and_reach_the_client_as_sent(scripted):
+    broken = MEMORY_CALL.broken()
+    assert isinstance(broken.arguments, str)
+    with pytest.raises(ValueError):
+        json.loads(broken.arguments)
+    assert ToolCallReply("f").broken().arguments == "{"
+
+    scripted.script(Reply.tool_calls(broken), Reply.tool_calls(broken))
+    completion = strict_client(scripted).chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "x"}]
+    )
+    assert completion.choices[0].message.tool_calls[0].function.arguments == broken.arguments
+    with strict_client(scripted).chat.completions.stream(
+        model="m", messages=[{"role": "user", "content": "x"}]
+    ) as stream:
+        final = stream.get_final_completion()
+    assert final.choices[0].message.tool_calls[0].function.arguments == broken.arguments
+
+
+@pytest.mark.parametrize("api", ["chat", "responses"])
+def test_a_delayed_reply_is_sent_late_and_holds_no_other_request(scripted, api):
+    client = strict_client(scripted)
+
+    def ask() -> str | None:
+        if api == "chat":
+            messages = [{"role": "user", "content": "x"}]
+            return (
+                client.chat.completions.create(model="m", messages=messages)
+                .choices[0]
+                .message.content
+            )
+        return client.responses.create(model="m", input="x").output_text
+
+    assert Reply.text("late").after(0.3).delay == 0.3
+    with pytest.raises(ValueError):
+        Reply.text("x").after(-1)
+    scripted.script(Reply.text("late").after(0.3), Reply.text("fast"))
+    results: dict[str, float] = {}
+
+    def slow() -> None:
+        started = time.perf_counter()
+        assert ask() == "late"
+        results["slow"] = time.perf_counter() - started
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not scripted.requests and time.monotonic() < deadline:
+        time.sleep(0.005)
+    started = time.perf_counter()
+    assert ask() == "fast"  # answered while the slow one waits
+    fast = time.perf_counter() - started
+    thread.join()
+    assert results["slow"] >= 0.3
+    assert fast < 0.3
+
+
+def test_a_responder_can_misbehave_on_every_request():
+    def responder(body):
+        return Reply.tool_calls(MEMORY_CALL.broken())
+
+    with ScriptedServer(responder=responder) as server:
+        client = strict_client(server)
+        for _ in range(2):
+            completion = client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "x"}]
+            )
+            (call,) = completion.choices[0].message.tool_calls
+            assert call.function.arguments == MEMORY_CALL.broken().arguments

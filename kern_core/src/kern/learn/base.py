@@ -46,6 +46,7 @@ from kern.errors import ConfigurationError, KernError
 from kern.learn.ranking import Hybrid
 from kern.learn.scope import LearningScope
 from kern.models.base import Model, ToolSpec
+from kern.models.strict import is_strict, strict_schema
 from kern.records import Embedding, Learning, LearningStatus, Memory, Run
 from kern.tools import Tool
 
@@ -85,13 +86,36 @@ class Extraction:
     """What a store asks the model for after a turn (ALWAYS and PROPOSE modes).
 
     The model is offered ``spec`` as a tool; the JSON arguments of each call to it are
-    validated with ``arguments`` and handed to the store's ``process``.
+    validated with ``arguments`` (invalid parts dropped, the rest kept: ``kern.learn.repair``)
+    and handed to the store's ``process``. A ``spec`` whose parameters are in the strict
+    subset (``kern.models.strict``) is marked strict, so providers that can hold the model
+    to the schema do.
     """
 
     spec: ToolSpec
     arguments: type[BaseModel]
     #: One line telling the model what to record with this tool.
     instructions: str
+
+    def __post_init__(self) -> None:
+        if not self.spec.strict and _is_strict(self.spec.parameters):
+            object.__setattr__(self, "spec", self.spec.model_copy(update={"strict": True}))
+
+
+#: ``is_strict`` of parameters dicts already checked, by identity (stores build their
+#: ``Extraction`` each turn from the same cached ``tool_parameters``). Bounded.
+_checked: dict[int, tuple[dict[str, Any], bool]] = {}
+
+
+def _is_strict(parameters: dict[str, Any]) -> bool:
+    hit = _checked.get(id(parameters))
+    if hit is not None and hit[0] is parameters:
+        return hit[1]
+    if len(_checked) >= 256:
+        _checked.clear()
+    result = is_strict(parameters)
+    _checked[id(parameters)] = (parameters, result)  # the reference keeps the id unique
+    return result
 
 
 def mode_of(value: LearningMode | str | None) -> LearningMode | None:
@@ -294,12 +318,11 @@ def _flatten(value: Any) -> list[Any]:
 
 @functools.cache
 def tool_parameters(model: type[BaseModel]) -> dict[str, Any]:
-    """A model's JSON schema, as a function's ``parameters`` (cached: do not modify it)."""
-    schema = model.model_json_schema()
-    schema.pop("title", None)
+    """A model's JSON schema in strict form (``kern.models.strict``), as a function's
+    ``parameters`` (cached: do not modify it). Every value it allows validates against
+    ``model``, so a provider may hold the model's arguments to it."""
+    schema = strict_schema(model.model_json_schema())
     schema.pop("description", None)  # the tool's own description says it
-    for prop in schema.get("properties", {}).values():
-        prop.pop("title", None)
     return schema
 
 
@@ -348,7 +371,10 @@ def model_tool(
         raise AssertionError("learning tools run as sub-turns, never as plain calls")
 
     function.__name__ = name
-    spec = ToolSpec(name=name, description=description, parameters=tool_parameters(arguments))
+    parameters = tool_parameters(arguments)
+    spec = ToolSpec(
+        name=name, description=description, parameters=parameters, strict=is_strict(parameters)
+    )
     return Tool(
         function=function,
         spec=spec,
@@ -359,7 +385,8 @@ def model_tool(
 
 
 def parse_arguments(model: type[BaseModel], arguments: str) -> BaseModel | None:
-    """The model's JSON arguments validated, or None when they do not fit."""
+    """The model's JSON arguments validated as they are, or None when they do not fit
+    (``kern.learn.repair.repair_arguments`` keeps the valid parts instead)."""
     try:
         raw = json.loads(arguments or "{}")
         return model.model_validate(raw)
@@ -378,6 +405,7 @@ __all__ = [
     "NotProposedError",
     "list_model",
     "model_tool",
+    "parse_arguments",
     "partial_model",
     "tool_parameters",
 ]

@@ -6,9 +6,12 @@ Per turn (the Agent calls both, inside its own turn, sync or async alike):
   (an exact get for the profile and session context, the backend's ranked search bounded
   by ``limit`` for the rest) and renders it; the texts go into the system prompt, and the
   tools of AGENTIC stores go to the model.
-- ``process(scope, run, model)`` after the run is stored: if any store is in ALWAYS or
+- ``extract(scope, run, model)`` once the answer is complete: if any store is in ALWAYS or
   PROPOSE mode, *one* model call offers the finished turn (the user's input, tool traffic
-  and the answer) with one extraction tool per such store; each store then gets the
+  and the answer) with one extraction tool per such store. Invalid arguments lose only
+  their invalid parts, and are sent back for one retry (``kern.learn.extraction``);
+  the counts go to ``run.metrics["extraction"]``.
+- ``process(scope, run, model, extracted)`` after the run is stored: each store gets the
   validated arguments of the calls to its tool and writes (or proposes) what they hold.
 
 Stores are resolved per backend through the plugin registry: a backend's own
@@ -26,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import JsonValue
 
 from kern import storage
-from kern.effects import Call, ModelCall, Turn
+from kern.effects import Call, Turn
 from kern.errors import ConfigurationError, SyncAsyncMismatchError
 from kern.ids import check_id, check_input
 from kern.learn.base import (
@@ -38,9 +41,9 @@ from kern.learn.base import (
     NotProposedError,
     check_namespace,
     mode_of,
-    parse_arguments,
 )
 from kern.learn.embedder import CachedEmbedder
+from kern.learn.extraction import extract as extract_turn
 from kern.learn.progress import progress_line
 from kern.learn.ranking import Hybrid
 from kern.learn.scope import LearningScope, Recall
@@ -66,6 +69,12 @@ if TYPE_CHECKING:
     from kern.learn.embedder import Embedder
 
 T = TypeVar("T")
+
+#: What ``LearningMachine.extract`` returns: the validated arguments for each store kind.
+Extracted = dict[str, list[Any]]
+
+#: The key of ``Run.metrics`` under which a turn's extraction counts are stored.
+EXTRACTION_METRICS = "extraction"
 
 #: The row recording which embedder made the database's vectors (``_note_embedder``).
 EMBEDDER_RECORD = Learning(learning_id="kern-embedder", kind="kern_embedder", namespace="kern")
@@ -347,8 +356,13 @@ class LearningMachine:
         context = "\n\n".join([CONTEXT_HEADER, *sections]) if sections else ""
         return Recall(context=context, tools=tools)
 
-    def process(self, scope: LearningScope, run: Run, model: Model) -> Turn[None]:
-        """After the run is stored: extract (ALWAYS / PROPOSE) and let every store learn."""
+    def extract(self, scope: LearningScope, run: Run, model: Model) -> Turn[Extracted]:
+        """The turn's extraction (ALWAYS / PROPOSE stores): the model call, its arguments
+        validated part by part, at most one retry (``kern.learn.extraction``). No database
+        call. It runs after the run is stored (an answered turn is never lost to a crash
+        while the model extracts), so the counts it records in ``run.metrics["extraction"]``
+        reach the caller's ``RunOutput``, not the stored run. Returns what each store (by
+        kind) is to learn."""
         model = self.model or model
         stores = [s for s in self.stores_for(scope.backend) if s.applies(scope)]
         extractions: list[tuple[LearningStore, Extraction]] = []
@@ -357,27 +371,30 @@ class LearningMachine:
                 extraction = store.extraction()
                 if extraction is not None:
                     extractions.append((store, extraction))
-        extracted: dict[int, list[Any]] = {id(store): [] for store in stores}
-        if extractions and run.status is RunStatus.COMPLETED:
-            by_name = {e.spec.name: (s, e) for s, e in extractions}
-            messages = extraction_messages([e for _, e in extractions], run)
-            specs = [e.spec for _, e in extractions]
-            try:
-                response = yield from ModelCall(model, messages, specs, quiet=True)
-            except Exception as exc:  # the answer is stored; learning is skipped, not fatal
-                log.warning("learning extraction failed for run %s: %s", run.run_id, exc)
-                response = None
-            for call in response.tool_calls if response is not None else []:
-                found = by_name.get(call.name)
-                if found is None:
-                    continue
-                parsed = parse_arguments(found[1].arguments, call.arguments)
-                if parsed is None:
-                    log.warning("ignored invalid %s arguments: %.200s", call.name, call.arguments)
-                    continue
-                extracted[id(found[0])].append(parsed)
-        for store in stores:
-            yield from _turn_of(store.process(scope, run, model, extracted[id(store)]))
+        extracted: Extracted = {store.kind: [] for store in stores}
+        if not extractions or run.status is not RunStatus.COMPLETED:
+            return extracted
+        messages = extraction_messages([e for _, e in extractions], run)
+        kept, stats = yield from extract_turn(
+            model, messages, [e for _, e in extractions], run.run_id
+        )
+        for store, extraction in extractions:
+            extracted[store.kind] += kept[extraction.spec.name]
+        run.metrics[EXTRACTION_METRICS] = stats.as_metrics()
+        return extracted
+
+    def process(
+        self, scope: LearningScope, run: Run, model: Model, extracted: Extracted | None = None
+    ) -> Turn[None]:
+        """After the run is stored: let every store learn from it, with what ``extract``
+        returned (extracted now when not given)."""
+        if extracted is None:
+            extracted = yield from self.extract(scope, run, model)
+        model = self.model or model
+        for store in self.stores_for(scope.backend):
+            if store.applies(scope):
+                learned = extracted.get(store.kind, [])
+                yield from _turn_of(store.process(scope, run, model, learned))
 
     # -- the proposal queue ----------------------------------------------------------
     def _proposal(self, learning_id: str, approve: bool) -> Turn[tuple[LearningStore, Learning]]:
@@ -696,4 +713,11 @@ def extraction_messages(extractions: Sequence[Extraction], run: Run) -> list[Mes
     ]
 
 
-__all__ = ["BUILTIN_KINDS", "LearningMachine", "extraction_messages", "resolve_store"]
+__all__ = [
+    "BUILTIN_KINDS",
+    "EXTRACTION_METRICS",
+    "Extracted",
+    "LearningMachine",
+    "extraction_messages",
+    "resolve_store",
+]

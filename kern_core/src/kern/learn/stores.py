@@ -92,9 +92,12 @@ class SessionContext(BaseModel):
 
     goal: str | None = Field(None, description="What the user wants to achieve in this session.")
     summary: str | None = Field(None, description="The session so far, in a sentence or two.")
-    plan: list[str] = Field(
-        default_factory=list,
-        description="The steps still planned, in order (replaces the previous plan).",
+    # None (not [] by default): a call that leaves the plan out, or must send every field
+    # (strict schemas), keeps the stored plan; [] clears it.
+    plan: list[str] | None = Field(
+        None,
+        description="The steps still planned, in order (replaces the previous plan; "
+        "null leaves it unchanged).",
     )
     progress: list[str] = Field(
         default_factory=list,

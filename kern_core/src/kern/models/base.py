@@ -17,6 +17,9 @@ class ToolSpec(BaseModel):
     name: str
     description: str = ""
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    #: Ask the provider to hold the model's arguments to ``parameters`` (OpenAI's
+    #: ``strict: true``). Set it only for a schema ``kern.models.strict`` accepts.
+    strict: bool = False
 
 
 class Usage(BaseModel):

@@ -7,6 +7,8 @@ with real turns against the scripted model server, on the backend's own database
 - a fact stated in one process is recalled in a new process, for that user and no other;
 - Always mode (extraction after the answer), Agentic mode (tools during the turn) and
   Propose mode (nothing recalled until approved through the API);
+- a model sending invalid arguments loses only the invalid parts, is asked again once,
+  and the counts are stored with the run;
 - namespaces (``"user"``, ``"global"``, custom) enforced in the storage queries;
 - session context, entity memory and the decision log read back by their own keys;
 - recall is ranked and bounded, never every memory;
@@ -406,6 +408,42 @@ class LearningAcceptance:
         assert "Ada is allergic to peanuts." in context
         assert "Name: Ada" in context
         assert "Always ask about allergies" not in context
+
+    # -- a misbehaving model ----------------------------------------------------------------
+    async def test_a_misbehaving_model_keeps_the_valid_items_with_one_retry(
+        self, db: Any, scripted: ScriptedServer, model: OpenAIChat
+    ) -> None:
+        agent = Agent(model=model, db=db, learning=True, user_id="ada")
+        said = memories("Ada likes tea.", "Ada has a cat.")
+        scripted.script(
+            Reply.text("Hi Ada."),
+            extract(
+                ToolCallReply("update_user_profile", {"name": "Ada", "interests": "chess"}),
+                said.without("memories.1.content"),
+            ),
+            extract(said.broken()),  # the retry is no better, and is not retried
+            Reply.text("never asked for"),
+        )
+        output = await turn(agent, "I'm Ada. I like tea and chess, and I have a cat.")
+        assert output.content == "Hi Ada."
+        assert len(scripted.chat_requests()) == 3 and scripted.pending == 1
+
+        # The valid parts of the first call are stored; the invalid ones went to the model.
+        [memory] = await call(db, "list_memories", "ada")
+        assert (memory.content, memory.source_run_id) == ("Ada likes tea.", output.run_id)
+        assert await lm_call(agent.get_learning_machine(), "get_user_profile", "ada") == {
+            "name": "Ada"
+        }
+        errors = [
+            m["content"] for m in scripted.chat_requests()[2]["messages"] if m["role"] == "tool"
+        ]
+        assert "interests" in errors[0] and "memories[1]" in errors[1]
+
+        # The answered run is stored on this backend; the counts come with the output.
+        run = await call(db, "get_run", output.run_id)
+        assert run.output == "Hi Ada."
+        counts = {k: output.metrics["extraction"][k] for k in ("calls", "retries", "dropped_items")}
+        assert counts == {"calls": 2, "retries": 1, "dropped_items": 3}
 
     # -- namespaces, enforced by the storage queries ---------------------------------------
     async def test_user_namespace_items_are_invisible_to_other_users(

@@ -14,12 +14,26 @@ deterministic default that echoes the conversation back (so a demo shows memory 
 Endpoints: ``POST /v1/chat/completions`` and ``POST /v1/responses`` (plain and SSE
 streaming), ``POST /v1/embeddings`` (hashed bag-of-words vectors), ``GET /v1/models``.
 
+Misbehaving on purpose, to test what kern does with a real, imperfect model::
+
+    call = ToolCallReply("save_user_memories", {"memories": [{"content": "Ada likes tea"}]})
+    server.script(
+        Reply.tool_calls(call.with_value("memories.0.topics", "tea")),  # a wrong type
+        Reply.tool_calls(call.without("memories.0.content")),  # a missing field
+        Reply.tool_calls(call.broken()),  # arguments that are not JSON
+        Reply.text("nothing"),  # no tool call at all
+        Reply.tool_calls(call).after(0.2),  # a slow answer: sent 200 ms late
+    )
+
+Paths are dotted (``memories.0.content``: key, list index, key). A ``responder`` may return
+such replies too, to misbehave on every request.
+
 Run it for other processes with ``python -m kern.testing.scripted_server [--host H]
 [--port P]``: the first line on stdout is the base URL.
 
 Stdlib only. It is built to be fast (a benchmark measures agent turns against it): HTTP/1.1
 keep-alive, every response sent with ``Content-Length`` in one write, ``TCP_NODELAY``, no
-sleeps, no request logging.
+sleeps (but a reply's own ``after(seconds)``), no request logging.
 """
 
 from __future__ import annotations
@@ -27,6 +41,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import copy
 import hashlib
 import json
 import math
@@ -40,7 +55,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -86,12 +101,72 @@ class ToolCallReply:
             return self.arguments
         return json.dumps(dict(self.arguments))
 
+    # -- misbehaving: each returns a new call, this one is left as it is
+
+    def with_value(self, path: str, value: Any) -> ToolCallReply:
+        """The call with ``value`` at the dotted ``path`` (``memories.0.topics``), e.g. a
+        value of the wrong type; the key is added when it is not there."""
+        arguments = self._arguments_copy("with_value")
+        *parents, last = _path_parts(path)
+        _set(_walk(arguments, parents, path), last, value, path)
+        return replace(self, arguments=arguments)
+
+    def without(self, *paths: str) -> ToolCallReply:
+        """The call without the fields (or list items) at the dotted ``paths``: missing
+        fields. Paths name the arguments as given, so remove list items last first."""
+        arguments = self._arguments_copy("without")
+        for path in paths:
+            *parents, last = _path_parts(path)
+            _delete(_walk(arguments, parents, path), last, path)
+        return replace(self, arguments=arguments)
+
+    def broken(self) -> ToolCallReply:
+        """The call with its arguments cut off halfway: text that is not valid JSON, as
+        sent by a model that stopped mid-call."""
+        text = self.arguments_json()
+        return replace(self, arguments=text[: len(text) // 2] or "{")
+
+    def _arguments_copy(self, method: str) -> Any:
+        if isinstance(self.arguments, str):
+            raise ValueError(f"ToolCallReply.{method} needs arguments given as a dict")
+        return copy.deepcopy(dict(self.arguments))
+
+
+def _path_parts(path: str) -> list[str | int]:
+    if not path:
+        raise ValueError("a path names at least one field, e.g. 'memories.0.content'")
+    return [int(part) if part.isdigit() else part for part in path.split(".")]
+
+
+def _walk(node: Any, parts: Sequence[str | int], path: str) -> Any:
+    for part in parts:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            raise ValueError(f"the arguments have nothing at {path!r} ({part!r})") from None
+    return node
+
+
+def _set(node: Any, key: str | int, value: Any, path: str) -> None:
+    try:
+        node[key] = value
+    except (IndexError, TypeError):
+        raise ValueError(f"cannot set {path!r} in the arguments") from None
+
+
+def _delete(node: Any, key: str | int, path: str) -> None:
+    try:
+        del node[key]
+    except (KeyError, IndexError, TypeError):
+        raise ValueError(f"the arguments have nothing at {path!r}") from None
+
 
 @dataclass(frozen=True)
 class Reply:
     """What the scripted model answers to one model request (chat completion or response).
 
-    Build one with ``Reply.text(...)``, ``Reply.tool_calls(...)`` or ``Reply.error(...)``.
+    Build one with ``Reply.text(...)``, ``Reply.tool_calls(...)`` or ``Reply.error(...)``;
+    ``.after(seconds)`` makes it a slow one. A model that calls no tool is ``Reply.text``.
     """
 
     content: str | None = None
@@ -101,6 +176,14 @@ class Reply:
     error_type: str | None = None
     error_code: str | None = None
     retry: bool = False
+    #: Seconds the server waits before sending this reply (its request is recorded first).
+    delay: float = 0.0
+
+    def after(self, seconds: float) -> Reply:
+        """This reply, sent ``seconds`` late: a slow model (other requests are not held)."""
+        if seconds < 0:
+            raise ValueError(f"a delay cannot be negative: {seconds}")
+        return replace(self, delay=seconds)
 
     @classmethod
     def text(cls, content: str) -> Reply:
@@ -882,6 +965,8 @@ class ScriptedServer:
                 500, _error_body(message, "server_error"), {"x-should-retry": "false"}
             )
             return
+        if reply.delay > 0:
+            time.sleep(reply.delay)  # this connection's thread only
         if reply.is_error:
             handler.send_json(
                 reply.status,

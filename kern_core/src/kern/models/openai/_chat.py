@@ -45,12 +45,14 @@ def chat_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
 
 
 def chat_tools(tools: Sequence[ToolSpec]) -> list[dict[str, Any]]:
-    """Tool specs in the Chat Completions ``tools`` format."""
+    """Tool specs in the Chat Completions ``tools`` format (``strict`` for strict specs)."""
     out = []
     for tool in tools:
         function: dict[str, Any] = {"name": tool.name, "parameters": tool.parameters}
         if tool.description:
             function["description"] = tool.description
+        if tool.strict:  # sent only when asked: some compatible servers know no ``strict``
+            function["strict"] = True
         out.append({"type": "function", "function": function})
     return out
 

@@ -49,8 +49,10 @@ def response_input(messages: Sequence[Message]) -> list[dict[str, Any]]:
 def response_tools(tools: Sequence[ToolSpec]) -> list[dict[str, Any]]:
     """Tool specs in the Responses ``tools`` format.
 
-    ``strict`` is sent as ``False``: the Responses API otherwise defaults to strict schemas,
-    which refuse ordinary JSON schemas (optional properties, no ``additionalProperties``).
+    ``strict`` is always sent: ``True`` for a spec marked strict (its schema is in the
+    strict subset, ``kern.models.strict``), else ``False``, since the Responses API
+    otherwise defaults to strict and refuses ordinary JSON schemas (optional properties,
+    no ``additionalProperties``).
     """
     out = []
     for tool in tools:
@@ -58,7 +60,7 @@ def response_tools(tools: Sequence[ToolSpec]) -> list[dict[str, Any]]:
             "type": "function",
             "name": tool.name,
             "parameters": tool.parameters,
-            "strict": False,
+            "strict": tool.strict,
         }
         if tool.description:
             spec["description"] = tool.description
