@@ -28,10 +28,10 @@ from kern.errors import (
     ToolError,
 )
 from kern.ids import check_id, check_input
+from kern.learn.background import arun_turn, astream_turn, run_turn, stream_turn
 from kern.learn.scope import LearningScope, Recall
 from kern.models import default_model, get_model
 from kern.models.base import Model, ModelResponse
-from kern.performers import arun_turn, astream_turn, run_turn, stream_turn
 from kern.printing import aprint_stream, print_run, print_stream
 from kern.records import Message, Run, RunStatus, Session, SessionType, new_id
 from kern.run import RunEvent, RunOutput
@@ -375,7 +375,7 @@ class Agent:
                 exc.run_id = run.run_id  # the caller retries with it: stored at most once
                 raise
         if learning:
-            yield from learning.process(scope, run, self.model)
+            yield from _learn(learning, scope, run, self.model)
         return _output(run, state)
 
     def _stored_output(self, run: Run, user_id: str | None) -> Turn[RunOutput]:
@@ -412,7 +412,7 @@ class Agent:
         if parent.persist:
             run = yield from storage.append_run(run)
         if learning:
-            yield from learning.process(scope, run, self.model)
+            yield from _learn(learning, scope, run, self.model)
         return _output(run, parent.state)
 
     def _respond(
@@ -568,6 +568,15 @@ def _learning_machine(learning: object) -> LearningMachine | None:
             f"learning must be True or a LearningMachine, not {type(learning).__name__}"
         )
     return learning
+
+
+def _learn(learning: LearningMachine, scope: LearningScope, run: Run, model: Model) -> Turn[None]:
+    """After the run is stored: learn from it now, or (``background=True``) mark it pending
+    and leave it to a job the driver runs once the answer is out."""
+    if learning.background:
+        yield from learning.process_later(scope, run, model)
+    else:
+        yield from learning.process(scope, run, model)
 
 
 def _output(run: Run, state: dict[str, Any]) -> RunOutput:

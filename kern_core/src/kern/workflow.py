@@ -25,7 +25,7 @@ from kern.db.base import AsyncBaseDb, BaseDb
 from kern.effects import Call, Turn
 from kern.errors import ConfigurationError, SyncAsyncMismatchError
 from kern.ids import check_id
-from kern.performers import arun_turn, run_turn
+from kern.learn.background import arun_turn, run_turn
 from kern.records import Run, RunStatus, Session, SessionType, new_id
 from kern.sessions import check_owner, checked_state, load_or_create, save_state
 

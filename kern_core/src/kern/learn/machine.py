@@ -13,6 +13,9 @@ Per turn (the Agent calls both, inside its own turn, sync or async alike):
   the counts go to ``run.metrics["extraction"]``.
 - ``process(scope, run, model, extracted)`` after the run is stored: each store gets the
   validated arguments of the calls to its tool and writes (or proposes) what they hold.
+- ``process_later(scope, run, model)`` instead, with ``background=True``: the run's learning
+  is marked pending in the database and both steps run after the answer is returned
+  (``kern.learn.background``).
 
 Stores are resolved per backend through the plugin registry: a backend's own
 implementation of a kind (``LearningStoreSpec(kind, store, backend="postgres")``) is
@@ -32,6 +35,7 @@ from kern import storage
 from kern.effects import Call, Turn
 from kern.errors import ConfigurationError, SyncAsyncMismatchError
 from kern.ids import check_id, check_input
+from kern.learn.background import LEASE_SECONDS, Jobs, learn_later, resume
 from kern.learn.base import (
     AGENT,
     Extraction,
@@ -211,6 +215,12 @@ class LearningMachine:
     ``model`` does the extraction instead of the agent's model. ``embedder`` lets the
     curator find near-duplicates by embedding similarity.
 
+    ``background=True`` returns the answer before the extraction runs (a task on the loop
+    for ``arun``, a worker thread for ``run``); a run whose learning has not finished is
+    marked in the database, and the next process finishes it (``resume_pending``).
+    ``wait()`` / ``await await_pending()`` wait for it; ``lease_seconds`` is how long a
+    process holds a pending run before another may take it over.
+
     ``agent.get_learning_machine()`` returns the machine bound to the agent's db and model:
     ``approve``, ``reject``, ``pending`` and ``curator`` work on that db (sync methods on
     a sync db; the ``a``-prefixed twins on either).
@@ -232,6 +242,7 @@ class LearningMachine:
         hybrid: Hybrid | None = None,
         model: Model | None = None,
         db: BaseDb | AsyncBaseDb | None = None,
+        background: bool = False,
     ) -> None:
         default_on = not stores
         flags = {
@@ -268,6 +279,12 @@ class LearningMachine:
         self._noted_embedders: set[str] = set()
         self.model = model
         self.db = db
+        #: Whether learning runs after the answer is returned (``kern.learn.background``).
+        self.background = background
+        #: Seconds a process holds a pending run before another may take it over.
+        self.lease_seconds = LEASE_SECONDS
+        #: What this machine (and its bound copies) scheduled in the background.
+        self.jobs = Jobs()
         self._cache: dict[str | None, tuple[Registry, list[LearningStore]]] = {}
         # Fail at construction on unknown kinds and bad options, not at the first turn.
         self.stores_for(None)
@@ -395,6 +412,41 @@ class LearningMachine:
             if store.applies(scope):
                 learned = extracted.get(store.kind, [])
                 yield from _turn_of(store.process(scope, run, model, learned))
+
+    def process_later(self, scope: LearningScope, run: Run, model: Model) -> Turn[None]:
+        """After the run is stored, with ``background=True``: mark its learning pending and
+        leave ``extract`` and ``process`` to a job the driver runs after the turn."""
+        yield from learn_later(self, scope, run, model)
+
+    # -- background learning ---------------------------------------------------------
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the learning scheduled by sync turns is done (or ``timeout`` seconds
+        passed); True if nothing is left. For scripts and tests: a turn never needs it."""
+        return self.jobs.wait(timeout)
+
+    async def await_pending(self, timeout: float | None = None) -> bool:
+        """Wait until the learning scheduled on this loop (and on the sync worker) is done;
+        True if nothing is left. Await it before the loop ends: ``asyncio.run`` cancels
+        tasks that are left, and their runs are finished by the next process instead."""
+        return await self.jobs.await_pending(timeout)
+
+    def _resume(self, limit: int) -> Turn[int]:
+        if self.model is None:
+            raise ConfigurationError(
+                "resuming pending learning needs a model for the extraction: use "
+                "agent.get_learning_machine(), or LearningMachine(model=...)"
+            )
+        return (yield from resume(self, self.model, self._backend, limit))
+
+    def resume_pending(self, *, limit: int = 100) -> int:
+        """Finish the learning of runs that a process left pending (it crashed, or exited
+        before its background learning ran), up to ``limit`` of them, each exactly once
+        whatever other processes do at the same time; returns how many were finished.
+        A background machine also starts this on its first turn in a process."""
+        return self._sync(self._resume(limit), "resume_pending")
+
+    async def aresume_pending(self, *, limit: int = 100) -> int:
+        return await self._async(self._resume(limit))
 
     # -- the proposal queue ----------------------------------------------------------
     def _proposal(self, learning_id: str, approve: bool) -> Turn[tuple[LearningStore, Learning]]:
@@ -679,7 +731,8 @@ class LearningMachine:
         return await arun_turn(turn, self._require_db())
 
     def __repr__(self) -> str:
-        return f"LearningMachine(stores={self.kinds!r}, mode={self.mode.value!r})"
+        background = ", background=True" if self.background else ""
+        return f"LearningMachine(stores={self.kinds!r}, mode={self.mode.value!r}{background})"
 
 
 def _turn_of(result: Turn[T]) -> Turn[T]:

@@ -13,7 +13,10 @@ with real turns against the scripted model server, on the backend's own database
 - session context, entity memory and the decision log read back by their own keys;
 - recall is ranked and bounded, never every memory;
 - ``prune`` and ``deduplicate`` change exactly what their dry run reported;
-- a third-party store registered through the hook stores and recalls on this backend.
+- a third-party store registered through the hook stores and recalls on this backend;
+- background learning: the pending marker is written before the answer returns, claimed by
+  exactly one of two claimers (compare-and-set on this backend), and a pending run is
+  finished exactly once by ``resume_pending``.
 
 Subclass contract
 -----------------
@@ -36,6 +39,7 @@ code does.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import timedelta
@@ -60,10 +64,12 @@ from kern.learn import (
     NotProposedError,
     UserMemoryStore,
 )
+from kern.learn.background import MARKER_COMPONENT, claim, marker_id
 from kern.models.base import Model
 from kern.models.openai import OpenAIChat
+from kern.performers import arun_turn, run_turn
 from kern.plugins import LearningStoreSpec
-from kern.records import Learning, LearningStatus, Memory, Run, utcnow
+from kern.records import Learning, LearningStatus, Memory, Run, Session, utcnow
 from kern.testing.conformance import Recipe, build_db
 from kern.testing.scenarios import run_child
 from kern.testing.scripted_server import Reply, ScriptedServer, ToolCallReply
@@ -99,6 +105,20 @@ async def curate(lm: LearningMachine, name: str, *args: Any, **kwargs: Any) -> A
     if lm.db.is_async:
         return await getattr(lm.curator, "a" + name)(*args, **kwargs)
     return getattr(lm.curator, name)(*args, **kwargs)
+
+
+async def settle(lm: LearningMachine, db: Any) -> None:
+    """Wait for what ``lm`` learns in the background on ``db`` (a thread with a sync db, a
+    task of this loop with an async one)."""
+    done = await lm.await_pending(timeout=30) if db.is_async else lm.wait(30)
+    assert done, "background learning did not finish within 30 s"
+
+
+async def claimed(db: Any, marker: Session) -> Session | None:
+    """``marker`` claimed by this process on ``db`` (None: the compare-and-set lost)."""
+    if db.is_async:
+        return await arun_turn(claim(marker, 60.0), db)
+    return run_turn(claim(marker, 60.0), db)
 
 
 def system_text(body: dict[str, Any]) -> str:
@@ -713,3 +733,46 @@ class LearningAcceptance:
             assert note.source_run_id == first.run_id
             await turn(agent, "second question")
             assert "- asked: first question" in system_text(scripted.chat_requests()[-2])
+
+    # -- background learning ---------------------------------------------------------------
+    async def test_background_learning_is_marked_claimed_once_and_resumed_once(
+        self, db: Any, scripted: ScriptedServer, model: OpenAIChat
+    ) -> None:
+        machine = LearningMachine(background=True)
+        agent = Agent(model=model, db=db, learning=machine, user_id="ada")
+        scripted.script(Reply.text("Hi Ada."), extract(memories("Ada likes tea.")).after(0.5))
+        first = await turn(agent, "I like tea.")
+        # Before the answer came back, the run's learning was marked pending on this backend.
+        marker = await call(db, "get_session", marker_id(first.run_id))
+        assert marker is not None and marker.state["run_id"] == first.run_id
+        listed = await call(db, "list_sessions", component_id=MARKER_COMPONENT)
+        assert [m.session_id for m in listed] == [marker.session_id]
+        await settle(machine, db)
+        stored = await call(db, "list_memories", "ada")
+        assert [(m.content, m.source_run_id) for m in stored] == [("Ada likes tea.", first.run_id)]
+        assert await call(db, "get_session", marker.session_id) is None
+
+        # The claim is a compare-and-set: of two claims on the version read, one wins.
+        scripted.script(Reply.text("Noted."), Reply.error(500))  # the extraction fails
+        second = await turn(agent, "I have a cat called Babbage.")
+        await settle(machine, db)
+        pending = await call(db, "get_session", marker_id(second.run_id))
+        assert pending is not None  # kept for a later resume
+        won = await claimed(db, pending)
+        assert won is not None and won.version == pending.version + 1
+        assert await claimed(db, pending) is None
+        gone = pending.model_copy(update={"session_id": marker_id("no-such-run")})
+        assert await claimed(db, gone) is None  # a claim never creates a marker
+
+        # Resumed twice at once: learned once.
+        scripted.script(extract(memories("Ada has a cat called Babbage.")))
+        lm = agent.get_learning_machine()
+        results = await asyncio.gather(lm_call(lm, "resume_pending"), lm_call(lm, "resume_pending"))
+        assert sorted(results) == [0, 1]
+        assert await lm_call(lm, "resume_pending") == 0
+        stored = await call(db, "list_memories", "ada")
+        assert sorted(m.content for m in stored) == [
+            "Ada has a cat called Babbage.",
+            "Ada likes tea.",
+        ]
+        assert await call(db, "list_sessions", component_id=MARKER_COMPONENT) == []
