@@ -34,8 +34,19 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def recall(session: nox.Session) -> None:
-    """Recall latency of the learning machine (figures in docs/benchmarks.md)."""
+    """Recall latency with vectors (hybrid, vector-only, lexical) on every backend, 100k
+    memories over 1k users; ``-- --backends sqlite postgres``, ``-- --users 20 --queries 20``
+    for a quick run, ``-- --db URL`` for the lexical-only figures (docs/benchmarks.md)."""
     session.run("uv", "run", "python", "benchmarks/recall.py", *session.posargs, external=True)
+
+
+@nox.session
+def learning_latency(session: nox.Session) -> None:
+    """Per-turn latency with learning=True, extraction in the turn or in the background,
+    against a 200 ms extraction (docs/benchmarks.md); ``-- --db URL`` for other backends."""
+    session.run(
+        "uv", "run", "python", "benchmarks/learning_latency.py", *session.posargs, external=True
+    )
 
 
 @nox.session
