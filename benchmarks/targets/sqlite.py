@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,9 @@ INSERT = "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, datetime('now'))"
 
 
 def kern_db(folder: Path) -> SqliteDb:
-    return SqliteDb(db_file=folder / "kern.db")
+    # KERN_BENCH_SQLITE_MODULE=pysqlite3.dbapi2: a driver that loads sqlite-vec
+    module = os.environ.get("KERN_BENCH_SQLITE_MODULE") or None
+    return SqliteDb(db_file=folder / "kern.db", sqlite_module=module)
 
 
 class Floor:

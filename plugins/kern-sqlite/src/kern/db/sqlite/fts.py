@@ -356,7 +356,17 @@ class FtsIndex:
         prepared = self._cache.get(filters)
         if prepared is None:
             where: list[ColumnElement[bool]] = [self._fts_ref.op("MATCH")(self._match(filters))]
-            where += [self.base.c[name] == bindparam(name) for name in filters]
+            # ``+column``: SQLite's way to say "no index for this term". Without it, SQLite
+            # 3.51's planner may drive the join from the base table's user_id index and run
+            # the MATCH once per row of that user (measured: 0.9 s for a user with 10,000
+            # memories, against 3 ms when the FTS index drives, as 3.40 plans it). The key
+            # token already narrows the match to the user; these terms are the backstop.
+            table_name = _q(self.base.name)
+            where += [
+                literal_column(f"+{table_name}.{_q(name)}", type_=self.base.c[name].type)
+                == bindparam(name)
+                for name in filters
+            ]
             stmt = (
                 select(*self.base.c, (-self._rank).label("_score"))
                 .select_from(self._from)
