@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import JsonValue
 
 from kern import storage
-from kern.effects import Call, Turn
+from kern.effects import Call, Effect, Turn
 from kern.errors import ConfigurationError, SyncAsyncMismatchError
 from kern.ids import check_id, check_input
 from kern.learn.background import LEASE_SECONDS, Jobs, learn_later, resume
@@ -68,7 +68,7 @@ from kern.records import (
 from kern.tools import Tool
 
 if TYPE_CHECKING:
-    from kern.db.base import AsyncBaseDb, BaseDb
+    from kern.db.base import AsyncBaseDb, BaseDb, VectorTable
     from kern.learn.curator import Curator
     from kern.learn.embedder import Embedder
 
@@ -652,39 +652,43 @@ class LearningMachine:
             raise ConfigurationError("batch_size must be at least 1")
         model = embedder.id
         done = {"memories": 0, "learnings": 0}
-        while rows := (yield from storage.memories_without_embedding(model, limit=batch_size)):
-            vectors = yield from Call(embedder.embed, {"texts": [m.content for m in rows]})
-            embeddings = {
-                m.memory_id: Embedding(model=model, vector=v)
-                for m, v in zip(rows, vectors, strict=True)
-            }
-            stored = yield from storage.set_embeddings("memories", embeddings)
-            done["memories"] += stored
-            if progress is not None:
-                progress("memories", done["memories"])
-            if stored == 0:
-                break  # every row of the batch went away meanwhile
+
+        def backfill(
+            table: VectorTable,
+            missing: Callable[[], Effect[list[T]]],
+            key: Callable[[T], str],
+            text: Callable[[T], str],
+        ) -> Turn[None]:
+            """Embed ``table``'s rows without a vector by ``model``, a batch at a time."""
+            while rows := (yield from missing()):
+                vectors = yield from Call(embedder.embed, {"texts": [text(r) for r in rows]})
+                embeddings = {
+                    key(row): Embedding(model=model, vector=vector)
+                    for row, vector in zip(rows, vectors, strict=True)
+                }
+                stored = yield from storage.set_embeddings(table, embeddings)
+                done[table] += stored
+                if progress is not None:
+                    progress(table, done[table])
+                if stored == 0:
+                    break  # every row of the batch went away meanwhile
+
+        yield from backfill(
+            "memories",
+            lambda: storage.memories_without_embedding(model, limit=batch_size),
+            lambda memory: memory.memory_id,
+            lambda memory: memory.content,
+        )
         by_kind = {store.kind: store for store in self.stores if store.embeds}
         by_kind.pop(UserMemoryStore.kind, None)  # its learnings are proposals: not searched
-        kinds = sorted(by_kind)
-        while kinds:
-            rows_l = yield from storage.learnings_without_embedding(
-                model, kinds=kinds, limit=batch_size
+        if by_kind:
+            kinds = sorted(by_kind)
+            yield from backfill(
+                "learnings",
+                lambda: storage.learnings_without_embedding(model, kinds=kinds, limit=batch_size),
+                lambda learning: learning.learning_id,
+                lambda learning: by_kind[learning.kind].item_text(learning.content),
             )
-            if not rows_l:
-                break
-            texts = [by_kind[row.kind].item_text(row.content) for row in rows_l]
-            vectors = yield from Call(embedder.embed, {"texts": texts})
-            learned = {
-                row.learning_id: Embedding(model=model, vector=v)
-                for row, v in zip(rows_l, vectors, strict=True)
-            }
-            stored = yield from storage.set_embeddings("learnings", learned)
-            done["learnings"] += stored
-            if progress is not None:
-                progress("learnings", done["learnings"])
-            if stored == 0:
-                break
         return done
 
     def reembed(self, *, progress: bool = False, batch_size: int = 64) -> dict[str, int]:
