@@ -24,6 +24,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,6 +34,13 @@ from pathlib import Path
 import pytest
 import redis
 import redis.cluster
+
+# The helpers beside this file (redis_probes: the command counter) are imported by name by
+# the test modules. The importlib import mode (root pyproject) puts no test folder on
+# sys.path, so this conftest, loaded first, does.
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
 
 ENV_URL = "KERN_TEST_REDIS_URL"
 DEFAULT_URL = "redis://127.0.0.1:6379/0"

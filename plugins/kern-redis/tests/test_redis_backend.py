@@ -21,6 +21,7 @@ import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
 from redis.crc import key_slot
+from redis_probes import command_calls, diff  # beside conftest.py, which puts it on sys.path
 
 import kern.db
 from kern.agent import Agent
@@ -62,26 +63,6 @@ def keys_under(url: str, prefix: str, *, cluster: bool = False) -> list[str]:
         return sorted(key.decode() for key in client.scan_iter(match=f"{prefix}*", count=1000))
     finally:
         client.close()
-
-
-def command_calls(client: Any, *, cluster: bool) -> dict[str, int]:
-    """Calls per command from ``INFO commandstats`` (summed over a cluster's nodes)."""
-    if cluster:
-        nodes = client.info("commandstats", target_nodes=redis.cluster.RedisCluster.PRIMARIES)
-        stats = list(nodes.values())
-    else:
-        stats = [client.info("commandstats")]
-    calls: dict[str, int] = {}
-    for node in stats:
-        for name, entry in node.items():
-            if name.startswith("cmdstat_") and name != "cmdstat_info":
-                command = name.removeprefix("cmdstat_")
-                calls[command] = calls.get(command, 0) + int(entry["calls"])
-    return calls
-
-
-def diff(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
-    return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
 
 
 # -- URLs, clients and arguments ------------------------------------------------------------
