@@ -37,6 +37,8 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar, Literal, TypeAlias
 
 from kern.db.door import ContractMeta, guard_contract
+from kern.db.report import StorageReport
+from kern.db.transfer import DEFAULT_PAGE, RecordKind, RecordPage
 from kern.records import (
     Embedding,
     Learning,
@@ -348,6 +350,42 @@ class BaseDb(_DbInfo, metaclass=ContractMeta):
     ) -> list[Learning]:
         """As ``memories_without_embedding``, for learnings of ``kinds`` (``None``: any)."""
 
+    # -- moving data (kern export / import / copy; kern.db.transfer) -------------------
+    def export_records(
+        self,
+        record_kind: RecordKind,
+        *,
+        after: str | None = None,
+        limit: int = DEFAULT_PAGE,
+        user_id: str | None = None,
+    ) -> RecordPage:
+        """Up to ``limit`` records of ``record_kind``, continuing after cursor ``after``.
+
+        The order is the backend's and stable (an index's order: runs by session and seq);
+        the page's ``cursor`` continues after its last row and is ``None`` at the end.
+        Memories and learnings come with their vectors. ``user_id`` keeps exactly the rows
+        ``forget_user(user_id)`` would delete. Not abstract, so that an older third-party
+        backend still loads; kern's own backends all implement it.
+        """
+        raise NotImplementedError(_no_transfer(self, "export_records"))
+
+    def import_records(self, batch: RecordPage) -> int:
+        """Store ``batch`` as it was exported; return the number of records in it.
+
+        Ids, ``seq``, ``version`` and timestamps are kept; a row whose id is stored already
+        is replaced, so importing a page twice changes nothing; a memory's or learning's
+        vector is set from ``batch.embeddings`` (or removed when it has none there). After
+        an import of runs, the next ``append_run`` of each session continues after its
+        highest seq. One bulk write per call (one transaction where the backend has them);
+        a run whose (session, seq) is held by another run id raises ``ValueError`` naming
+        both, and nothing of that batch is written where the backend is transactional.
+        """
+        raise NotImplementedError(_no_transfer(self, "import_records"))
+
+    def storage_report(self) -> StorageReport:
+        """The database as it is (``kern doctor``): read-only, never creates or migrates."""
+        return StorageReport(backend=self.backend_name, target=self.storage_target())
+
 
 class AsyncBaseDb(_DbInfo, metaclass=ContractMeta):
     """The async twin of ``BaseDb``: same methods and meaning, as coroutines."""
@@ -517,6 +555,32 @@ class AsyncBaseDb(_DbInfo, metaclass=ContractMeta):
     async def learnings_without_embedding(
         self, model: str, *, kinds: Sequence[str] | None = None, limit: int = 100
     ) -> list[Learning]: ...
+
+    async def export_records(
+        self,
+        record_kind: RecordKind,
+        *,
+        after: str | None = None,
+        limit: int = DEFAULT_PAGE,
+        user_id: str | None = None,
+    ) -> RecordPage:
+        """The async ``BaseDb.export_records``."""
+        raise NotImplementedError(_no_transfer(self, "export_records"))
+
+    async def import_records(self, batch: RecordPage) -> int:
+        """The async ``BaseDb.import_records``."""
+        raise NotImplementedError(_no_transfer(self, "import_records"))
+
+    async def storage_report(self) -> StorageReport:
+        """The async ``BaseDb.storage_report``."""
+        return StorageReport(backend=self.backend_name, target=self.storage_target())
+
+
+def _no_transfer(db: _DbInfo, method: str) -> str:
+    return (
+        f"{type(db).__name__} does not implement {method}, so kern export / import / copy "
+        "cannot use it; a backend adds it as docs/plugins.md, 'Moving data', describes"
+    )
 
 
 guard_contract(BaseDb)

@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import ParamSpec, TypeVar
 
 from kern.db.base import AsyncBaseDb, BaseDb, VectorTable
+from kern.db.report import StorageReport
+from kern.db.transfer import DEFAULT_PAGE, RecordKind, RecordPage
 from kern.records import (
     Embedding,
     Learning,
@@ -270,6 +272,24 @@ class SyncBackedAsyncDb(AsyncBaseDb):
         return await self._call(
             self.sync_db.learnings_without_embedding, model, kinds=kinds, limit=limit
         )
+
+    async def export_records(
+        self,
+        record_kind: RecordKind,
+        *,
+        after: str | None = None,
+        limit: int = DEFAULT_PAGE,
+        user_id: str | None = None,
+    ) -> RecordPage:
+        return await self._call(
+            self.sync_db.export_records, record_kind, after=after, limit=limit, user_id=user_id
+        )
+
+    async def import_records(self, batch: RecordPage) -> int:
+        return await self._call(self.sync_db.import_records, batch)
+
+    async def storage_report(self) -> StorageReport:
+        return await self._call(self.sync_db.storage_report)
 
 
 __all__ = ["SyncBackedAsyncDb"]

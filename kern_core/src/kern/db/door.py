@@ -22,6 +22,7 @@ from typing import Any
 
 from kern.errors import InvalidIdError, InvalidTextError, StorageUnavailableError
 from kern.ids import check_id, check_text
+from kern.db.transfer import check_batch, check_cursor, check_page_limit, check_record_kind
 from kern.records import Embedding, Learning, Memory, Message, Run, Session
 
 #: Contract parameters that carry an id.
@@ -133,6 +134,15 @@ def check_embeddings(argument: str, value: Any) -> None:
         check_embedding(f"{argument}[{row_id!r}]", embedding)
 
 
+def check_import_batch(argument: str, value: Any) -> None:
+    """A ``RecordPage`` to import: its shape (``kern.db.transfer.check_batch``), then every
+    record's ids and text and every vector, as each write method checks its own."""
+    check_batch(argument, value)
+    for position, record in enumerate(value.records):
+        check_record(f"{argument}.records[{position}]", record)
+    check_embeddings(f"{argument}.embeddings", value.embeddings)
+
+
 def check_table(argument: str, value: Any) -> None:
     if value not in VECTOR_TABLES:
         raise InvalidIdError(argument, "'memories' or 'learnings' (the tables with vectors)", value)
@@ -159,6 +169,12 @@ def _check_for(parameter: inspect.Parameter) -> Check | None:
         return check_embeddings
     if name == "table":
         return check_table
+    if name == "record_kind":
+        return check_record_kind
+    if name == "after":
+        return check_cursor
+    if name == "batch":
+        return check_import_batch
     if name == "kinds":
         return check_kinds
     if name == "model":
@@ -188,6 +204,8 @@ def arguments_check(method: str, contract: Callable[..., Any]) -> Callable[..., 
     parameters = list(inspect.signature(contract).parameters.values())[1:]  # without self
     for position, parameter in enumerate(parameters):
         check = _check_for(parameter)
+        if method == "export_records" and parameter.name == "limit":
+            check = check_page_limit  # a page, bounded: elsewhere limit is the caller's
         if check is None:
             continue
         positional = parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
@@ -288,7 +306,7 @@ class ContractMeta(abc.ABCMeta):
 
 
 #: Contract methods with a default implementation, guarded like the abstract ones.
-EXTRA_METHODS = ("recall_memories",)
+EXTRA_METHODS = ("recall_memories", "export_records", "import_records")
 
 
 def guard_contract(contract: type) -> None:

@@ -15,6 +15,8 @@ from collections.abc import Generator, Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeAlias, TypeVar
 
 from kern.db.base import AsyncBaseDb, BaseDb, VectorTable
+from kern.db.report import StorageReport
+from kern.db.transfer import DEFAULT_PAGE, RecordKind, RecordPage
 from kern.records import (
     Embedding,
     Learning,
@@ -146,6 +148,16 @@ class ContractPlans(Protocol[S_co]):
     def learnings_without_embedding(
         self, model: str, *, kinds: Sequence[str] | None = None, limit: int = 100
     ) -> Plan[S_co, list[Learning]]: ...
+    def export_records(
+        self,
+        record_kind: RecordKind,
+        *,
+        after: str | None = None,
+        limit: int = DEFAULT_PAGE,
+        user_id: str | None = None,
+    ) -> Plan[S_co, RecordPage]: ...
+    def import_records(self, batch: RecordPage) -> Plan[S_co, int]: ...
+    def storage_report(self) -> Plan[S_co, StorageReport]: ...
 
 
 class PlannedDb(BaseDb, Generic[S]):
@@ -359,6 +371,24 @@ class PlannedDb(BaseDb, Generic[S]):
         self, model: str, *, kinds: Sequence[str] | None = None, limit: int = 100
     ) -> list[Learning]:
         return self._run(self.plans.learnings_without_embedding(model, kinds=kinds, limit=limit))
+
+    def export_records(
+        self,
+        record_kind: RecordKind,
+        *,
+        after: str | None = None,
+        limit: int = DEFAULT_PAGE,
+        user_id: str | None = None,
+    ) -> RecordPage:
+        return self._run(
+            self.plans.export_records(record_kind, after=after, limit=limit, user_id=user_id)
+        )
+
+    def import_records(self, batch: RecordPage) -> int:
+        return self._run(self.plans.import_records(batch))
+
+    def storage_report(self) -> StorageReport:
+        return self._run(self.plans.storage_report())
 
 
 class AsyncPlannedDb(AsyncBaseDb, Generic[S]):
@@ -580,6 +610,24 @@ class AsyncPlannedDb(AsyncBaseDb, Generic[S]):
         return await self._run(
             self.plans.learnings_without_embedding(model, kinds=kinds, limit=limit)
         )
+
+    async def export_records(
+        self,
+        record_kind: RecordKind,
+        *,
+        after: str | None = None,
+        limit: int = DEFAULT_PAGE,
+        user_id: str | None = None,
+    ) -> RecordPage:
+        return await self._run(
+            self.plans.export_records(record_kind, after=after, limit=limit, user_id=user_id)
+        )
+
+    async def import_records(self, batch: RecordPage) -> int:
+        return await self._run(self.plans.import_records(batch))
+
+    async def storage_report(self) -> StorageReport:
+        return await self._run(self.plans.storage_report())
 
 
 __all__ = ["AsyncPlannedDb", "ContractPlans", "Plan", "PlannedDb"]

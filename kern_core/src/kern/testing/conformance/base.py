@@ -20,6 +20,8 @@ from typing import Any, ClassVar, Protocol
 import pytest
 
 from kern.db.base import AsyncBaseDb, BaseDb, VectorTable
+from kern.db.report import StorageReport
+from kern.db.transfer import DEFAULT_PAGE, RecordKind, RecordPage
 from kern.records import (
     Embedding,
     Learning,
@@ -156,6 +158,16 @@ class Store(Protocol):
     def learnings_without_embedding(
         self, model: str, *, kinds: Sequence[str] | None = None, limit: int = 100
     ) -> Awaitable[list[Learning]]: ...
+    def export_records(
+        self,
+        record_kind: RecordKind,
+        *,
+        after: str | None = None,
+        limit: int = DEFAULT_PAGE,
+        user_id: str | None = None,
+    ) -> Awaitable[RecordPage]: ...
+    def import_records(self, batch: RecordPage) -> Awaitable[int]: ...
+    def storage_report(self) -> Awaitable[StorageReport]: ...
 
 
 class ScenarioBase:

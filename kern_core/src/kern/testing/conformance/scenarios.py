@@ -14,6 +14,7 @@ from kern.testing.conformance.lifecycle import LifecycleScenarios
 from kern.testing.conformance.memories import MemoryScenarios
 from kern.testing.conformance.runs import RunScenarios
 from kern.testing.conformance.sessions import SessionScenarios
+from kern.testing.conformance.transfer import TransferScenarios
 from kern.testing.conformance.vectors import VectorScenarios
 from kern.testing.isolation import IsolationScenarios
 from kern.testing.turns import TurnScenarios
@@ -28,6 +29,7 @@ class Scenarios(
     MemoryScenarios,
     LearningScenarios,
     VectorScenarios,
+    TransferScenarios,
     LifecycleScenarios,
     IsolationScenarios,
     TurnScenarios,
