@@ -1,0 +1,5 @@
+"""``python -m kern.cli``: the ``kern`` command."""
+
+from kern.cli import main
+
+raise SystemExit(main())
