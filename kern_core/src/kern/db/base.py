@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar, Literal, TypeAlias
 
 from kern.db.door import ContractMeta, guard_contract
-from kern.db.report import StorageReport
+from kern.db.report import Capability, StorageReport
 from kern.db.transfer import DEFAULT_PAGE, RecordKind, RecordPage
 from kern.records import (
     Embedding,
@@ -384,7 +384,7 @@ class BaseDb(_DbInfo, metaclass=ContractMeta):
 
     def storage_report(self) -> StorageReport:
         """The database as it is (``kern doctor``): read-only, never creates or migrates."""
-        return StorageReport(backend=self.backend_name, target=self.storage_target())
+        return basic_report(self)
 
 
 class AsyncBaseDb(_DbInfo, metaclass=ContractMeta):
@@ -573,7 +573,24 @@ class AsyncBaseDb(_DbInfo, metaclass=ContractMeta):
 
     async def storage_report(self) -> StorageReport:
         """The async ``BaseDb.storage_report``."""
-        return StorageReport(backend=self.backend_name, target=self.storage_target())
+        return basic_report(self)
+
+
+def basic_report(db: _DbInfo) -> StorageReport:
+    """The report of a backend that does not read its own schema: only who and where."""
+    return StorageReport(
+        backend=db.backend_name,
+        target=db.storage_target(),
+        capabilities=[
+            Capability(
+                "storage report",
+                False,
+                f"{type(db).__name__} does not implement storage_report(), so kern doctor "
+                "cannot see its schema, versions or missing tables",
+                "ask the backend's authors to implement it (docs/plugins.md)",
+            )
+        ],
+    )
 
 
 def _no_transfer(db: _DbInfo, method: str) -> str:
