@@ -114,6 +114,8 @@ def _run_explained(handler: object, args: argparse.Namespace) -> int:
         return BAD_INPUT
     except KernError as exc:
         err.print(f"kern {args.command}: {exc}", markup=False)
+        if isinstance(exc, ValueError):  # the input was wrong (a file, an id, a value)
+            return BAD_INPUT
         err.print("(run with --debug for the traceback)", style="dim")
         return FAILED
     except KeyboardInterrupt:
