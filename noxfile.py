@@ -63,6 +63,12 @@ def vector_paths(session: nox.Session) -> None:
 
 
 @nox.session
+def transfer(session: nox.Session) -> None:
+    """kern copy into each backend (rows/s) and kern export's peak memory at 50k/500k runs."""
+    session.run("uv", "run", "python", "benchmarks/transfer.py", *session.posargs, external=True)
+
+
+@nox.session
 def wheels(session: nox.Session) -> None:
     """Build every distribution and import every backend from a fresh virtualenv."""
     session.run("uv", "run", "pytest", "tests/test_layout.py", "-q", external=True)
