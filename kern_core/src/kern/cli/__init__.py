@@ -107,13 +107,13 @@ def _run_explained(handler: object, args: argparse.Namespace) -> int:
     try:
         return int(handler(args))  # type: ignore[operator]
     except CommandError as exc:
-        err.print(f"kern {args.command}: {exc}", markup=False)
+        err.print(f"kern {args.command}: {exc}", markup=False, soft_wrap=True)
         return exc.code
     except (ConfigurationError, InvalidIdError, InvalidTextError) as exc:
-        err.print(f"kern {args.command}: {exc}", markup=False)
+        err.print(f"kern {args.command}: {exc}", markup=False, soft_wrap=True)
         return BAD_INPUT
     except KernError as exc:
-        err.print(f"kern {args.command}: {exc}", markup=False)
+        err.print(f"kern {args.command}: {exc}", markup=False, soft_wrap=True)
         if isinstance(exc, ValueError):  # the input was wrong (a file, an id, a value)
             return BAD_INPUT
         err.print("(run with --debug for the traceback)", style="dim")

@@ -12,18 +12,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Console
+from rich.text import Text
 
 from kern.db.base import BaseDb
+from kern.errors import InvalidIdError
+from kern.ids import check_id
 
 OK = 0
 FAILED = 1
 BAD_INPUT = 2
+
+N = TypeVar("N", int, float)
 
 #: What a command's handler is: the parsed arguments in, an exit code out.
 Handler = Callable[[argparse.Namespace], int]
@@ -90,3 +95,56 @@ def short(text: object, width: int = 60) -> str:
 
 def when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+
+
+def cell(value: object, width: int = 60) -> Text:
+    """``short(value)`` as a table cell shown exactly as stored: memories and learnings may
+    hold ``[bold]`` or other brackets that rich would otherwise read as markup."""
+    return Text(short(value, width))
+
+
+def compact(content: Mapping[str, object]) -> str:
+    """A learning's content on one line (``name: Ada; preferences: tea, quiet``), empty
+    fields left out: a table has no room for its JSON."""
+    parts = []
+    for name, value in content.items():
+        if value in (None, "", [], {}):
+            continue
+        if isinstance(value, list):
+            value = ", ".join(
+                json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else str(v) for v in value
+            )
+        elif isinstance(value, dict):
+            value = json.dumps(value, ensure_ascii=False)
+        parts.append(f"{name}: {value}")
+    return "; ".join(parts)
+
+
+def at_least(minimum: N, kind: Callable[[str], N]) -> Callable[[str], N]:
+    """An argparse ``type``: a number of ``kind`` not below ``minimum``. A bad one is
+    reported by argparse, naming the option, with exit code 2 (``BAD_INPUT``)."""
+    noun = "whole number" if kind is int else "number"
+
+    def parse(text: str) -> N:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or value != value or value < minimum:  # value != value: NaN
+            raise argparse.ArgumentTypeError(
+                f"must be a {noun} of at least {minimum}, not {text!r}"
+            )
+        return value
+
+    return parse
+
+
+def check_ids(name: str, *values: str | None) -> None:
+    """Refuse a malformed id (``BAD_INPUT``) before anything is read, naming the argument
+    as the person typed it (``USER_ID``), not as the storage API calls it."""
+    for value in values:
+        try:
+            check_id(name, value, optional=True)
+        except InvalidIdError as exc:
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:36] + "...'"
+            raise CommandError(f"{name} must be {exc.rule}, not {shown}", BAD_INPUT) from None

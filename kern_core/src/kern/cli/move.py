@@ -169,6 +169,7 @@ def _import(args: argparse.Namespace) -> int:
             "the records read differ from the file's end line for "
             f"{', '.join(report.mismatches)}: the file was changed after export",
             markup=False,
+            soft_wrap=True,
         )
         return FAILED
     return OK
@@ -233,6 +234,7 @@ def _copy(args: argparse.Namespace) -> int:
             f"copied {targets[0]} -> {targets[1]} in {report.seconds:.1f} s "
             f"({rate:,.0f} rows/s){' (resumed)' if report.resumed else ''}",
             markup=False,
+            soft_wrap=True,
         )
         if report.source is not None and report.destination is not None:
             out.print(_verification_table(report.source, report.destination))
@@ -241,6 +243,7 @@ def _copy(args: argparse.Namespace) -> int:
             "the destination differs from the source (see the table): was it empty "
             "before the copy, and did anything write to either side during it?",
             markup=False,
+            soft_wrap=True,
         )
         return FAILED
     return OK
