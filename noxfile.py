@@ -78,3 +78,10 @@ def wheels(session: nox.Session) -> None:
 def stress(session: nox.Session) -> None:
     """kill -9 during turns: no committed run lost, no state ahead of its runs."""
     session.run("uv", "run", "python", "benchmarks/kill_stress.py", *session.posargs, external=True)
+
+
+@nox.session
+def console(session: nox.Session) -> None:
+    """The console on a session of 10,000 runs: server time of its page (SQLite, Postgres;
+    target under 100 ms). Figures in docs/console.md."""
+    session.run("uv", "run", "python", "benchmarks/console.py", *session.posargs, external=True)
