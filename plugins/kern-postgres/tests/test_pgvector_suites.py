@@ -1,10 +1,11 @@
-"""kern's vectors conformance topic and learning suite on PostgreSQL 18 with pgvector.
+"""kern's vectors and transfer conformance topics and learning suite on PostgreSQL 18 + pgvector.
 
 The same suites as ``test_conformance.py`` / ``test_postgres_learning.py``, on the embedded
 server of ``pgvector_server`` (conftest.py), where kern takes the pgvector path: every vector
 scenario, sync and async, then runs through the HNSW indexes and their SQL. Of the
-conformance suite only the vectors topic runs here (the rest does not touch vectors and runs
-on the main server); each test gets a fresh schema of the session's pgvector database.
+conformance suite only the vectors and transfer topics run here (imports write vectors, whose
+HNSW indexes they must make first; the rest does not touch vectors and runs on the main
+server); each test gets a fresh schema of the session's pgvector database.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, ClassVar
 import pytest
 
 from kern.testing.conformance import AsyncBackendConformance, BackendConformance, Capabilities
+from kern.testing.conformance.transfer import TransferScenarios
 from kern.testing.conformance.vectors import VectorScenarios
 
 pytest.register_assert_rewrite("kern.testing.learning")
@@ -46,21 +48,30 @@ class _OnPgvector:
         return self.raw_rows(self.database, db.schema, db.table_prefix)
 
 
-def vectors_only(suite: type[Any]) -> type[Any]:
-    """``suite`` with only the scenarios of the vectors topic: the others are hidden (an
-    attribute that is not a function is not collected)."""
-    for name in dir(suite):
-        if name.startswith("test_") and name not in vars(VectorScenarios):
-            setattr(suite, name, None)
-    return suite
+def only(*topics: type[Any]) -> Callable[[type[Any]], type[Any]]:
+    """A decorator leaving ``suite`` only the scenarios of ``topics``: the others are hidden
+    (an attribute that is not a function is not collected)."""
+    kept = {name for topic in topics for name in vars(topic)}
+
+    def hide(suite: type[Any]) -> type[Any]:
+        for name in dir(suite):
+            if name.startswith("test_") and name not in kept:
+                setattr(suite, name, None)
+        return suite
+
+    return hide
 
 
-@vectors_only
+#: The vectors topic, and the transfer topic (imported vectors searched through pgvector).
+vectors_and_transfer = only(VectorScenarios, TransferScenarios)
+
+
+@vectors_and_transfer
 class TestPgvectorConformance(_OnPgvector, BackendConformance):
     db_class = "kern.db.postgres:PostgresDb"
 
 
-@vectors_only
+@vectors_and_transfer
 class TestAsyncPgvectorConformance(_OnPgvector, AsyncBackendConformance):
     db_class = "kern.db.postgres:AsyncPostgresDb"
 

@@ -15,8 +15,11 @@ from kern.db.duckdb import engine as duck_engine
 from kern.db.duckdb.dialect import DuckDialect
 from kern.db.duckdb.lease import FileLease, MemoryLease, lease_for, leave
 from kern.db.duckdb.ops import DuckOps
+from kern.db.duckdb.report import capabilities
 from kern.db.duckdb.schema import duck_expectations, duck_plan
+from kern.db.duckdb.transfer import DuckTransfer
 from kern.db.duckdb.vss import announce, choose_vector_index, find_vss_wheel
+from kern.db.report import Capability
 from kern.db.sql import SqlDb
 from kern.db.sql.migrations import Plan
 from kern.db.sql.prepared import Link
@@ -92,18 +95,22 @@ class DuckDb(SqlDb):
             raise
         self.dialect: DuckDialect
         self._ops = DuckOps(self.tables, self.dialect, self.engine.dialect)
-        index = choose_vector_index(duckdb.__version__, find_vss_wheel())
+        self._transfer = DuckTransfer(self.tables, self.dialect, self.engine.dialect)
+        self._vector_choice = choose_vector_index(duckdb.__version__, find_vss_wheel())
         #: The vector search in use, ``"exact (in SQL)"`` or ``"vss hnsw"``
         #: (``kern.db.duckdb.vss``), and why: logged once, on logger ``kern.db.duckdb``.
-        self.vector_index: str = index.name
-        self.vector_index_reason: str = index.reason
-        announce(index, self.db_file)
+        self.vector_index: str = self._vector_choice.name
+        self.vector_index_reason: str = self._vector_choice.reason
+        announce(self._vector_choice, self.db_file)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(db_file={self.db_file!r})"
 
     def storage_target(self) -> str:
         return self.db_file
+
+    def _report_capabilities(self, conn: Connection) -> list[Capability]:
+        return capabilities(conn, self._vector_choice, find_vss_wheel())
 
     # -- the file's lease ---------------------------------------------------------------
     @property

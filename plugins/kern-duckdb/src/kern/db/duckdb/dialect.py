@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from sqlalchemy import Connection, Dialect, bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+import duckdb
 from kern.db.base import VectorTable
 from kern.db.duckdb.schema import READ_INDEXES, DuckTables, build_duck_tables
 from kern.db.duckdb.search import LearningTerms, MemoryTerms
@@ -45,6 +46,7 @@ class DuckDialect(SqlDialect):
     # The lease gives the file to one process at a time and DuckDb holds its write lock
     # around every write transaction: nothing else can bump a counter in between.
     seq_serialised: ClassVar[bool] = True
+    array_parameters: ClassVar[bool] = True
     # DuckDB takes PostgreSQL's ON CONFLICT syntax.
     insert_construct = staticmethod(pg_insert)
 
@@ -79,6 +81,10 @@ class DuckDialect(SqlDialect):
             link.sql("BEGIN TRANSACTION")
 
     # -- the start-up check of the schema -------------------------------------------------
+    def server_version(self, conn: Connection) -> str | None:
+        """The DuckDB library in this process (the file has no server)."""
+        return f"DuckDB {duckdb.__version__}"
+
     def existing_objects(self, conn: Connection, names: Collection[str]) -> set[str]:
         """Tables and indexes of the current schema, and its ``embedding_array`` columns as
         ``<table>.embedding_array``, from DuckDB's catalog (one query)."""

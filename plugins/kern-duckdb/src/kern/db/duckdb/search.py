@@ -218,11 +218,15 @@ def _ranked(
     return [(by_id[doc], scores[doc]) for doc in best if doc in by_id]
 
 
-def _insert_rows(conn: Connection, table: Table, postings: dict[str, Any]) -> None:
+def posting_rows(postings: dict[str, Any]) -> list[dict[str, Any]]:
+    """A document's postings (``postings()``: lists per term) as one row per term."""
     per_term = ("term_key", "term", "tf")
     lists = {k: v for k, v in postings.items() if k in per_term}
     fixed = {k: v for k, v in postings.items() if k not in per_term}
-    count = len(postings["tf"])
-    rows = [{**fixed, **{k: v[i] for k, v in lists.items()}} for i in range(count)]
+    return [{**fixed, **{k: v[i] for k, v in lists.items()}} for i in range(len(postings["tf"]))]
+
+
+def _insert_rows(conn: Connection, table: Table, postings: dict[str, Any]) -> None:
+    rows = posting_rows(postings)
     if rows:
         conn.execute(table.insert(), rows)

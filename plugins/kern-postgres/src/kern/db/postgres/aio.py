@@ -27,6 +27,7 @@ from kern.db.delegated import SyncBackedAsyncDb
 from kern.db.postgres import engine as pg_engine
 from kern.db.postgres.db import PostgresSqlDb, one_location
 from kern.db.postgres.dialect import UNAVAILABLE_ERRORS
+from kern.db.report import StorageReport
 from kern.db.sql.schema import DEFAULT_PREFIX
 
 P = ParamSpec("P")
@@ -111,6 +112,11 @@ class AsyncPostgresDb(SyncBackedAsyncDb):
             if not self._ready:
                 await greenlet_spawn(self.sync_db.create_tables)
                 self._ready = True
+
+    async def storage_report(self) -> StorageReport:
+        """The database as it is (``PostgresDb.storage_report``): read-only, so unlike every
+        other call it does not make the tables ready first."""
+        return await greenlet_spawn(self.sync_db.storage_report)
 
     async def schema_versions(self) -> dict[str, int]:
         """The stored version of every table and search object, by name."""

@@ -18,9 +18,22 @@ from sqlalchemy.exc import DBAPIError
 from kern.db.base import VectorTable
 from kern.db.postgres import engine as pg_engine
 from kern.db.postgres.dialect import UNAVAILABLE_ERRORS, PostgresDialect
-from kern.db.postgres.vectors import PGVECTOR, VectorPath, choose_path, log
+from kern.db.postgres.report import TEXT_SEARCH, vector_capability
+from kern.db.postgres.vectors import (
+    PGVECTOR,
+    PgVector,
+    VectorPath,
+    choose_path,
+    find_extension,
+    inspect_path,
+    log,
+)
+from kern.db.report import Capability
 from kern.db.sql import SqlDb
+from kern.db.sql.migrations import Plan
 from kern.db.sql.schema import DEFAULT_PREFIX
+from kern.db.sql.verify import Expectations
+from kern.db.transfer import RecordPage
 from kern.errors import ConfigurationError
 from kern.records import Embedding, Learning, Memory
 
@@ -126,6 +139,32 @@ class PostgresSqlDb(SqlDb):
         if embeddings:
             self._index_dimensions(table, embeddings.values())
         return super().set_embeddings(table, embeddings)
+
+    def import_records(self, batch: RecordPage) -> int:
+        """As ``SqlDb.import_records``, the HNSW index of each dimension made first, as
+        ``upsert_memory`` makes it."""
+        if batch.embeddings:
+            table: VectorTable = "memories" if batch.kind == "memories" else "learnings"
+            self._index_dimensions(table, batch.embeddings.values())
+        return super().import_records(batch)
+
+    # -- storage_report: read-only ----------------------------------------------------------
+    def _report_plan(self, conn: Connection) -> tuple[Plan, Expectations]:
+        """With pgvector's migrations where kern would use it (in use by this Db, or the
+        extension created and new enough): read from the catalog, never created here."""
+        plan, expected = super()._report_plan(conn)
+        if self.dialect.pgvector is not None:
+            return plan, expected
+        path = inspect_path(find_extension(conn))
+        if path.index != PGVECTOR:
+            return plan, expected
+        pgvector = PgVector(self.tables, self.engine.dialect, self.dialect.prepare, path)
+        return {**plan, **pgvector.plan()}, {**expected, **pgvector.expectations()}
+
+    def _report_capabilities(self, conn: Connection) -> list[Capability]:
+        info = self.engine.dialect.server_version_info
+        major = int(info[0]) if info else None
+        return [TEXT_SEARCH, vector_capability(find_extension(conn), major)]
 
     def storage_target(self) -> str:
         """The URL with its password masked."""

@@ -148,6 +148,7 @@ class PostgresDialect(SqlDialect):
     name = "postgresql"
     # The advisory lock serialises next_seq + insert per session (see the module docstring).
     seq_serialised: ClassVar[bool] = True
+    array_parameters: ClassVar[bool] = True
     insert_construct = staticmethod(pg_insert)
 
     def __init__(self, tables: Tables, sql_dialect: Dialect) -> None:
@@ -229,6 +230,9 @@ class PostgresDialect(SqlDialect):
         return super().next_seq(link, session_id)
 
     # -- the start-up check of the schema -------------------------------------------------
+    def server_version(self, conn: Connection) -> str | None:
+        return f"PostgreSQL {conn.exec_driver_sql('SHOW server_version').scalar_one()}"
+
     def existing_objects(self, conn: Connection, names: Collection[str]) -> set[str]:
         params = {"schema": self.tables.runs.schema, "names": list(names)}
         return {row[0] for row in conn.execute(_EXISTING, params)}

@@ -203,6 +203,52 @@ def choose_path(
     return VectorPath(PGVECTOR, version=version, schema=schema)
 
 
+@dataclass(frozen=True)
+class Extension:
+    """The ``vector`` extension as a database has it: ``available`` on the server, and its
+    ``version`` and ``schema`` where it is created in the database."""
+
+    available: bool
+    version: str | None = None
+    schema: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        """Created, and new enough for kern's pgvector path."""
+        return self.version is not None and _version(self.version) >= MIN_VERSION
+
+
+def find_extension(conn: Connection) -> Extension:
+    """The extension's state, read without creating anything (``storage_report``)."""
+    installed = _installed(conn)
+    if installed is not None:
+        return Extension(True, *installed)
+    available = conn.execute(_AVAILABLE).first() is not None
+    conn.rollback()
+    return Extension(available)
+
+
+def inspect_path(extension: Extension) -> VectorPath:
+    """The path ``choose_path`` would take with ``extension`` as it is, without creating
+    it: where it is available but not created, ``EXACT``, saying that kern would try."""
+    if extension.usable:
+        return VectorPath(PGVECTOR, version=extension.version, schema=extension.schema)
+    if extension.version is not None:
+        reason = (
+            f"pgvector {extension.version} is older than 0.8.0, which kern needs for "
+            f"filtered index scans: {EXACT_MEANS}"
+        )
+    elif extension.available:
+        reason = (
+            "extension vector is available on this server but not created in this database: "
+            "kern creates it on first use if its role may (pgvector is not a trusted "
+            f"extension: a superuser's); until then {EXACT_MEANS}"
+        )
+    else:
+        reason = f"extension vector is not available on this server: {EXACT_MEANS}"
+    return VectorPath(EXACT, reason)
+
+
 class VectorType(UserDefinedType[Any]):
     """pgvector's ``vector`` (of ``dims`` dimensions, or any), named in its schema."""
 
@@ -431,8 +477,11 @@ class PgVector:
 __all__ = [
     "EXACT",
     "PGVECTOR",
+    "Extension",
     "PgVector",
     "VectorPath",
     "choose_path",
+    "find_extension",
+    "inspect_path",
     "log",
 ]

@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from kern.db import door
 from kern.db.base import BaseDb, VectorTable
+from kern.db.report import Capability, StorageReport
 from kern.db.sql.dialect import SqlDialect
 from kern.db.sql.migrations import (
     Plan,
@@ -40,8 +41,11 @@ from kern.db.sql.migrations import (
 )
 from kern.db.sql.ops import SqlOps
 from kern.db.sql.prepared import Link, has_statement_listeners
+from kern.db.sql.report import schema_state
 from kern.db.sql.schema import DEFAULT_PREFIX, build_tables, check_prefix
+from kern.db.sql.transfer import SqlTransfer
 from kern.db.sql.verify import Expectations, describe, log, missing_objects, table_expectations
+from kern.db.transfer import DEFAULT_PAGE, RecordKind, RecordPage
 from kern.errors import (
     ConfigurationError,
     KernError,
@@ -85,6 +89,7 @@ class SqlDb(BaseDb):
         self.dialect = self.dialect_class(self.tables, engine.dialect)
         self.dialect.prepare_engine(engine)
         self._ops = SqlOps(self.tables, self.dialect, engine.dialect)
+        self._transfer = SqlTransfer(self.tables, self.dialect, engine.dialect)
         #: Held around every use of a connection; a lock where connections are shared.
         self._guard: AbstractContextManager[Any] = nullcontext()
         self._owns_engine = owns_engine
@@ -276,6 +281,39 @@ class SqlDb(BaseDb):
             self.create_tables()
         with self._ddl_connection() as conn:
             return read_versions(conn, self.tables)
+
+    def storage_report(self) -> StorageReport:
+        """The schema as it is (``kern doctor``): versions, what is missing, capabilities and
+        row counts, read on one connection. Read-only: it never runs ``create_tables``, so
+        it works on a database kern never wrote to, and a table dropped by hand shows as
+        missing instead of being put back."""
+        if self._closed:
+            raise KernError(f"{self!r} is closed: create a new one to keep using the database.")
+        with self._ddl_connection() as conn:
+            try:
+                plan, expected = self._report_plan(conn)
+                state = schema_state(conn, self.tables, self.dialect, expected)
+                return StorageReport(
+                    backend=self.backend_name,
+                    target=self.storage_target(),
+                    server_version=self.dialect.server_version(conn),
+                    schema_versions=state.versions,
+                    expected_versions=target_versions(plan),
+                    missing=state.missing,
+                    capabilities=self._report_capabilities(conn),
+                    counts=state.counts,
+                )
+            finally:
+                conn.rollback()
+
+    def _report_plan(self, conn: Connection) -> tuple[Plan, Expectations]:
+        """The plan and expectations ``create_tables`` would apply to this database now
+        (Postgres adds pgvector's where the extension is there). Must only read."""
+        return self.migration_plan(), self.schema_expectations()
+
+    def _report_capabilities(self, conn: Connection) -> list[Capability]:
+        """The backend's optional features, read on ``conn`` without changing anything."""
+        return []
 
     def forget_user(self, user_id: str) -> dict[str, int]:
         with self._write() as link:
@@ -590,6 +628,26 @@ class SqlDb(BaseDb):
     ) -> list[Learning]:
         with self._read() as link:
             return self._ops.learnings_without_embedding(link, model, kinds=kinds, limit=limit)
+
+    # -- moving data (kern.db.sql.transfer) -----------------------------------------------
+    def export_records(
+        self,
+        record_kind: RecordKind,
+        *,
+        after: str | None = None,
+        limit: int = DEFAULT_PAGE,
+        user_id: str | None = None,
+    ) -> RecordPage:
+        with self._read() as link:
+            return self._transfer.export(
+                link, record_kind, after=after, limit=limit, user_id=user_id
+            )
+
+    def import_records(self, batch: RecordPage) -> int:
+        if not batch.records:
+            return 0
+        with self._write() as link:
+            return self._transfer.import_page(link, batch)
 
 
 # -- faults -------------------------------------------------------------------------------

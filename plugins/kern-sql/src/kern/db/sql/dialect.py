@@ -15,7 +15,8 @@ in only what its database does differently:
 - ``vector_search`` / ``vector_candidates``: search by meaning. The default is exact
   (``kern.db.sql.vectors``); a database with a vector index overrides ``vector_search``.
 - ``existing_objects`` / ``search_expectations``: the start-up check that what the
-  migrations made is still there (``kern.db.sql.verify``).
+  migrations made is still there (``kern.db.sql.verify``), which ``storage_report`` reads
+  too, with ``server_version``.
 - ``unavailable``: which driver errors mean "the database cannot be reached".
 - ``purge_deleted`` / ``after_forget``: what ``forget_user`` does beyond deleting rows, so
   that no copy of the user's words is left (SQLite: the FTS5 index and the WAL file).
@@ -91,6 +92,10 @@ class SqlDialect:
     seq_serialised: ClassVar[bool] = False
     #: How many times ``append_run`` tries when seq collides (only if not serialised).
     seq_attempts: ClassVar[int] = 50
+    #: True when the database takes a Python list as one array parameter and can
+    #: ``unnest`` it (Postgres, DuckDB): a lookup of many keys is then one statement
+    #: (``kern.db.sql.transfer``), instead of one per chunk of placeholders.
+    array_parameters: ClassVar[bool] = False
     #: A dialect ``insert()`` with ``on_conflict_do_update`` / ``on_conflict_do_nothing``
     #: (``sqlalchemy.dialects.sqlite.insert``, ``...postgresql.insert``), set as a
     #: ``staticmethod`` so that it is not bound to the dialect.
@@ -140,6 +145,14 @@ class SqlDialect:
         return None
 
     # -- the start-up check of the schema -------------------------------------------------
+    def server_version(self, conn: Connection) -> str | None:
+        """The database's name and version for ``storage_report`` ("PostgreSQL 15.8").
+        Default: what SQLAlchemy read when it connected, if anything."""
+        info = self.sql_dialect.server_version_info
+        if not info:
+            return None
+        return f"{self.name} {'.'.join(str(part) for part in info)}"
+
     def existing_objects(self, conn: Connection, names: Collection[str]) -> set[str]:
         """Which of ``names`` (see ``kern.db.sql.verify``) exist; one catalog query where
         the database has one. Default: SQLAlchemy's inspector."""

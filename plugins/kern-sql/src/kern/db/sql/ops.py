@@ -36,7 +36,7 @@ from kern.db.sql.codec import learning_from, memory_from, run_from, session_from
 from kern.db.sql.dialect import SqlDialect
 from kern.db.sql.prepared import Link, Prepared
 from kern.db.sql.schema import EMBEDDING, EMBEDDING_MODEL, Tables
-from kern.db.sql.vectors import KEYS
+from kern.db.sql.vectors import KEYS, vector_columns
 from kern.errors import (
     RunFinishedError,
     RunNotFoundError,
@@ -60,13 +60,6 @@ from kern.records import (
 
 _JSON = TypeAdapter(JsonValue)
 _METRICS = TypeAdapter(dict[str, JsonValue])
-
-
-def _vector_values(embedding: Embedding | None) -> dict[str, Any]:
-    """The vector columns of a row written with ``embedding`` (both NULL without one)."""
-    if embedding is None:
-        return {EMBEDDING_MODEL: None, EMBEDDING: None}
-    return {EMBEDDING_MODEL: embedding.model, EMBEDDING: embedding.as_float32()}
 
 
 def _json(value: Any, what: str, adapter: TypeAdapter[Any] = _JSON) -> Any:
@@ -349,7 +342,7 @@ class SqlOps:
         now = utcnow()
         row = to_row(memory)
         row["updated_at"] = now
-        row.update(_vector_values(embedding))  # none given: a stored one is cleared
+        row.update(vector_columns(embedding))  # none given: a stored one is cleared
         link.execute(self._upsert_memory, row)
         created = link.scalar(self._memory_created, {"id": memory.memory_id})
         return memory.model_copy(update={"updated_at": now, "created_at": created})
@@ -388,7 +381,7 @@ class SqlOps:
         now = utcnow()
         row = to_row(learning)
         row["updated_at"] = now
-        row.update(_vector_values(embedding))
+        row.update(vector_columns(embedding))
         link.execute(self._upsert_learning, row)
         created = link.scalar(self._learning_created, {"id": learning.learning_id})
         return learning.model_copy(update={"updated_at": now, "created_at": created})

@@ -41,7 +41,7 @@ SQLAlchemy before widening the range.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -307,3 +307,22 @@ class Link:
         count = int(cursor.rowcount)
         cursor.close()
         return count
+
+    def execute_many(self, query: Prepared, rows: Sequence[Params]) -> None:
+        """Run a statement that returns no rows once per item of ``rows``, in one driver call
+        (``executemany``: SQLite loops in C, psycopg sends them in one pipeline). Every item
+        has the same parameter names (an INSERT's form follows them)."""
+        if not rows:
+            return
+        form = query.form(rows[0])
+        bound = [form.bind(row) for row in rows]
+        if self.observed is not None:
+            self.observed.exec_driver_sql(form.sql, bound)  # a list: SQLAlchemy's executemany
+            return
+        cursor = self.dbapi_connection.cursor()
+        try:
+            cursor.executemany(form.sql, bound)
+        except self.dialect.loaded_dbapi.Error as exc:
+            raise self.wrap(exc, form.sql, bound[:1]) from exc
+        finally:
+            cursor.close()

@@ -30,6 +30,13 @@ Scored = tuple[Mapping[str, Any], float]
 KEYS: dict[VectorTable, str] = {"memories": "memory_id", "learnings": "learning_id"}
 
 
+def vector_columns(embedding: Embedding | None) -> dict[str, Any]:
+    """The vector columns of a row written with ``embedding`` (both NULL without one)."""
+    if embedding is None:
+        return {EMBEDDING_MODEL: None, EMBEDDING: None}
+    return {EMBEDDING_MODEL: embedding.model, EMBEDDING: embedding.as_float32()}
+
+
 def candidates_statement(stored: Table, key: str, filters: tuple[str, ...]) -> Select[Any]:
     """``key`` and vector of ``stored``'s rows with ``embedding_model = :model`` and each
     column of ``filters`` equal to ``:f_<column>``: one WHERE, for the index of the scan."""
@@ -116,4 +123,10 @@ class ExactVectorSearch:
         return {row[column.name]: row for row in rows}
 
 
-__all__ = ["KEYS", "ExactVectorSearch", "candidates_statement", "padded_size"]
+__all__ = [
+    "KEYS",
+    "ExactVectorSearch",
+    "candidates_statement",
+    "padded_size",
+    "vector_columns",
+]

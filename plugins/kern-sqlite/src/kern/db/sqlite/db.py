@@ -5,16 +5,18 @@ from __future__ import annotations
 import os
 import threading
 from types import ModuleType
-from typing import ClassVar
+from typing import ClassVar, cast
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
 
+from kern.db.report import Capability
 from kern.db.sql import SqlDb
 from kern.db.sql.schema import DEFAULT_PREFIX
 from kern.db.sql.threaded import ThreadedSqlFileDb
 from kern.db.sqlite import engine as sqlite_engine
 from kern.db.sqlite.dialect import SqliteDialect
+from kern.db.sqlite.report import capabilities
 from kern.db.sqlite.vectors import announce
 from kern.errors import ConfigurationError
 
@@ -94,6 +96,9 @@ class SqliteDb(SqlDb):
     def vector_index_reason(self) -> str:
         """Why ``vector_index`` is what it is, and how to turn sqlite-vec on if it is not."""
         return self.dialect.vector_index.reason
+
+    def _report_capabilities(self, conn: Connection) -> list[Capability]:
+        return capabilities(cast(ModuleType, conn.dialect.loaded_dbapi), self.dialect.vector_index)
 
     def storage_target(self) -> str:
         return self.db_file

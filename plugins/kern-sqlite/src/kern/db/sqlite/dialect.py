@@ -80,6 +80,10 @@ class SqliteDialect(SqlDialect):
         return fts_plan(self.tables)
 
     # -- the start-up check of the schema -------------------------------------------------
+    def server_version(self, conn: Connection) -> str | None:
+        """The SQLite library the driver links (``sqlite3.sqlite_version``)."""
+        return f"SQLite {conn.exec_driver_sql('SELECT sqlite_version()').scalar_one()}"
+
     def existing_objects(self, conn: Connection, names: Collection[str]) -> set[str]:
         """Tables, indexes, views and triggers from ``sqlite_master`` (one query), and each
         index's secure-delete setting where kern uses it."""
