@@ -377,8 +377,9 @@ class BaseDb(_DbInfo, metaclass=ContractMeta):
         vector is set from ``batch.embeddings`` (or removed when it has none there). After
         an import of runs, the next ``append_run`` of each session continues after its
         highest seq. One bulk write per call (one transaction where the backend has them);
-        a run whose (session, seq) is held by another run id raises ``ValueError`` naming
-        both, and nothing of that batch is written where the backend is transactional.
+        a run whose (session, seq) is held by another run id, or a stored run the batch
+        would move to another (session, seq), raises ``ValueError`` naming both, and
+        nothing of that batch is written.
         """
         raise NotImplementedError(_no_transfer(self, "import_records"))
 

@@ -20,9 +20,9 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from kern.db.transfer import check_batch, check_cursor, check_page_limit, check_record_kind
 from kern.errors import InvalidIdError, InvalidTextError, StorageUnavailableError
 from kern.ids import check_id, check_text
-from kern.db.transfer import check_batch, check_cursor, check_page_limit, check_record_kind
 from kern.records import Embedding, Learning, Memory, Message, Run, Session
 
 #: Contract parameters that carry an id.

@@ -378,6 +378,18 @@ class TransferScenarios(ScenarioBase):
         assert await store.get_run(intruder.run_id) is None
         assert await store.get_run(data.runs[1].run_id) == data.runs[1]
 
+    async def test_import_refuses_to_move_a_stored_run_to_another_seq(self, store: Store) -> None:
+        data = _Data(_uid("u"))
+        await self._import_data(store, data)
+        stored = data.runs[4]  # seq 5 of the first session
+        moved = stored.model_copy(update={"seq": 9})
+        with pytest.raises(ValueError) as refused:
+            await store.import_records(RecordPage(kind="runs", records=[moved]))
+        assert stored.run_id in str(refused.value)
+        assert await store.get_run(stored.run_id) == stored
+        runs = await store.get_last_runs(stored.session_id, 10)
+        assert [run.seq for run in runs] == [1, 2, 3, 4, 5]
+
     async def test_import_checks_the_batch_at_the_door(self, store: Store) -> None:
         user = _uid("u")
         session = Session(user_id=user)

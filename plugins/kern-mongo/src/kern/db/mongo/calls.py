@@ -13,7 +13,8 @@ An operation may also run some of its calls in one multi-document transaction: i
 ``Transaction("commit")`` or ``Transaction("abort")``. A transaction still open when the
 operation ends, by an error or otherwise, is aborted. ``Bulk`` sends several updates of
 different collections, in order, in one round trip where the server can, and gives back
-how many documents they matched.
+how many documents they matched. ``OnDatabase`` asks the database itself (a server command,
+the list of its collections) what no collection call answers.
 """
 
 from __future__ import annotations
@@ -74,7 +75,17 @@ class Bulk:
     calls: tuple[Call, ...]
 
 
-Step = Call | Pause | Transaction | Bulk
+@dataclass(frozen=True, slots=True)
+class OnDatabase:
+    """``database.<method>(*args, **kwargs)`` on the database holding kern's collections:
+    what no collection answers (``command("buildInfo")``, ``list_collection_names``)."""
+
+    method: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+Step = Call | Pause | Transaction | Bulk | OnDatabase
 #: What every operation of ``ops`` is.
 Op = Generator[Step, Any, T]
 
@@ -97,6 +108,12 @@ def client_bulk_write(client: Any) -> bool:
 # -- what both performers share: everything that sends nothing ----------------------------
 def _client(collections: Mapping[str, Any]) -> Any:
     return next(iter(collections.values())).database.client
+
+
+def _on_database(step: OnDatabase, collections: Mapping[str, Any]) -> Any:
+    """Make ``step`` on the database: its result (sync pymongo) or an awaitable of it."""
+    database = next(iter(collections.values())).database
+    return getattr(database, step.method)(*step.args, **step.kwargs)
 
 
 def _send(call: Call, collections: Mapping[str, Any], session: Any) -> Any:
@@ -135,6 +152,8 @@ class Steps:
         if isinstance(step, Call):
             result = _send(step, self.collections, self.session)
             return list(result) if step.method == "find" else result
+        if isinstance(step, OnDatabase):
+            return _on_database(step, self.collections)
         if isinstance(step, Bulk):
             models = _one_bulk_write(step, self.collections, self.session)
             if models:
@@ -183,6 +202,8 @@ class AsyncSteps:
         if isinstance(step, Call):
             pending = _send(step, self.collections, self.session)
             return await (pending.to_list(None) if step.method == "find" else pending)
+        if isinstance(step, OnDatabase):
+            return await _on_database(step, self.collections)
         if isinstance(step, Bulk):
             models = _one_bulk_write(step, self.collections, self.session)
             if models:

@@ -16,6 +16,8 @@
   ``embedding_model`` (the embedder's id) and ``embedding`` (``vector_fields``). The record
   reads leave both out (``RECORD``, a projection) and the ``*_from`` functions never look
   at them: a record read costs what it did before vectors.
+- The ``*_doc`` functions give a record's whole document as it is, ``version`` and both
+  timestamps included, for an import (``kern.db.mongo.transfer``), which keeps them.
 """
 
 from __future__ import annotations
@@ -102,6 +104,20 @@ def vector_fields(embedding: Embedding) -> dict[str, Any]:
     "vector", is what Atlas Vector Search indexes, but not every server keeps it: nx-27017
     returns it as subtype 0.)"""
     return {EMBEDDING_MODEL: embedding.model, EMBEDDING: embedding.as_float32()}
+
+
+def embedding_from(doc: Mapping[str, Any]) -> Embedding | None:
+    """The vector stored in a memory's or learning's document, if it has one."""
+    if EMBEDDING not in doc or EMBEDDING_MODEL not in doc:
+        return None
+    return Embedding.from_float32(doc[EMBEDDING_MODEL], bytes(doc[EMBEDDING]))
+
+
+def with_vector(doc: dict[str, Any], embedding: Embedding | None) -> dict[str, Any]:
+    """``doc`` with the vector fields of ``embedding`` (none: left without a vector)."""
+    if embedding is not None:
+        doc.update(vector_fields(embedding))
+    return doc
 
 
 # -- timestamps ----------------------------------------------------------------------------
@@ -215,6 +231,13 @@ def session_fields(session: Session) -> dict[str, Any]:
     }
 
 
+def session_doc(session: Session) -> dict[str, Any]:
+    """The whole document of ``session``, its ``version`` and timestamps as given."""
+    doc = {"_id": session.session_id, **session_fields(session), "version": session.version}
+    stamp(doc, "created_at", session.created_at)
+    return stamp(doc, "updated_at", session.updated_at)
+
+
 def session_from(doc: Mapping[str, Any]) -> Session:
     return Session(
         session_id=doc["_id"],
@@ -279,6 +302,13 @@ def memory_fields(memory: Memory) -> dict[str, Any]:
     }
 
 
+def memory_doc(memory: Memory, embedding: Embedding | None) -> dict[str, Any]:
+    """The whole document of ``memory`` (timestamps as given), with ``embedding``'s vector."""
+    doc = {"_id": memory.memory_id, **memory_fields(memory)}
+    stamp(doc, "created_at", memory.created_at)
+    return with_vector(stamp(doc, "updated_at", memory.updated_at), embedding)
+
+
 def memory_from(doc: Mapping[str, Any]) -> Memory:
     return Memory(
         memory_id=doc["_id"],
@@ -320,6 +350,13 @@ def learning_fields(learning: Learning) -> dict[str, Any]:
         "source_run_id": learning.source_run_id,
         "terms": document_terms(_strings(learning.content)),
     }
+
+
+def learning_doc(learning: Learning, embedding: Embedding | None) -> dict[str, Any]:
+    """The whole document of ``learning`` (timestamps as given), with ``embedding``'s vector."""
+    doc = {"_id": learning.learning_id, **learning_fields(learning)}
+    stamp(doc, "created_at", learning.created_at)
+    return with_vector(stamp(doc, "updated_at", learning.updated_at), embedding)
 
 
 def learning_from(doc: Mapping[str, Any]) -> Learning:

@@ -4,7 +4,8 @@ Both are ``kern.db.planned`` dbs: every contract method runs the plan of the sam
 (``kern.db.mongo.plans``, over ``kern.db.mongo.ops``) through ``_run``, which performs its
 steps with the class's own client (``kern.db.mongo.calls``): the async twin is natively
 async, not a thread pool. Each class writes out only what differs: ``_run``, the lifecycle,
-and the per-session locks of ``append_run`` and ``commit_turn``.
+the per-session locks of ``append_run`` and ``commit_turn``, and ``storage_report``, which
+runs its plan without ``create_tables`` first: it shows the database as it is.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from kern.db.mongo import calls, config, ops
 from kern.db.mongo.calls import Step
 from kern.db.mongo.locks import AsyncKeyedLocks, KeyedLocks
 from kern.db.mongo.plans import MongoPlans
+from kern.db.mongo.report import Site
 from kern.db.planned import AsyncPlannedDb, Plan, PlannedDb
+from kern.db.report import StorageReport
 from kern.errors import KernError
 from kern.records import Run, Session
 
@@ -103,7 +106,9 @@ class _Target:
         }
         self._ready = False
         self._closed = False
-        return MongoPlans(self._transactions)
+        return MongoPlans(
+            self._transactions, Site(self.backend_name, self._target, collection_prefix)
+        )
 
     def storage_target(self) -> str:
         """The server and database, as ``mongodb://[user@]host[:port][,…]/database``: no
@@ -169,6 +174,11 @@ class MongoDb(_Target, PlannedDb[Step]):
         if self._owns_client:
             self.client.close()
 
+    def storage_report(self) -> StorageReport:
+        """``BaseDb.storage_report``: read-only, so ``create_tables`` is not run first."""
+        self._check_open()
+        return calls.run(self.plans.storage_report(), self.collections)
+
     def append_run(self, run: Run) -> Run:
         """``BaseDb.append_run``; the appends of this object to one session take turns."""
         with self._append_locks.hold(run.session_id):
@@ -224,6 +234,11 @@ class AsyncMongoDb(_Target, AsyncPlannedDb[Step]):
         self._ready = False
         if self._owns_client:
             await self.client.close()
+
+    async def storage_report(self) -> StorageReport:
+        """The async ``MongoDb.storage_report``."""
+        self._check_open()
+        return await calls.arun(self.plans.storage_report(), self.collections)
 
     async def append_run(self, run: Run) -> Run:
         """The async ``MongoDb.append_run``."""

@@ -81,6 +81,7 @@ from kern.db.mongo.schema import (
     SCHEMA_VERSIONS,
     SESSIONS,
     IndexSpec,
+    index_gaps,
     required_indexes,
     target_versions,
 )
@@ -162,21 +163,18 @@ def create_tables() -> Op[None]:
     stored = yield Call(SCHEMA_VERSIONS, "find", ({},), {"projection": {"version": 1}})
     current = {doc["_id"]: doc.get("version", 0) for doc in stored}
     for name, target in target_versions().items():
-        required = required_indexes(name)
-        if required:
+        if required_indexes(name):
             existing = yield Call(name, "index_information")
-            have = {tuple(field for field, _ in info["key"]): info for info in existing.values()}
-            for index in required:
-                found = have.get(index.fields)
-                if found is None:
-                    yield from _create_index(name, index)
-                elif index.unique and not found.get("unique"):
-                    raise KernError(
-                        f"the index on {', '.join(index.fields)} of kern's {name} collection "
-                        "is not unique, and kern relies on it being unique (two writers must "
-                        f"never share a seq). Drop that index (db.<prefix>{name}.dropIndex"
-                        "(...)) and open the database again: kern creates it as it should be."
-                    )
+            absent, not_unique = index_gaps(name, existing)
+            if not_unique:
+                raise KernError(
+                    f"the index on {', '.join(not_unique[0].fields)} of kern's {name} collection "
+                    "is not unique, and kern relies on it being unique (two writers must "
+                    f"never share a seq). Drop that index (db.<prefix>{name}.dropIndex"
+                    "(...)) and open the database again: kern creates it as it should be."
+                )
+            for index in absent:
+                yield from _create_index(name, index)
         if current.get(name, 0) < target:
             with contextlib.suppress(DuplicateKeyError):  # another process recorded it just now
                 yield Call(

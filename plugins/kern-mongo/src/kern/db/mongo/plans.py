@@ -4,7 +4,8 @@
 every contract method; ``MongoPlans`` gives each one with the contract's exact signature and
 defaults (the ``ops`` functions take every argument explicitly, and ``commit_turn`` also
 the db object's ``Transactions``), so a type checker sees the whole contract. The vector
-operations' plans are in ``kern.db.mongo.embeddings``.
+operations' plans are in ``kern.db.mongo.embeddings``, moving data in
+``kern.db.mongo.transfer`` and the storage report in ``kern.db.mongo.report``.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from collections.abc import Mapping, Sequence
 
 from kern.db.base import VectorTable
 from kern.db.mongo import embeddings as _vectors
-from kern.db.mongo import ops
+from kern.db.mongo import ops, report, transfer
 from kern.db.mongo.calls import Op
+from kern.db.report import StorageReport
+from kern.db.transfer import DEFAULT_PAGE, RecordKind, RecordPage
 from kern.records import (
     Embedding,
     Learning,
@@ -30,12 +33,14 @@ from kern.records import (
 
 
 class MongoPlans:
-    """One ``ops`` generator per contract method; one object per db (its ``transactions``)."""
+    """One ``ops`` generator per contract method; one object per db (its ``transactions``,
+    and its ``site`` for the report)."""
 
-    __slots__ = ("transactions",)
+    __slots__ = ("site", "transactions")
 
-    def __init__(self, transactions: ops.Transactions) -> None:
+    def __init__(self, transactions: ops.Transactions, site: report.Site) -> None:
         self.transactions = transactions
+        self.site = site
 
     def forget_user(self, user_id: str) -> Op[dict[str, int]]:
         return ops.forget_user(user_id)
@@ -212,6 +217,22 @@ class MongoPlans:
         self, model: str, *, kinds: Sequence[str] | None = None, limit: int = 100
     ) -> Op[list[Learning]]:
         return _vectors.learnings_without_embedding(model, kinds=kinds, limit=limit)
+
+    def export_records(
+        self,
+        record_kind: RecordKind,
+        *,
+        after: str | None = None,
+        limit: int = DEFAULT_PAGE,
+        user_id: str | None = None,
+    ) -> Op[RecordPage]:
+        return transfer.export_records(record_kind, after=after, limit=limit, user_id=user_id)
+
+    def import_records(self, batch: RecordPage) -> Op[int]:
+        return transfer.import_records(batch)
+
+    def storage_report(self) -> Op[StorageReport]:
+        return report.storage_report(self.site)
 
 
 __all__ = ["MongoPlans"]

@@ -20,7 +20,9 @@ embedding" that ``LearningMachine.reembed`` gives a vector.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 
@@ -161,6 +163,23 @@ def required_indexes(name: str) -> list[IndexSpec]:
     return [index for version in MIGRATIONS[name] for index in version.indexes]
 
 
+def index_gaps(name: str, existing: Mapping[str, Any]) -> tuple[list[IndexSpec], list[IndexSpec]]:
+    """The required indexes of collection ``name`` that ``existing`` (its
+    ``index_information()``) lacks, and the unique ones it has without being unique.
+
+    Matched by fields, whatever their names and directions (``IndexSpec.fields``)."""
+    have = {tuple(key for key, _ in info["key"]): info for info in existing.values()}
+    absent: list[IndexSpec] = []
+    not_unique: list[IndexSpec] = []
+    for index in required_indexes(name):
+        found = have.get(index.fields)
+        if found is None:
+            absent.append(index)
+        elif index.unique and not found.get("unique"):
+            not_unique.append(index)
+    return absent, not_unique
+
+
 def pending(name: str, current: int) -> list[Version]:
     """The versions of collection ``name`` newer than ``current``, oldest first."""
     return [version for version in MIGRATIONS[name] if version.number > current]
@@ -175,6 +194,7 @@ __all__ = [
     "SESSIONS",
     "IndexSpec",
     "Version",
+    "index_gaps",
     "pending",
     "required_indexes",
     "target_versions",
