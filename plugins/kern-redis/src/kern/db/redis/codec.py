@@ -64,6 +64,12 @@ def run_json(seq: int, body: str) -> str:
     return f'{{"seq":{seq},{body}'
 
 
+def run_seq(raw: Any) -> int:
+    """The seq of a run's stored JSON, read from its head (``{"seq":N,``)."""
+    stored = text(raw)
+    return int(stored[len('{"seq":') : stored.index(",")])
+
+
 def run_from(raw: Any) -> Run:
     return Run.model_validate_json(raw)
 

@@ -2,23 +2,38 @@
 
 Each builder takes the arguments of the contract method of the same name and returns the
 plan doing it (``kern.db.redis.plans``), written in ``sessions``, ``runs``, ``turns``,
-``memories``, ``learnings``, ``docs``, ``embeddings`` and ``forget``. ``RedisDb`` runs the
-plans blocking and ``AsyncRedisDb`` awaits them (``kern.db.planned``), so each operation
-exists once, and a type checker holds every builder to the contract's signature
-(``ContractPlans``).
+``memories``, ``learnings``, ``docs``, ``embeddings``, ``forget``, ``export``, ``bulk`` and
+``report``. ``RedisDb`` runs the plans blocking and ``AsyncRedisDb`` awaits them
+(``kern.db.planned``), so each operation exists once, and a type checker holds every builder
+to the contract's signature (``ContractPlans``).
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from kern.db.base import VectorTable
 from kern.db.planned import ContractPlans
-from kern.db.redis import docs, forget, learnings, memories, runs, sessions, turns
+from kern.db.redis import (
+    bulk,
+    docs,
+    export,
+    forget,
+    learnings,
+    memories,
+    report,
+    runs,
+    sessions,
+    turns,
+)
 from kern.db.redis.docs import DocSpec
 from kern.db.redis.embeddings import set_vectors
 from kern.db.redis.indexes import Ctx
 from kern.db.redis.plans import Plan, Step
+from kern.db.report import StorageReport
+from kern.db.transfer import DEFAULT_PAGE, RecordKind, RecordPage
 from kern.records import (
     Embedding,
     Learning,
@@ -34,12 +49,24 @@ from kern.records import (
 
 
 class RedisPlans(ContractPlans[Step]):
-    """The plans of one db: its key layout and TTL (``ctx``) and its document specs."""
+    """The plans of one db: its key layout and TTL (``ctx``), its document specs, and where
+    it stores (``target``, for the storage report)."""
 
-    def __init__(self, ctx: Ctx, memory_spec: DocSpec[Memory], learning_spec: DocSpec[Learning]):
+    def __init__(
+        self,
+        ctx: Ctx,
+        memory_spec: DocSpec[Memory],
+        learning_spec: DocSpec[Learning],
+        *,
+        target: str = "redis",
+    ):
         self.ctx = ctx
         self.memory_spec = memory_spec
         self.learning_spec = learning_spec
+        self.target = target
+        #: Plans that read the database as it is: the db runs them without creating tables
+        #: first (``storage_report`` must show a database kern never wrote to as it is).
+        self.as_found: weakref.WeakSet[Plan[Any]] = weakref.WeakSet()
 
     def forget_user(self, user_id: str) -> Plan[dict[str, int]]:
         return forget.forget_user(self.ctx, self.memory_spec, self.learning_spec, user_id)
@@ -254,6 +281,28 @@ class RedisPlans(ContractPlans[Step]):
         return learnings.without_embedding(
             self.ctx, self.learning_spec, model, kinds=kinds, limit=limit
         )
+
+    # -- moving data ----------------------------------------------------------------------
+    def export_records(
+        self,
+        record_kind: RecordKind,
+        *,
+        after: str | None = None,
+        limit: int = DEFAULT_PAGE,
+        user_id: str | None = None,
+    ) -> Plan[RecordPage]:
+        return export.export_records(
+            self.ctx, self.memory_spec, self.learning_spec, record_kind,
+            after=after, limit=limit, user_id=user_id,
+        )  # fmt: skip
+
+    def import_records(self, batch: RecordPage) -> Plan[int]:
+        return bulk.import_records(self.ctx, self.memory_spec, self.learning_spec, batch)
+
+    def storage_report(self) -> Plan[StorageReport]:
+        plan = report.storage_report(self.ctx, self.target)
+        self.as_found.add(plan)
+        return plan
 
 
 __all__ = ["RedisPlans"]

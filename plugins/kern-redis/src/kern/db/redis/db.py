@@ -61,6 +61,7 @@ class _RedisCommon:
     is_async: ClassVar[bool]
     connection: Connection
     plans: ContractPlans[Step]  # a RedisPlans, typed as PlannedDb's (or the bases disagree)
+    _plans: RedisPlans  # the same object, as itself
     _runner: SyncRunner | AsyncRunner  # each class narrows it to its own
     _ready_lock: threading.Lock | asyncio.Lock
 
@@ -89,7 +90,10 @@ class _RedisCommon:
         self.ctx = Ctx(keys, ttl, self.connection.cluster)
         self._memories = memories.spec(self.ctx)
         self._learnings = learnings.spec(self.ctx)
-        self.plans = RedisPlans(self.ctx, self._memories, self._learnings)
+        self._plans = RedisPlans(
+            self.ctx, self._memories, self._learnings, target=self.connection.where
+        )
+        self.plans = self._plans
         # create_tables() runs once. In the async class the lock also keeps concurrent first
         # commands on a fresh asyncio RedisCluster from racing inside redis-py while it
         # connects (seen with redis-py 8.1).
@@ -134,6 +138,17 @@ class _RedisCommon:
     def _closed_error(self) -> KernError:
         return KernError(f"{self!r} is closed: create a new one to keep using the database.")
 
+    def _needs_tables(self, plan: Plan[Any]) -> bool:
+        """Whether ``create_tables`` runs before ``plan``: on first use, except for plans
+        that read the database as it is (``RedisPlans.as_found``: the storage report)."""
+        if self._ready:
+            return False
+        if plan in self._plans.as_found:
+            if self._closed:
+                raise self._closed_error()
+            return False
+        return True
+
 
 class RedisDb(_RedisCommon, PlannedDb[Step]):
     """kern's storage in Redis (redis-py), standalone or Redis Cluster.
@@ -157,7 +172,7 @@ class RedisDb(_RedisCommon, PlannedDb[Step]):
         return self._run(schema.read_versions(self.ctx))
 
     def _run(self, plan: Plan[T]) -> T:
-        if not self._ready:
+        if self._needs_tables(plan):
             self.create_tables()
         return self._runner.run(plan)
 
@@ -194,7 +209,7 @@ class AsyncRedisDb(_RedisCommon, AsyncPlannedDb[Step]):
         return await self._run(schema.read_versions(self.ctx))
 
     async def _run(self, plan: Plan[T]) -> T:
-        if not self._ready:
+        if self._needs_tables(plan):
             await self.create_tables()
         return await self._runner.run(plan)
 

@@ -64,6 +64,23 @@ def remove_from(entries: Iterable[str], member: str) -> list[Cmd]:
     return [Cmd("zrem", key, member) for key in entries]
 
 
+def add_many(entries: Iterable[tuple[str, str, int]]) -> list[Cmd]:
+    """``add_to`` for many records at once (a bulk import): ``(index, member, score)``
+    entries, one ``ZADD`` per index with all of its members."""
+    by_index: dict[str, dict[str, int]] = {}
+    for index, member, score in entries:
+        by_index.setdefault(index, {})[member] = score
+    return [Cmd("zadd", index, members) for index, members in by_index.items()]
+
+
+def remove_many(entries: Iterable[tuple[str, str]]) -> list[Cmd]:
+    """``remove_from`` for many records at once: one ``ZREM`` per index."""
+    by_index: dict[str, list[str]] = {}
+    for index, member in entries:
+        by_index.setdefault(index, []).append(member)
+    return [Cmd("zrem", index, *members) for index, members in by_index.items()]
+
+
 def register(keys: Keys, user_id: str | None, names: Iterable[str]) -> list[Cmd]:
     """Record the user-slot keys among ``names`` in that user's registry."""
     if user_id is None:

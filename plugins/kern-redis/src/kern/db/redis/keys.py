@@ -24,8 +24,9 @@ Values are percent-quoted inside keys, so no id can forge another key or break t
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from kern.errors import ConfigurationError
 from kern.records import RunStatus
@@ -52,6 +53,11 @@ SESSION_PARTS: tuple[str, ...] = (
 def q(value: str) -> str:
     """``value`` safe inside a key: no ``{``, ``}``, ``:`` or ``%`` left unquoted."""
     return quote(value, safe="")
+
+
+def literal_glob(literal: str) -> str:
+    """``literal`` matched as itself in a ``SCAN MATCH`` pattern."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", literal)
 
 
 def check_prefix(prefix: str) -> str:
@@ -93,6 +99,16 @@ class Keys:
         self.all_sessions = f"{p}{{sa}}:sess"
         self.all_learnings = f"{p}{{la}}:"
         self.all_memories = f"{p}{{ma}}:"
+
+    # -- key families, for the scans that must find every row of a kind -------------------
+    def family(self, tag: str, suffix: str = "") -> str:
+        """The ``SCAN MATCH`` pattern of every ``<prefix>{<tag>:<id>}<suffix>`` key."""
+        return f"{literal_glob(self.prefix)}{{{tag}:*}}{suffix}"
+
+    def id_in(self, name: str, tag: str) -> str:
+        """The id in the hash tag of ``name``, a key of ``family(tag, …)``."""
+        start = len(self.prefix) + len(tag) + 2
+        return unquote(name[start : name.index("}", start)])
 
     # -- a session's slot -----------------------------------------------------------------
     def session_base(self, session_id: str) -> str:

@@ -59,14 +59,13 @@ local function expect(kind, key)
 end
 """
 
-# A run in its session's slot: take the next seq, store the run, index it by seq (all /
-# top-level / per status), note its user (``store_run``); move the session's updated_at to
-# the run's time if later (``follow_run``: returns moved 0/1 and the session's index keys).
-# ``run_keys_ok`` checks, before any write, the keys ``store_run`` will write.
+# A run in its session's slot: store it at a seq and index it by seq (all / top-level / per
+# status), note its user (``place_run``); ``store_run`` places it at the next seq. Move the
+# session's updated_at to the run's time if later (``follow_run``: returns moved 0/1 and the
+# session's index keys). ``run_keys_ok`` checks, before any write, the keys they will write.
 _RUN = """
-local function store_run(base, rid, body, top, status, user)
-  local seq = redis.call('INCR', base .. 'seq')
-  redis.call('HSET', base .. 'runs', rid, '{"seq":' .. seq .. ',' .. body)
+local function place_run(base, rid, seq, json, top, status, user)
+  redis.call('HSET', base .. 'runs', rid, json)
   redis.call('ZADD', base .. 'r:all', seq, rid)
   redis.call('ZADD', base .. 'r:st:' .. status, seq, rid)
   if top == '1' then
@@ -77,6 +76,10 @@ local function store_run(base, rid, body, top, status, user)
     redis.call('SADD', base .. 'ru:' .. user, rid)
     redis.call('SADD', base .. 'users', user)
   end
+end
+local function store_run(base, rid, body, top, status, user)
+  local seq = redis.call('INCR', base .. 'seq')
+  place_run(base, rid, seq, '{"seq":' .. seq .. ',' .. body, top, status, user)
   return seq
 end
 local function run_keys_ok(base, top, status, user)
@@ -370,6 +373,165 @@ return out
 """
 )
 
+# Runs written as they were exported (``kern.db.redis.bulk``), built on ``place_run``. A run
+# comes whole: run_id, seq, JSON, top ('1'/'0'), status, user (quoted, '' if none).
+# ``seq_of`` is the seq of a stored run's JSON. ``import_check`` refuses a run stored here at
+# another seq ({-1, stored seq, base, run_id}: an import never moves a stored run) and a seq
+# another run holds ({0, seq, holder, run_id}), checks once per shape the keys the run will
+# be written to, and returns the stored JSON (or false). ``import_run`` replaces that stored
+# version (same place, but its status, parent or user may differ: it leaves its indexes
+# first) and notes each session's highest seq; ``lift_counters`` then raises each session's
+# counter to it, so the next append continues after the imported runs.
+_IMPORT = (
+    _RUN
+    + """
+local function seq_of(stored)
+  return string.match(stored, '^{"seq":(%d+),') or '0'
+end
+local checked = {}
+local function import_check(base, rid, seq, top, status, user)
+  local stored = redis.call('HGET', base .. 'runs', rid)
+  if stored and seq_of(stored) ~= seq then return {-1, seq_of(stored), base, rid} end
+  for _, held in ipairs(redis.call('ZRANGEBYSCORE', base .. 'r:all', seq, seq)) do
+    if held ~= rid then return {0, seq, held, rid} end
+  end
+  checked[base] = checked[base] or {}
+  local shape = top .. ':' .. status .. ':' .. user
+  if not checked[base][shape] then
+    run_keys_ok(base, top, status, user)
+    checked[base][shape] = true
+  end
+  return false, stored
+end
+local highest = {}
+local function import_run(base, rid, seq, json, top, status, user, old)
+  if old and old ~= json then
+    unindex_run(base, rid)
+    for _, u in ipairs(redis.call('SMEMBERS', base .. 'users')) do
+      redis.call('SREM', base .. 'ru:' .. u, rid)
+    end
+  end
+  place_run(base, rid, seq, json, top, status, user)
+  if not highest[base] or tonumber(seq) > tonumber(highest[base]) then highest[base] = seq end
+end
+local function lift_counters(ttl)
+  for base, seq in pairs(highest) do
+    if tonumber(seq) > tonumber(redis.call('GET', base .. 'seq') or '0') then
+      redis.call('SET', base .. 'seq', seq)
+    end
+    touch(base, ttl)
+  end
+end
+"""
+)
+
+#: Import runs of ONE session (its slot; KEYS[1] is its ``runs`` hash) as they were
+#: exported: seq, JSON and indexes as given, the stored version of a run replaced, the
+#: counter lifted. ARGV: base, ttl, count, then the 6 fields of each run (``_IMPORT``).
+#: Every run is checked before the first write: a refusal (``import_check``) refuses the
+#: whole group, nothing written. Returns {1}.
+IMPORT_RUNS = (
+    _TOUCH
+    + _HELPERS
+    + _IMPORT
+    + """
+local base, ttl, n, olds = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), {}
+for i = 0, n - 1 do
+  local a = 4 + 6 * i
+  local refused, stored = import_check(base, ARGV[a], ARGV[a + 1], ARGV[a + 3], ARGV[a + 4],
+                                       ARGV[a + 5])
+  if refused then return refused end
+  olds[a] = stored
+end
+for i = 0, n - 1 do
+  local a = 4 + 6 * i
+  import_run(base, ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5],
+             olds[a])
+end
+lift_counters(ttl)
+return {1}
+"""
+)
+
+#: IMPORT_RUNS for a single server: a page of runs of any sessions in ONE script (a script
+#: there may reach keys of any slot), with what lives in other slots: the run id's claim
+#: (a run another session holds is refused, {-1, its seq there, that session's base,
+#: run_id}; a leftover claim, its run gone, is taken over) and the run's user's ``rs`` set
+#: and its registry. ARGV: ttl; the number of users, then per user: quoted id, ``rs`` key,
+#: registry key; then per session: session_id, base, number of runs, then per run the 6
+#: fields of ``_IMPORT`` and the run id's claim key. KEYS[1] is the first run's claim. Every
+#: run of every session is checked before the first write; a refusal is ``import_check``'s
+#: with the session_id added, nothing written. Returns {1}.
+IMPORT_RUNS_LOCAL = (
+    _TOUCH
+    + _HELPERS
+    + _IMPORT
+    + """
+local ttl, users, sessions, noted, olds = tonumber(ARGV[1]), {}, {}, {}, {}
+local a = 3
+for _ = 1, tonumber(ARGV[2]) do
+  users[ARGV[a]] = {ARGV[a + 1], ARGV[a + 2]}
+  expect('set', ARGV[a + 1])
+  expect('set', ARGV[a + 2])
+  a = a + 3
+end
+while a <= #ARGV do
+  local session = {sid = ARGV[a], base = ARGV[a + 1], first = a + 3, n = tonumber(ARGV[a + 2])}
+  sessions[#sessions + 1] = session
+  a = session.first + 7 * session.n
+  for r = session.first, a - 1, 7 do
+    local refused, stored = import_check(session.base, ARGV[r], ARGV[r + 1], ARGV[r + 3],
+                                         ARGV[r + 4], ARGV[r + 5])
+    local holder = redis.call('GET', ARGV[r + 6])
+    if not refused and holder and holder ~= session.base then
+      local there = redis.call('HGET', holder .. 'runs', ARGV[r])
+      if there then refused = {-1, seq_of(there), holder, ARGV[r]} end
+    end
+    if refused then
+      refused[5] = session.sid
+      return refused
+    end
+    olds[r] = stored
+  end
+end
+-- Every check passed: from here on nothing fails.
+for _, session in ipairs(sessions) do
+  local base = session.base
+  for r = session.first, session.first + 7 * session.n - 1, 7 do
+    import_run(base, ARGV[r], ARGV[r + 1], ARGV[r + 2], ARGV[r + 3], ARGV[r + 4], ARGV[r + 5],
+               olds[r])
+    if ttl > 0 then redis.call('SET', ARGV[r + 6], base, 'EX', ttl)
+    else redis.call('SET', ARGV[r + 6], base) end
+    local user = users[ARGV[r + 5]]
+    if user and noted[user] ~= session then
+      redis.call('SADD', user[1], session.sid)
+      redis.call('SADD', user[2], user[1])
+      noted[user] = session
+    end
+  end
+end
+lift_counters(ttl)
+return {1}
+"""
+)
+
+#: Write a session hash as it was exported (version, created_at and updated_at as given)
+#: with ``cas_write``, and refresh the TTL of its keys. KEYS[1] is the hash; ARGV as
+#: SESSION_CAS's, the expected version '' (so created_at is the one given). No writer's
+#: token is kept (``w``: no call will be resent), so a second import writes the same hash.
+#: Returns the owner, component and type it had before, each nil if none.
+IMPORT_SESSION = (
+    _TOUCH
+    + _CAS
+    + """
+local old = redis.call('HMGET', KEYS[1], 'o', 'cid', 't')
+cas_write(KEYS[1], old, ARGV)
+redis.call('HDEL', KEYS[1], 'w')
+touch(ARGV[1], tonumber(ARGV[11]))
+return old
+"""
+)
+
 #: Delete a session with all its runs (and their ``tok:<run_id>`` resend tokens). ARGV:
 #: base, owner ('' = any, else '=' + user_id: delete only a session owned by that user).
 #: Returns {existed, owner, component, type, run ids, quoted user ids of its runs}; {-1}
@@ -416,28 +578,54 @@ return gone
 """
 )
 
+# A memory/learning document and its vector, KEYS: the record, its vector hash (same
+# slot). ``read_doc`` returns the stored JSON and vector's model (each nil when absent): a
+# read that can fail (a key of another type) comes before the first write. ``write_doc``
+# stores the JSON and the vector (model and float32 bytes), or no vector (one stored before
+# described the old text).
+_DOC = """
+local function read_doc()
+  return redis.call('GET', KEYS[1]), redis.call('HGET', KEYS[2], 'model')
+end
+local function write_doc(json, model, vector, old_model)
+  redis.call('SET', KEYS[1], json)
+  if model then
+    redis.call('HSET', KEYS[2], 'model', model, 'vector', vector)
+  elseif old_model then
+    redis.call('DEL', KEYS[2])
+  end
+end
+"""
+
 #: Store a memory/learning document and its vector, keeping the created_at already stored.
-#: KEYS: the record, its vector hash (same slot). ARGV: created (iso), the JSON after
-#: '{"created_at":"…",', then the vector's model and float32 bytes, or nothing: the record
-#: then has no vector (one stored before described the old text). Returns {created, old
-#: JSON or nil, old vector's model or nil}. A read that can fail (a key of another type)
-#: comes before the first write.
-PUT_DOC = """
-local old = redis.call('GET', KEYS[1])
-local old_model = redis.call('HGET', KEYS[2], 'model')
+#: KEYS: the record, its vector hash. ARGV: created (iso), the JSON after
+#: '{"created_at":"…",', then the vector's model and float32 bytes, or nothing (no vector).
+#: Returns {created, old JSON or nil, old vector's model or nil}.
+PUT_DOC = (
+    _DOC
+    + """
+local old, old_model = read_doc()
 local created = ARGV[1]
 if old then
   local stored = string.match(old, '^{"created_at":"([^"]*)"')
   if stored then created = stored end
 end
-redis.call('SET', KEYS[1], '{"created_at":"' .. created .. '",' .. ARGV[2])
-if ARGV[3] then
-  redis.call('HSET', KEYS[2], 'model', ARGV[3], 'vector', ARGV[4])
-elseif old_model then
-  redis.call('DEL', KEYS[2])
-end
+write_doc('{"created_at":"' .. created .. '",' .. ARGV[2], ARGV[3], ARGV[4], old_model)
 return {created, old or false, old_model or false}
 """
+)
+
+#: Store a document exactly as given (an import keeps its created_at too) with its vector.
+#: KEYS: the record, its vector hash. ARGV: the JSON, then the vector's model and float32
+#: bytes, or nothing (no vector). Returns {old JSON or nil, old vector's model or nil}.
+IMPORT_DOC = (
+    _DOC
+    + """
+local old, old_model = read_doc()
+write_doc(ARGV[1], ARGV[2], ARGV[3], old_model)
+return {old or false, old_model or false}
+"""
+)
 
 #: Delete a document and its vector. KEYS: the record, its vector hash. Returns {old JSON,
 #: old vector's model}, each nil when absent.
@@ -504,7 +692,11 @@ SCRIPTS: dict[str, str] = {
     "commit_turn_local": COMMIT_TURN_LOCAL,
     "delete_session": DELETE_SESSION,
     "forget_runs": FORGET_RUNS,
+    "import_runs": IMPORT_RUNS,
+    "import_runs_local": IMPORT_RUNS_LOCAL,
+    "import_session": IMPORT_SESSION,
     "put_doc": PUT_DOC,
+    "import_doc": IMPORT_DOC,
     "delete_doc": DELETE_DOC,
     "delete_doc_if_equal": DELETE_DOC_IF_EQUAL,
     "set_vector": SET_VECTOR,

@@ -9,7 +9,6 @@ NX``: an entry already made is left as it is).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,11 +21,6 @@ from kern.db.redis.plans import Cmd, Plan, Scan
 #: Rows read per step, and keys a ``SCAN`` round asks each node for.
 BATCH = 500
 SCAN_COUNT = 1000
-
-
-def _glob(literal: str) -> str:
-    """``literal`` matched as itself in a ``SCAN MATCH`` pattern."""
-    return re.sub(r"([*?\[\]\\])", r"\\\1", literal)
 
 
 def _enter_unembedded(spec: DocSpec[D], found: Iterable[D | None]) -> list[Cmd]:
@@ -46,7 +40,7 @@ def memory_vector_states(ctx: Ctx) -> Plan[None]:
     users are not listed), so this step, and nothing else, finds them by ``SCAN`` of the
     record keys ``<prefix>{m:<id>}``: once, under the migration lock."""
     spec = memories.spec(ctx)
-    pattern = _glob(ctx.keys.prefix) + "{m:*}"
+    pattern = ctx.keys.family("m")
     cursor: Any = 0
     while True:
         ((cursor, names),) = yield [Scan(pattern, cursor, SCAN_COUNT)]

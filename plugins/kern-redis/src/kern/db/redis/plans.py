@@ -12,8 +12,9 @@ A step of one command is sent as that command. A longer step is pipelined (one r
 on a single server; one per node on a cluster, where redis-py refuses scripts inside a
 pipeline, so those are sent one by one, or concurrently in the async runner).
 
-A ``Scan`` (one round of ``SCAN`` over every primary) is sent alone; only migrations use it,
-to find rows that no index of an older layout lists.
+A ``Scan`` (one round of ``SCAN`` over every primary) is sent alone; only migrations (rows
+no index of an older layout lists) and whole-database exports (``kern.db.redis.export``:
+runs of sessions with no session row are listed by no index) use it.
 
 At most ``limit`` calls of one runner are on the wire at once (threads of a sync db, tasks
 of an async one): redis-py's pools refuse to open more than their ``max_connections``
@@ -90,7 +91,7 @@ class Lua:
 
 @dataclass(frozen=True, slots=True)
 class Scan:
-    """One round of ``SCAN … MATCH match TYPE string`` on every primary (sent alone in its
+    """One round of ``SCAN … MATCH match TYPE kind`` on every primary (sent alone in its
     step). ``cursor`` is 0 at first, then what the previous round returned; a round returns
     ``(cursor, keys)``, the cursor 0 once every node is done. On a cluster the cursor is the
     nodes' own, by node name."""
@@ -98,6 +99,7 @@ class Scan:
     match: str
     cursor: Any = 0
     count: int = 1000
+    kind: str = "string"
 
 
 Step = Sequence[Cmd | Lua | Scan]
@@ -143,7 +145,7 @@ class _Runner:
         self.scripts = {name: client.register_script(src) for name, src in SCRIPTS.items()}
 
     def _scan_args(self, scan: Scan) -> dict[str, Any]:
-        return {"match": scan.match, "count": scan.count, "_type": "string"}
+        return {"match": scan.match, "count": scan.count, "_type": scan.kind}
 
     def _node_cursors(self, scan: Scan) -> list[tuple[Any, Any]]:
         """``(node, cursor)`` of each cluster node a later round goes on with."""

@@ -55,17 +55,25 @@ def fetch_sessions(ctx: Ctx, session_ids: list[str]) -> Plan[list[Session | None
 
 
 def cas_args(
-    ctx: Ctx, session: Session, expected_version: int | None, now: datetime
+    ctx: Ctx,
+    session: Session,
+    expected_version: int | None,
+    now: datetime,
+    *,
+    version: int | None = None,
 ) -> tuple[list[str], tuple[str, ...]]:
     """The session's index keys and the arguments of the ``session_cas`` script (which
-    ``commit_turn`` scripts start with), for a write at ``now``."""
+    ``commit_turn`` scripts start with), for a write at ``now`` of ``version`` (by default
+    the one after ``expected_version``; an import keeps the version it was given)."""
     keys = ctx.keys
+    if version is None:
+        version = (expected_version or 0) + 1
     stype = SessionType(session.session_type).value
     entries = keys.session_entries(session.user_id, session.component_id, stype)
     args = (
         keys.session_base(session.session_id),
         "" if expected_version is None else str(expected_version),
-        str((expected_version or 0) + 1),
+        str(version),
         codec.iso(session.created_at),
         codec.iso(now),
         str(codec.micros(now)),
