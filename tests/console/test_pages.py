@@ -9,8 +9,9 @@ from typing import Any
 
 from kern.console import create_app
 from kern.console.auth import COOKIE, Keys
-from kern.console.reading import runs_page
 from kern.db import AsyncBaseDb
+from kern.performers import arun_turn
+from kern.reading import runs_page
 from kern.records import Run
 
 
@@ -107,20 +108,20 @@ async def test_a_transcript_pages_by_seq_and_keeps_nested_runs_with_their_turn(
     def seqs(runs: list[Run]) -> list[int | None]:
         return [run.seq for run in runs]
 
-    newest, older = await runs_page(sqlite_db, session, limit=3)
+    newest, older = await arun_turn(runs_page(session, limit=3), sqlite_db)
     assert seqs(newest) == [10, 11, 12] and older == 10
     # the page cut the workflow off its steps: it is read with them
-    steps, older = await runs_page(sqlite_db, session, limit=2, before_seq=10)
+    steps, older = await arun_turn(runs_page(session, limit=2, before_seq=10), sqlite_db)
     assert seqs(steps) == [7, 8, 9] and older == 7
     # the page holds the leader: its members, stored before it, come with it
-    team, older = await runs_page(sqlite_db, session, limit=1, before_seq=7)
+    team, older = await arun_turn(runs_page(session, limit=1, before_seq=7), sqlite_db)
     assert seqs(team) == [4, 5, 6] and older == 4
     # members whose leader is newer than the page stay on their page
-    members, older = await runs_page(sqlite_db, session, limit=2, before_seq=6)
+    members, older = await arun_turn(runs_page(session, limit=2, before_seq=6), sqlite_db)
     assert seqs(members) == [4, 5] and older == 4
-    first, older = await runs_page(sqlite_db, session, limit=10, before_seq=4)
+    first, older = await arun_turn(runs_page(session, limit=10, before_seq=4), sqlite_db)
     assert seqs(first) == [1, 2, 3] and older is None
-    everything, older = await runs_page(sqlite_db, session, limit=100)
+    everything, older = await arun_turn(runs_page(session, limit=100), sqlite_db)
     assert len(everything) == 12 and older is None
 
     async with client(create_app(db=sqlite_db, token=kit.TOKEN), headers=kit.BEARER) as web:

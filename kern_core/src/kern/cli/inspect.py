@@ -146,35 +146,6 @@ def _run_count(text: str) -> int | None:
     return None if text.strip().lower() == "all" else at_least(0, int)(text)
 
 
-def visible_page(
-    read: Callable[[int, int], list[T]],
-    hidden: Callable[[T], bool],
-    limit: int,
-    offset: int,
-) -> list[T]:
-    """Up to ``limit`` rows of ``read(limit, offset)`` after the first ``offset`` shown ones,
-    reading on in pages while ``hidden`` rows are skipped: so ``--offset`` counts what a
-    person saw, and a page is full even when bookkeeping rows were among the rows read."""
-    size = min(limit + offset, ROW_PAGE)
-    found: list[T] = []
-    skipped = 0
-    start = 0
-    while True:
-        rows = read(size, start)
-        for row in rows:
-            if hidden(row):
-                continue
-            if skipped < offset:
-                skipped += 1
-                continue
-            found.append(row)
-            if len(found) == limit:
-                return found
-        if len(rows) < size:
-            return found
-        start += len(rows)
-
-
 def _count(read: Callable[[int, int], list[T]]) -> list[T]:
     """Every row ``read(limit, offset)`` gives, page by page (for counts)."""
     rows: list[T] = []
@@ -187,24 +158,23 @@ def _count(read: Callable[[int, int], list[T]]) -> list[T]:
 
 # -- kern sessions ------------------------------------------------------------------------
 def _sessions(args: argparse.Namespace) -> int:
-    from kern.learn.background import MARKER_COMPONENT
+    from kern.performers import run_turn
+    from kern.reading import sessions_page
 
     check_ids("--user", args.user)
     check_ids("--component", args.component)
-    hide = not args.all and args.component is None
     session_type = SessionType(args.type) if args.type else None
     with open_db(args.db) as db:
-        rows = visible_page(
-            lambda limit, offset: db.list_sessions(
+        rows, more = run_turn(
+            sessions_page(
                 user_id=args.user,
                 component_id=args.component,
                 session_type=session_type,
-                limit=limit,
-                offset=offset,
+                markers=args.all or args.component is not None,
+                limit=args.limit,
+                offset=args.offset,
             ),
-            lambda session: hide and session.component_id == MARKER_COMPONENT,
-            args.limit,
-            args.offset,
+            db,
         )
         target = db.storage_target()
     if args.json:
@@ -231,13 +201,13 @@ def _sessions(args: argparse.Namespace) -> int:
             str(session.version),
         )
     out.print(table)
-    _more(rows, args)
+    _more(more, args)
     return OK
 
 
-def _more(rows: list[Any], args: argparse.Namespace) -> None:
-    if len(rows) == args.limit:
-        out.print(f"more may follow: --offset {args.offset + args.limit}", style="dim")
+def _more(more: bool, args: argparse.Namespace) -> None:
+    if more:
+        out.print(f"more follow: --offset {args.offset + args.limit}", style="dim")
 
 
 # -- kern show ----------------------------------------------------------------------------
@@ -449,32 +419,31 @@ def _memories(args: argparse.Namespace) -> int:
         table.add_row(*row)
     out.print(table)
     if scores is None:
-        _more(memories, args)
+        _more(len(memories) == args.limit, args)
     return OK
 
 
 # -- kern learnings -----------------------------------------------------------------------
 def _learnings(args: argparse.Namespace) -> int:
-    from kern.learn.machine import EMBEDDER_RECORD
+    from kern.performers import run_turn
+    from kern.reading import learnings_page
 
     check_ids("--user", args.user)
     check_ids("--kind", args.kind)
     check_ids("--namespace", args.namespace)
-    hide = not args.all and args.kind is None
     status = LearningStatus(args.status) if args.status else None
     with open_db(args.db) as db:
-        rows = visible_page(
-            lambda limit, offset: db.query_learnings(
+        rows, more = run_turn(
+            learnings_page(
                 kind=args.kind,
                 namespace=args.namespace,
                 user_id=args.user,
                 status=status,
-                limit=limit,
-                offset=offset,
+                everything=args.all,
+                limit=args.limit,
+                offset=args.offset,
             ),
-            lambda learning: hide and learning.kind == EMBEDDER_RECORD.kind,
-            args.limit,
-            args.offset,
+            db,
         )
         target = db.storage_target()
     if args.json:
@@ -500,7 +469,7 @@ def _learnings(args: argparse.Namespace) -> int:
             when(learning.updated_at),
         )
     out.print(table)
-    _more(rows, args)
+    _more(more, args)
     return OK
 
 

@@ -17,7 +17,10 @@ from pydantic import BaseModel, JsonValue
 from kern import __version__
 from kern.console.context import console_of
 from kern.console.deps import ChangeAllowed, Db, Machine
-from kern.console.reading import (
+from kern.db.base import AsyncBaseDb
+from kern.learn.machine import LearningMachine
+from kern.performers import arun_turn
+from kern.reading import (
     MAX_RUN_PAGE,
     RUN_PAGE,
     RunPage,
@@ -25,8 +28,6 @@ from kern.console.reading import (
     sessions_page,
     transcript_page,
 )
-from kern.db.base import AsyncBaseDb
-from kern.learn.machine import LearningMachine
 from kern.records import Learning, LearningStatus, Memory, Session, SessionType
 
 router = APIRouter(prefix="/api")
@@ -114,8 +115,9 @@ async def list_sessions(
     offset: Offset = 0,
 ) -> SessionList:
     """Sessions, newest updated first (background-learning markers hidden)."""
-    rows, more = await sessions_page(
-        db, user_id=user_id, session_type=session_type, limit=limit, offset=offset
+    rows, more = await arun_turn(
+        sessions_page(user_id=user_id, session_type=session_type, limit=limit, offset=offset),
+        db,
     )
     return SessionList(sessions=rows, next_offset=_next(offset, limit, more))
 
@@ -129,7 +131,7 @@ async def get_session(
 ) -> RunPage:
     """The session and the newest page of its runs (``before_seq``: the page before it;
     the response's ``older`` is the cursor of the next older page)."""
-    page = await transcript_page(db, session_id, limit=limit, before_seq=before_seq)
+    page = await arun_turn(transcript_page(session_id, limit=limit, before_seq=before_seq), db)
     if page is None:
         raise HTTPException(404, f"no session {session_id!r} is stored")
     return page
@@ -176,14 +178,16 @@ async def list_learnings(
     offset: Offset = 0,
 ) -> LearningList:
     """Learnings matching every filter given, newest updated first."""
-    rows, more = await learnings_page(
+    rows, more = await arun_turn(
+        learnings_page(
+            kind=kind,
+            status=status,
+            user_id=user_id,
+            namespace=namespace,
+            limit=limit,
+            offset=offset,
+        ),
         db,
-        kind=kind,
-        status=status,
-        user_id=user_id,
-        namespace=namespace,
-        limit=limit,
-        offset=offset,
     )
     return LearningList(learnings=rows, next_offset=_next(offset, limit, more))
 

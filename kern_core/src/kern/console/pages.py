@@ -19,15 +19,16 @@ from kern.console.api import decide, forget_user
 from kern.console.auth import COOKIE
 from kern.console.context import console_of
 from kern.console.deps import ChangeAllowed, CsrfChecked, Db, Machine
-from kern.console.reading import (
+from kern.console.render import id_path, page
+from kern.performers import arun_turn
+from kern.reading import (
     MAX_RUN_PAGE,
     RUN_PAGE,
     learnings_page,
     newest_seq,
     sessions_page,
+    transcript_page,
 )
-from kern.console.reading import transcript_page as read_transcript
-from kern.console.render import id_path, page
 from kern.records import LearningStatus, Memory, SessionType
 
 router = APIRouter(include_in_schema=False)
@@ -112,12 +113,14 @@ async def sessions(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
     session_type = SessionType(type) if type in set(SessionType) else None
-    rows, more = await sessions_page(
+    rows, more = await arun_turn(
+        sessions_page(
+            user_id=user or None,
+            session_type=session_type,
+            limit=SESSIONS_PER_PAGE,
+            offset=offset,
+        ),
         db,
-        user_id=user or None,
-        session_type=session_type,
-        limit=SESSIONS_PER_PAGE,
-        offset=offset,
     )
     return page(
         request,
@@ -140,7 +143,7 @@ async def transcript(
     before: Annotated[int | None, Query(ge=1)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_RUN_PAGE)] = RUN_PAGE,
 ) -> Response:
-    found = await read_transcript(db, session_id, limit=limit, before_seq=before)
+    found = await arun_turn(transcript_page(session_id, limit=limit, before_seq=before), db)
     if found is None:
         raise HTTPException(404, f"no session {session_id!r} is stored")
     newest = newest_seq(found.runs)
@@ -183,8 +186,8 @@ async def user(
         rows = await db.list_memories(user_id, limit=MEMORIES_PER_PAGE + 1, offset=offset)
         memories = [(memory, None) for memory in rows[:MEMORIES_PER_PAGE]]
         more = len(rows) > MEMORIES_PER_PAGE
-    learnings, more_learnings = await learnings_page(
-        db, user_id=user_id, limit=LEARNINGS_PER_PAGE, offset=0
+    learnings, more_learnings = await arun_turn(
+        learnings_page(user_id=user_id, limit=LEARNINGS_PER_PAGE, offset=0), db
     )
     return page(
         request,
@@ -211,13 +214,15 @@ async def proposals(
     approved: str = "",
     rejected: str = "",
 ) -> Response:
-    rows, more = await learnings_page(
+    rows, more = await arun_turn(
+        learnings_page(
+            kind=kind or None,
+            status=LearningStatus.PROPOSED,
+            user_id=user or None,
+            limit=PROPOSALS_PER_PAGE,
+            offset=offset,
+        ),
         db,
-        kind=kind or None,
-        status=LearningStatus.PROPOSED,
-        user_id=user or None,
-        limit=PROPOSALS_PER_PAGE,
-        offset=offset,
     )
     return page(
         request,

@@ -1,4 +1,8 @@
-"""What the API and the pages read, written once: pages of sessions, runs and learnings.
+"""What people read of a database, written once for the terminal and the console.
+
+Pages of sessions, learnings and a session's runs, as turns of the effect system
+(``kern.effects``): ``kern sessions`` drives them with ``kern.performers.run_turn`` on a
+sync Db, the console's API and pages with ``arun_turn`` on an async one.
 
 Bookkeeping rows are hidden from listings: the marker session of a run whose background
 learning is pending (component ``kern.learning.pending``) and the row naming the embedder
@@ -16,12 +20,13 @@ member whose leader is on the newer page) stays on its page, at the top level.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TypeVar
 
 from pydantic import BaseModel, Field
 
-from kern.db.base import AsyncBaseDb
+from kern import storage
+from kern.effects import Effect, Turn
 from kern.learn.background import MARKER_COMPONENT
 from kern.learn.machine import EMBEDDER_RECORD
 from kern.records import Learning, LearningStatus, Run, Session, SessionType
@@ -61,12 +66,12 @@ class RunPage(BaseModel):
     older: int | None
 
 
-async def visible_page(
-    read: Callable[[int, int], Awaitable[list[T]]],
+def visible_page(
+    read: Callable[[int, int], Effect[list[T]]],
     hidden: Callable[[T], bool],
     limit: int,
     offset: int,
-) -> list[T]:
+) -> Turn[list[T]]:
     """Up to ``limit`` rows of ``read(limit, offset)`` after the first ``offset`` shown ones,
     reading on while ``hidden`` rows are skipped."""
     size = min(limit + offset, ROW_PAGE)
@@ -74,7 +79,7 @@ async def visible_page(
     skipped = 0
     start = 0
     while True:
-        rows = await read(size, start)
+        rows = yield from read(size, start)
         for row in rows:
             if hidden(row):
                 continue
@@ -93,43 +98,49 @@ def is_marker(session: Session) -> bool:
     return session.component_id == MARKER_COMPONENT
 
 
-async def sessions_page(
-    db: AsyncBaseDb,
+def sessions_page(
     *,
-    user_id: str | None,
-    session_type: SessionType | None,
+    user_id: str | None = None,
+    component_id: str | None = None,
+    session_type: SessionType | None = None,
+    markers: bool = False,
     limit: int,
     offset: int,
-) -> tuple[list[Session], bool]:
-    """Sessions newest first, markers hidden, and whether more follow."""
-    rows = await visible_page(
-        lambda size, start: db.list_sessions(
-            user_id=user_id, session_type=session_type, limit=size, offset=start
+) -> Turn[tuple[list[Session], bool]]:
+    """Sessions newest first, markers hidden unless ``markers``, and whether more follow."""
+    rows = yield from visible_page(
+        lambda size, start: storage.list_sessions(
+            user_id=user_id,
+            component_id=component_id,
+            session_type=session_type,
+            limit=size,
+            offset=start,
         ),
-        is_marker,
+        lambda session: not markers and is_marker(session),
         limit + 1,
         offset,
     )
     return rows[:limit], len(rows) > limit
 
 
-async def learnings_page(
-    db: AsyncBaseDb,
+def learnings_page(
     *,
     kind: str | None = None,
     status: LearningStatus | None = None,
     user_id: str | None = None,
     namespace: str | None = None,
+    everything: bool = False,
     limit: int,
     offset: int,
-) -> tuple[list[Learning], bool]:
-    """Learnings newest first, the embedder record hidden unless its kind is asked for."""
+) -> Turn[tuple[list[Learning], bool]]:
+    """Learnings newest first, the embedder record hidden unless its kind is asked for
+    (or ``everything``)."""
 
     def hidden(learning: Learning) -> bool:
-        return kind is None and learning.kind == EMBEDDER_RECORD.kind
+        return not everything and kind is None and learning.kind == EMBEDDER_RECORD.kind
 
-    rows = await visible_page(
-        lambda size, start: db.query_learnings(
+    rows = yield from visible_page(
+        lambda size, start: storage.query_learnings(
             kind=kind,
             status=status,
             user_id=user_id,
@@ -144,23 +155,25 @@ async def learnings_page(
     return rows[:limit], len(rows) > limit
 
 
-async def runs_page(
-    db: AsyncBaseDb, session_id: str, *, limit: int = RUN_PAGE, before_seq: int | None = None
-) -> tuple[list[Run], int | None]:
+def runs_page(
+    session_id: str, *, limit: int = RUN_PAGE, before_seq: int | None = None
+) -> Turn[tuple[list[Run], int | None]]:
     """The newest ``limit`` runs before ``before_seq`` (oldest first), extended at the old
     edge with the runs nested in its turns, and the ``before_seq`` of the older page."""
-    read = await db.get_last_runs(session_id, limit + LOOKAHEAD, before_seq=before_seq)
+    read = yield from storage.get_last_runs(session_id, limit + LOOKAHEAD, before_seq=before_seq)
     more = len(read) == limit + LOOKAHEAD
     cut = max(len(read) - limit, 0)
     spare, runs = read[:cut], read[cut:]
     ids = {run.run_id for run in runs}
-    floor = await _older_parent(db, session_id, runs, ids)
+    floor = yield from _older_parent(session_id, runs, ids)
     added = 0
     while runs and added < MAX_EXTENSION:
         if not spare:
             if not more:
                 break
-            spare = await db.get_last_runs(session_id, LOOKAHEAD, before_seq=_seq(runs[0]))
+            spare = yield from storage.get_last_runs(
+                session_id, LOOKAHEAD, before_seq=_seq(runs[0])
+            )
             more = len(spare) == LOOKAHEAD
             if not spare:
                 break
@@ -174,9 +187,7 @@ async def runs_page(
     return runs, _seq(runs[0]) if older and runs else None
 
 
-async def _older_parent(
-    db: AsyncBaseDb, session_id: str, runs: list[Run], ids: set[str]
-) -> int | None:
+def _older_parent(session_id: str, runs: list[Run], ids: set[str]) -> Turn[int | None]:
     """The lowest seq of the runs just older than the page that runs on it are nested in
     (a workflow's run, whose steps follow it): the page reaches down to it. One read by
     id per such parent, none for a page whose runs all have their parent on it."""
@@ -186,7 +197,7 @@ async def _older_parent(
     wanted = {r.parent_run_id for r in runs if r.parent_run_id and r.parent_run_id not in ids}
     seqs = []
     for parent_id in sorted(wanted)[:MAX_PARENT_READS]:
-        parent = await db.get_run(parent_id)
+        parent = yield from storage.get_run(parent_id)
         if parent is None or parent.session_id != session_id or parent.seq is None:
             continue
         if oldest - MAX_EXTENSION <= parent.seq < oldest:
@@ -208,12 +219,12 @@ def nest(runs: list[Run]) -> list[RunTree]:
     return roots
 
 
-async def transcript_page(
-    db: AsyncBaseDb, session_id: str, *, limit: int = RUN_PAGE, before_seq: int | None = None
-) -> RunPage | None:
+def transcript_page(
+    session_id: str, *, limit: int = RUN_PAGE, before_seq: int | None = None
+) -> Turn[RunPage | None]:
     """The session and one page of its runs as trees; ``None`` if neither is stored."""
-    session = await db.get_session(session_id)
-    runs, older = await runs_page(db, session_id, limit=limit, before_seq=before_seq)
+    session = yield from storage.get_session(session_id)
+    runs, older = yield from runs_page(session_id, limit=limit, before_seq=before_seq)
     if session is None and not runs and before_seq is None:
         return None
     return RunPage(session=session, runs=nest(runs), older=older)
