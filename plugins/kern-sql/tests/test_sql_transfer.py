@@ -24,8 +24,9 @@ import pytest
 from sqlalchemy import event, inspect
 
 from kern.db.sql import SqlDb
-from kern.db.sql.transfer import decode_cursor, encode_cursor
 from kern.db.transfer import RecordPage
+from kern.db.transfer import key_cursor as encode_cursor
+from kern.db.transfer import read_key_cursor as decode_cursor
 from kern.records import Run, Session
 
 ENV_URL = "KERN_TEST_POSTGRES_URL"
@@ -129,12 +130,12 @@ def test_a_cursor_is_the_last_key_and_anything_else_is_refused() -> None:
         ("sessions", "not json"),
         ("sessions", '{"kind": "sessions"}'),
     ]:
-        with pytest.raises(ValueError, match="not a cursor of a"):
+        with pytest.raises(ValueError, match="not the cursor of a"):
             decode_cursor(kind, bad)  # type: ignore[arg-type]
 
 
 def test_export_refuses_a_foreign_cursor(db: SqlDb) -> None:
-    with pytest.raises(ValueError, match="not a cursor of a runs export"):
+    with pytest.raises(ValueError, match="not the cursor of a runs export"):
         db.export_records("runs", after=encode_cursor("sessions", ["s"]))
 
 

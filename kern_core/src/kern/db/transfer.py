@@ -15,6 +15,7 @@ methods; a third-party backend that implements them gets the commands for free, 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
@@ -68,6 +69,47 @@ class RecordPage:
 
     def __len__(self) -> int:
         return len(self.records)
+
+
+#: The index key a backend exports each kind in the order of, as most backends have it:
+#: runs by ``(session_id, seq)``, the others by their id. ``key_cursor`` / ``read_key_cursor``
+#: make and read cursors holding such a key.
+INDEX_KEYS: dict[RecordKind, tuple[type, ...]] = {
+    "sessions": (str,),
+    "runs": (str, int),
+    "memories": (str,),
+    "learnings": (str,),
+}
+
+
+def key_cursor(kind: RecordKind, key: Sequence[str | int]) -> str:
+    """The cursor after the row whose index key is ``key``: JSON headed by its kind, so a
+    cursor of another kind's export is refused, not misread."""
+    return json.dumps([kind, *key], separators=(",", ":"))
+
+
+def read_key_cursor(kind: RecordKind, cursor: str) -> tuple[Any, ...]:
+    """The key in a ``key_cursor`` of a ``kind`` export; ``ValueError`` for anything else."""
+    try:
+        value = json.loads(cursor)
+    except ValueError:
+        value = None
+    types = INDEX_KEYS[kind]
+    if not (
+        isinstance(value, list)
+        and len(value) == 1 + len(types)
+        and value[0] == kind
+        and all(
+            isinstance(part, wanted) and not isinstance(part, bool)
+            for part, wanted in zip(value[1:], types, strict=True)
+        )
+    ):
+        raise ValueError(
+            f"export_records(): after={cursor!r} is not the cursor of a {kind} export from "
+            "this backend: pass the cursor of the page before, or None to start at the "
+            "beginning"
+        )
+    return tuple(value[1:])
 
 
 def check_record_kind(argument: str, value: Any) -> None:
@@ -125,10 +167,13 @@ def check_batch(argument: str, value: Any) -> None:
 __all__ = [
     "DEFAULT_PAGE",
     "ID_FIELDS",
+    "INDEX_KEYS",
     "MAX_PAGE",
     "RECORD_KINDS",
     "RECORD_TYPES",
     "RecordKind",
     "RecordPage",
     "TransferRecord",
+    "key_cursor",
+    "read_key_cursor",
 ]

@@ -32,8 +32,7 @@ session's highest seq (``ops.append_run``), so they continue after the imported 
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pymongo import ASCENDING, UpdateOne
@@ -43,7 +42,14 @@ from kern.db.mongo import codec
 from kern.db.mongo.calls import Call, Op
 from kern.db.mongo.ops import _eq, _settle
 from kern.db.mongo.schema import LEARNINGS, MEMORIES, RUNS, SESSIONS
-from kern.db.transfer import ID_FIELDS, RecordKind, RecordPage, TransferRecord
+from kern.db.transfer import (
+    ID_FIELDS,
+    RecordKind,
+    RecordPage,
+    TransferRecord,
+    key_cursor,
+    read_key_cursor,
+)
 from kern.records import Embedding, Memory, Run, Session
 
 Doc = dict[str, Any]
@@ -54,13 +60,6 @@ COLLECTIONS: dict[RecordKind, str] = {
     "runs": RUNS,
     "memories": MEMORIES,
     "learnings": LEARNINGS,
-}
-#: The types of the key each kind's cursor holds (its index's fields).
-CURSOR_KEYS: dict[RecordKind, tuple[type, ...]] = {
-    "sessions": (str,),
-    "runs": (str, int),
-    "memories": (str,),
-    "learnings": (str,),
 }
 _DECODERS: dict[RecordKind, Callable[[Mapping[str, Any]], TransferRecord]] = {
     "sessions": codec.session_from,
@@ -90,41 +89,11 @@ STRAY_FIELDS: dict[RecordKind, tuple[str, ...]] = {
 DUPLICATE_KEY = 11000
 
 
-# -- cursors ----------------------------------------------------------------------------------
-def encode_cursor(kind: RecordKind, key: Sequence[str | int]) -> str:
-    """The cursor after the row whose index key is ``key``."""
-    return json.dumps([kind, *key], separators=(",", ":"))
-
-
-def decode_cursor(kind: RecordKind, cursor: str) -> tuple[Any, ...]:
-    """The key in a cursor of a ``kind`` export; ``ValueError`` for anything else."""
-    try:
-        value = json.loads(cursor)
-    except ValueError:
-        value = None
-    types = CURSOR_KEYS[kind]
-    if not (
-        isinstance(value, list)
-        and len(value) == 1 + len(types)
-        and value[0] == kind
-        and all(
-            isinstance(part, wanted) and not isinstance(part, bool)
-            for part, wanted in zip(value[1:], types, strict=True)
-        )
-    ):
-        raise ValueError(
-            f"export_records(): after={cursor!r} is not the cursor of a {kind} export from "
-            "this backend: pass the cursor of the page before, or None to start at the "
-            "beginning"
-        )
-    return tuple(value[1:])
-
-
 # -- export -----------------------------------------------------------------------------------
 def export_records(
     kind: RecordKind, *, after: str | None, limit: int, user_id: str | None
 ) -> Op[RecordPage]:
-    key = None if after is None else decode_cursor(kind, after)
+    key = None if after is None else read_key_cursor(kind, after)
     owned: list[str] = []
     if user_id is not None and kind in ("runs", "learnings"):
         owned = yield from _owned_sessions(user_id)
@@ -142,7 +111,7 @@ def export_records(
         kind=kind,
         records=[_DECODERS[kind](doc) for doc in docs],
         embeddings=embeddings,
-        cursor=None if last is None else encode_cursor(kind, last),
+        cursor=None if last is None else key_cursor(kind, last),
     )
 
 
@@ -395,4 +364,4 @@ def _seq_taken(
     )
 
 
-__all__ = ["decode_cursor", "encode_cursor", "export_records", "import_records"]
+__all__ = ["export_records", "import_records"]

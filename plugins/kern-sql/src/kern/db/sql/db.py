@@ -15,36 +15,25 @@ and not through ``unavailable_errors``. A connection that failed that way, or wh
 rollback or hand-back failed, is invalidated rather than returned to the pool: the pool
 then never resets a dead connection (SQLAlchemy would log "Exception during reset" with a
 traceback), and the next call gets a fresh one (engines kern builds also pre-ping).
+
+Imports. SQLAlchemy, and the modules of this package built on it, are imported when the
+first ``SqlDb`` is built (``_import_sqlalchemy``), not with this module: a backend's Db
+class can then be imported (``from kern.db.sqlite import SqliteDb``) without paying for
+SQLAlchemy, about half a second, until it is used (docs/benchmarks.md#cold-start).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
-from typing import Any, ClassVar
-
-from sqlalchemy import Connection, Engine, inspect
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from kern.db import door
 from kern.db.base import BaseDb, VectorTable
 from kern.db.report import Capability, StorageReport
-from kern.db.sql.dialect import SqlDialect
-from kern.db.sql.migrations import (
-    Plan,
-    is_current,
-    migrate,
-    read_versions,
-    table_plan,
-    target_versions,
-)
-from kern.db.sql.ops import SqlOps
-from kern.db.sql.prepared import Link, has_statement_listeners
-from kern.db.sql.report import schema_state
-from kern.db.sql.schema import DEFAULT_PREFIX, build_tables, check_prefix
-from kern.db.sql.transfer import SqlTransfer
-from kern.db.sql.verify import Expectations, describe, log, missing_objects, table_expectations
+from kern.db.sql.prefix import DEFAULT_PREFIX, check_prefix
 from kern.db.transfer import DEFAULT_PAGE, RecordKind, RecordPage
 from kern.errors import (
     ConfigurationError,
@@ -52,6 +41,7 @@ from kern.errors import (
     StorageUnavailableError,
     VersionConflictError,
 )
+from kern.plugins import resolve
 from kern.records import (
     Embedding,
     Learning,
@@ -65,6 +55,56 @@ from kern.records import (
     SessionType,
 )
 
+if TYPE_CHECKING:  # bound at run time by _import_sqlalchemy(), with the first SqlDb
+    from sqlalchemy import Connection, Engine, inspect
+    from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+
+    from kern.db.sql.dialect import SqlDialect
+    from kern.db.sql.migrations import (
+        Plan,
+        is_current,
+        migrate,
+        read_versions,
+        table_plan,
+        target_versions,
+    )
+    from kern.db.sql.ops import SqlOps
+    from kern.db.sql.prepared import Link, has_statement_listeners
+    from kern.db.sql.report import schema_state
+    from kern.db.sql.schema import build_tables
+    from kern.db.sql.transfer import SqlTransfer
+    from kern.db.sql.verify import Expectations, describe, missing_objects, table_expectations
+
+log = logging.getLogger("kern.db.sql")
+
+
+def _import_sqlalchemy() -> None:
+    """Bind the names this module uses from SQLAlchemy and the modules built on it.
+
+    Called by ``SqlDb.__init__``, so that every method finds them as module globals (no
+    import per call on the hot path); importing this module alone imports none of them.
+    """
+    global inspect, DBAPIError, IntegrityError, SQLAlchemyError, SqlOps, SqlTransfer
+    global Link, has_statement_listeners, schema_state, build_tables
+    global is_current, migrate, read_versions, table_plan, target_versions
+    global describe, missing_objects, table_expectations
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+
+    from kern.db.sql.migrations import (
+        is_current,
+        migrate,
+        read_versions,
+        table_plan,
+        target_versions,
+    )
+    from kern.db.sql.ops import SqlOps
+    from kern.db.sql.prepared import Link, has_statement_listeners
+    from kern.db.sql.report import schema_state
+    from kern.db.sql.schema import build_tables
+    from kern.db.sql.transfer import SqlTransfer
+    from kern.db.sql.verify import describe, missing_objects, table_expectations
+
 
 class SqlDb(BaseDb):
     """The storage contract on SQLAlchemy Core. Subclasses set ``dialect_class``.
@@ -73,7 +113,8 @@ class SqlDb(BaseDb):
     Tables are created (and migrated) on first use, once per instance.
     """
 
-    dialect_class: ClassVar[type[SqlDialect]] = SqlDialect
+    #: The dialect's class, or ``"module:Class"`` to import it only when a Db is built.
+    dialect_class: ClassVar[type[SqlDialect] | str] = "kern.db.sql.dialect:SqlDialect"
 
     def __init__(
         self,
@@ -83,10 +124,11 @@ class SqlDb(BaseDb):
         schema: str | None = None,
         owns_engine: bool = True,
     ) -> None:
+        _import_sqlalchemy()
         self.engine = engine
         self.table_prefix = check_prefix(table_prefix)
         self.tables = build_tables(table_prefix, schema=schema)
-        self.dialect = self.dialect_class(self.tables, engine.dialect)
+        self.dialect: SqlDialect = resolve(self.dialect_class)(self.tables, engine.dialect)
         self.dialect.prepare_engine(engine)
         self._ops = SqlOps(self.tables, self.dialect, engine.dialect)
         self._transfer = SqlTransfer(self.tables, self.dialect, engine.dialect)

@@ -14,7 +14,6 @@ the index of the exact scan, for the statements that write or read vectors.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -36,11 +35,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from kern.errors import ConfigurationError
-
-DEFAULT_PREFIX = "kern_"
-
-_PREFIX_RE = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]{0,39})?$")
+# Re-exported: the prefix's default and check are named from here too.
+from kern.db.sql.prefix import DEFAULT_PREFIX as DEFAULT_PREFIX
+from kern.db.sql.prefix import check_prefix as check_prefix
 
 
 class JsonText(TypeDecorator[Any]):
@@ -92,16 +89,6 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
-
-
-def check_prefix(prefix: str) -> str:
-    """Refuse prefixes that are not plain identifiers (they end up in DDL text)."""
-    if not isinstance(prefix, str) or not _PREFIX_RE.match(prefix):
-        raise ConfigurationError(
-            f"table_prefix {prefix!r} is not usable: use letters, digits and underscores, "
-            "starting with a letter or underscore (at most 40 characters), e.g. 'kern_'."
-        )
-    return prefix
 
 
 #: The vector columns of memories and learnings: which embedder made the vector, and the

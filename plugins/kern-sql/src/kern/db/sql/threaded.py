@@ -7,12 +7,13 @@ share beyond the contract: the sync db's engine, file and table prefix.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-from sqlalchemy import Engine
+from typing import TYPE_CHECKING, ClassVar
 
 from kern.db.sql.db import SqlDb
 from kern.db.threaded import ThreadedAsyncDb
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 
 class ThreadedSqlFileDb(ThreadedAsyncDb):

@@ -25,7 +25,6 @@ triggers, Postgres's generated columns).
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
@@ -53,7 +52,14 @@ from kern.db.sql.dialect import SqlDialect
 from kern.db.sql.prepared import Link, Prepared
 from kern.db.sql.schema import EMBEDDING, EMBEDDING_MODEL, Tables
 from kern.db.sql.vectors import padded_size, vector_columns
-from kern.db.transfer import ID_FIELDS, RecordKind, RecordPage, TransferRecord
+from kern.db.transfer import (
+    ID_FIELDS,
+    RecordKind,
+    RecordPage,
+    TransferRecord,
+    key_cursor,
+    read_key_cursor,
+)
 from kern.records import Embedding, Run
 
 #: The key each kind is exported in the order of (and its cursor holds).
@@ -72,38 +78,6 @@ _DECODERS: dict[RecordKind, Callable[[Mapping[str, Any]], TransferRecord]] = {
     "memories": memory_from,
     "learnings": learning_from,
 }
-
-
-# -- cursors --------------------------------------------------------------------------------
-def encode_cursor(kind: RecordKind, key: Sequence[Any]) -> str:
-    """The cursor after the row with ``key`` (its ``ORDER_KEYS`` values)."""
-    return json.dumps([kind, *key], separators=(",", ":"))
-
-
-def decode_cursor(kind: RecordKind, cursor: str) -> tuple[Any, ...]:
-    """The key a cursor of a ``kind`` export holds; ``ValueError`` for anything else."""
-    try:
-        value = json.loads(cursor)
-    except ValueError:
-        value = None
-    names = ORDER_KEYS[kind]
-    valid = (
-        isinstance(value, list)
-        and len(value) == 1 + len(names)
-        and value[0] == kind
-        and all(
-            isinstance(part, int) and not isinstance(part, bool)
-            if name == "seq"
-            else isinstance(part, str)
-            for name, part in zip(names, value[1:], strict=True)
-        )
-    )
-    if not valid:
-        raise ValueError(
-            f"export_records(): after={cursor!r} is not a cursor of a {kind} export from this "
-            "backend: pass the cursor of the page before, or None to start at the beginning"
-        )
-    return tuple(value[1:])
 
 
 # -- errors ---------------------------------------------------------------------------------
@@ -187,7 +161,7 @@ class SqlTransfer:
     ) -> RecordPage:
         params: dict[str, Any] = {"limit": limit + 1}
         if after is not None:
-            params.update({f"a{i}": v for i, v in enumerate(decode_cursor(kind, after))})
+            params.update({f"a{i}": v for i, v in enumerate(read_key_cursor(kind, after))})
         if user_id is not None:
             params["user_id"] = user_id
         rows = link.all(self._page(kind, after is not None, user_id is not None), params)
@@ -204,7 +178,7 @@ class SqlTransfer:
             records.append(decode(row))
         cursor = None
         if more:
-            cursor = encode_cursor(kind, [rows[-1][name] for name in ORDER_KEYS[kind]])
+            cursor = key_cursor(kind, [rows[-1][name] for name in ORDER_KEYS[kind]])
         return RecordPage(kind=kind, records=records, embeddings=embeddings, cursor=cursor)
 
     # -- import ---------------------------------------------------------------------------
@@ -310,4 +284,4 @@ class SqlTransfer:
         return select(union_all(by_id, by_seq).subquery("stored"))
 
 
-__all__ = ["ORDER_KEYS", "SqlTransfer", "decode_cursor", "encode_cursor", "seq_moved", "seq_taken"]
+__all__ = ["ORDER_KEYS", "SqlTransfer", "seq_moved", "seq_taken"]

@@ -7,6 +7,9 @@ ranks them by cosine similarity, and one more statement reads the best rows by k
 their vectors. The cost grows with the number of candidates, which is why a database with a
 vector index or a vector function answers through its dialect's ``vector_search`` instead
 (pgvector on Postgres, sqlite-vec on SQLite, ``list_cosine_similarity`` on DuckDB).
+
+``kern.vectors`` (numpy) is imported by the first search, not with this module: building a
+Db does not pay for numpy (docs/benchmarks.md#cold-start).
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from kern.db.base import VectorTable
 from kern.db.sql.prepared import Link, Prepared
 from kern.db.sql.schema import EMBEDDING, EMBEDDING_MODEL, Tables
 from kern.records import Embedding
-from kern.vectors import nearest
 
 #: A stored row (column name -> value) with its score: ``kern.db.sql.dialect.Scored``
 #: (spelled out here: the dialect module imports this one).
@@ -90,6 +92,8 @@ class ExactVectorSearch:
     ) -> list[Scored]:
         """Rows of ``table`` matching ``filters`` (column -> value, None: any) nearest to
         ``embedding`` among those with a vector by ``embedding.model``, best first."""
+        from kern.vectors import nearest  # numpy, on the first search
+
         if limit <= 0:
             return []
         key = KEYS[table]
