@@ -85,3 +85,46 @@ def console(session: nox.Session) -> None:
     """The console on a session of 10,000 runs: server time of its page (SQLite, Postgres;
     target under 100 ms). Figures in docs/console.md."""
     session.run("uv", "run", "python", "benchmarks/console.py", *session.posargs, external=True)
+
+
+#: What the throughput session installs for Agno's side, in a virtualenv of its own (agno is
+#: never a dependency of kern): Agno, pinned so that figures compare, and its drivers.
+AGNO_VENV = ".kern-test/agno-venv"
+AGNO_REQUIREMENTS = (
+    "agno==3.1.10",
+    "openai",
+    "sqlalchemy[asyncio]",
+    "psycopg[binary]",
+    "aiosqlite",
+    "redis",
+    "pymongo",
+)
+
+
+@nox.session
+def throughput(session: nox.Session) -> None:
+    """Async turns/s at C = 1, 10, 50, 200 sessions on one event loop: kern's async dbs
+    against the async floor and Agno (installed in .kern-test/agno-venv; without it the run
+    goes on with kern and the floor); writes docs/throughput.svg and a cProfile of each
+    backend at C=50. Run it as ``uv run --group bench nox -s throughput``. Arguments replace
+    the full run's: ``-- --backends sqlite --concurrency 1 10 --turns 3`` (no chart)."""
+    python = f"{AGNO_VENV}/bin/python"
+    agno: list[str] = []
+    try:
+        session.run("python3", "-m", "venv", AGNO_VENV, external=True)
+        session.run(python, "-m", "pip", "install", "-q", *AGNO_REQUIREMENTS, external=True)
+        agno = ["--agno-python", python]
+    except nox.command.CommandFailed as exc:
+        session.warn(f"no Agno figures: installing agno failed ({exc}); see pip's output above")
+    full = ["--chart", "docs/throughput.svg", "--profile", "sqlite", "postgres", "redis", "mongo"]
+    session.run(
+        "uv",
+        "run",
+        "--group",
+        "bench",
+        "python",
+        "benchmarks/throughput.py",
+        *agno,
+        *(session.posargs or full),
+        external=True,
+    )
