@@ -74,3 +74,7 @@ search_learnings_by_vector = _call_of(BaseDb.search_learnings_by_vector)
 set_embeddings = _call_of(BaseDb.set_embeddings)
 memories_without_embedding = _call_of(BaseDb.memories_without_embedding)
 learnings_without_embedding = _call_of(BaseDb.learnings_without_embedding)
+
+export_records = _call_of(BaseDb.export_records)
+import_records = _call_of(BaseDb.import_records)
+storage_report = _call_of(BaseDb.storage_report)
