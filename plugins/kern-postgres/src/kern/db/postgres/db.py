@@ -8,8 +8,9 @@ dimension it writes has its HNSW index before the write.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
@@ -18,6 +19,14 @@ from sqlalchemy.exc import DBAPIError
 from kern.db.base import VectorTable
 from kern.db.postgres import engine as pg_engine
 from kern.db.postgres.dialect import UNAVAILABLE_ERRORS, PostgresDialect
+from kern.db.postgres.failover import (
+    POLICIES,
+    ConnectionLostError,
+    PoolWatch,
+    Stage,
+    lost,
+    retrying,
+)
 from kern.db.postgres.report import TEXT_SEARCH, vector_capability
 from kern.db.postgres.vectors import (
     PGVECTOR,
@@ -34,15 +43,20 @@ from kern.db.sql.migrations import Plan
 from kern.db.sql.schema import DEFAULT_PREFIX
 from kern.db.sql.verify import Expectations
 from kern.db.transfer import RecordPage
-from kern.errors import ConfigurationError
+from kern.errors import ConfigurationError, StorageUnavailableError
 from kern.records import Embedding, Learning, Memory
+
+if TYPE_CHECKING:
+    from kern.db.sql.prepared import Link
 
 
 class PostgresSqlDb(SqlDb):
     """The storage contract on any Postgres ``Engine`` (also the sync face of an async one).
 
     No URL handling: ``PostgresDb`` checks what users give it, ``AsyncPostgresDb`` runs one
-    of these on its engine's ``sync_engine`` inside SQLAlchemy's greenlet bridge.
+    of these on its engine's ``sync_engine`` inside SQLAlchemy's greenlet bridge. A lost
+    connection is retried where nothing can be stored twice, and on an engine kern built
+    dead pooled connections are replaced at checkout (``kern.db.postgres.failover``).
     """
 
     backend_name = "postgres"
@@ -52,10 +66,36 @@ class PostgresSqlDb(SqlDb):
     unavailable_errors = UNAVAILABLE_ERRORS
     dialect: PostgresDialect
 
-    def __init__(self, engine: Engine, **kwargs: Any) -> None:
-        super().__init__(engine, **kwargs)
+    def __init__(self, engine: Engine, *, owns_engine: bool = True, **kwargs: Any) -> None:
+        super().__init__(engine, owns_engine=owns_engine, **kwargs)
         self._vector_path: VectorPath | None = None
         self._vector_lock = threading.Lock()
+        #: On kern's own engines only: listeners on a user's engine would reconfigure it.
+        self._pool_watch = PoolWatch(engine) if owns_engine else None
+
+    # -- lost connections (kern.db.postgres.failover) ------------------------------------------
+    @contextmanager
+    def _link(self, *, write: bool) -> Iterator[Link]:
+        """As ``SqlDb._link``; a connection lost after it was made raises
+        ``ConnectionLostError``, saying where, so that ``retrying`` can tell whether running
+        the operation again is safe."""
+        stage: Stage = "enter"
+        try:
+            with super()._link(write=write) as link:
+                stage = "body"
+                yield link
+                stage = "exit"
+        except StorageUnavailableError as error:
+            replaced = (
+                None
+                if isinstance(error, ConnectionLostError)
+                else lost(error, write=write, stage=stage)
+            )
+            if replaced is None:
+                raise
+            if self._pool_watch is not None:  # the others made so far are suspect too
+                self._pool_watch.renew()
+            raise replaced from error.__cause__
 
     # -- which vector search ---------------------------------------------------------------
     @property
@@ -175,6 +215,13 @@ class PostgresSqlDb(SqlDb):
         return self.tables.runs.schema
 
 
+# Each contract method that uses a connection, retried as its policy allows (reads;
+# commit_turn; other writes only when their BEGIN failed).
+for _name, _policy in POLICIES.items():
+    setattr(PostgresSqlDb, _name, retrying(getattr(PostgresSqlDb, _name), _policy))
+del _name, _policy
+
+
 def one_location(cls: str, db_url: object, engine: object) -> None:
     if (db_url is None) == (engine is None):
         given = "both" if db_url is not None else "neither"
@@ -192,8 +239,9 @@ class PostgresDb(PostgresSqlDb):
     ``postgresql+psycopg``, which kern then neither reconfigures nor disposes of).
     ``schema`` puts the tables in that Postgres schema (created on first use if missing;
     default: the connection's current schema, normally ``public``); ``table_prefix``
-    prefixes every table name. ``engine_kwargs`` go to ``create_engine`` (pool size...) on
-    top of ``pool_pre_ping=True``. Tables, indexes and migrations are applied on first use.
+    prefixes every table name. ``engine_kwargs`` go to ``create_engine`` (pool size...).
+    Several hosts (``postgresql://h1:5432,h2:5432/db?target_session_attrs=read-write``) are
+    tried in order. Tables, indexes and migrations are applied on first use.
     """
 
     def __init__(

@@ -7,6 +7,11 @@ the wrong flavour is refused here, at construction, with the fix in the message,
 failing later inside SQLAlchemy (``MissingGreenlet`` for a sync engine driven from async
 code, ``AsyncContextNotStarted``-style misuse for an async engine driven from sync code).
 
+Several hosts. ``postgresql://user@h1:5432,h2:5433/db?target_session_attrs=read-write`` (libpq's
+spelling) names hosts to try in order, e.g. a primary and its standby. SQLAlchemy cannot
+parse that netloc, so it is rewritten here into the query form its psycopg dialect hands to
+libpq (``?host=h1,h2&port=5432,5433``), and ``shown`` writes it back as it was given.
+
 URLs are never echoed whole in messages: they may hold a password.
 """
 
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import unquote
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL, make_url
@@ -31,10 +37,10 @@ ASYNC_SCHEME = f"postgresql+{ASYNC_DRIVER}"
 _ASYNC_ONLY = frozenset({ASYNC_DRIVER, "asyncpg"})
 _SYNC_ONLY = frozenset({SYNC_DRIVER, "psycopg2", "psycopg2cffi", "pg8000"})
 
-#: What every engine kern builds gets unless ``engine_kwargs`` says otherwise.
-#: ``pool_pre_ping`` tests a pooled connection before use, so a restarted server is
-#: survived: the dead connection is replaced instead of failing the call.
-ENGINE_DEFAULTS: dict[str, Any] = {"pool_pre_ping": True}
+#: What every engine kern builds gets unless ``engine_kwargs`` says otherwise. No
+#: ``pool_pre_ping``: its round trip per checkout is replaced by ``kern.db.postgres.failover``
+#: (dead connections found at checkout without one, and a retry where it is safe).
+ENGINE_DEFAULTS: dict[str, Any] = {}
 
 _SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -51,13 +57,54 @@ def check_schema(schema: str | None) -> str | None:
     return schema
 
 
+#: scheme, netloc (``user:password@hosts``) and the rest of a URL written as a string.
+_URL_PARTS = re.compile(
+    r"^(?P<scheme>[A-Za-z][A-Za-z0-9_+.-]*)://(?P<netloc>[^/?#]*)(?P<rest>.*)$", re.S
+)
+_HOST_PORT = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]*))(?::(?P<port>\d*))?$")
+
+
+def _several_hosts(raw: str, cls: str) -> URL | None:
+    """``scheme://user@h1:p1,h2:p2/db?…`` as a URL with the hosts and ports in its query
+    (``host=h1,h2&port=p1,p2``, which SQLAlchemy's psycopg dialect gives libpq); None if
+    ``raw`` names one host."""
+    parts = _URL_PARTS.match(raw)
+    if parts is None:
+        return None
+    userinfo, at, hostlist = parts["netloc"].rpartition("@")
+    if "," not in hostlist:
+        return None
+    hosts: list[str] = []
+    ports: list[str] = []
+    for item in hostlist.split(","):
+        found = _HOST_PORT.match(item)
+        host = unquote(found["v6"] or found["host"] or "") if found else ""
+        if found is None or not host:
+            raise ConfigurationError(
+                f"{cls} could not read the host list of db_url: every host needs a name, "
+                "e.g. postgresql://user@db1:5432,db2:5432/app?target_session_attrs=read-write."
+            )
+        hosts.append(host)
+        ports.append(found["port"] or "")
+    url = make_url(f"{parts['scheme']}://{userinfo}{at}{parts['rest']}")
+    if "host" in url.query or "port" in url.query:
+        raise ConfigurationError(
+            f"{cls} got hosts both in db_url's host part and in its query (?host=, ?port=): "
+            "give them in one place, e.g. postgresql://user@db1:5432,db2:5432/app."
+        )
+    query = {"host": ",".join(hosts), **({"port": ",".join(ports)} if any(ports) else {})}
+    return url.update_query_dict(query)
+
+
 def _parse(db_url: str | URL, cls: str) -> URL:
     try:
-        url = make_url(db_url)
-    except ArgumentError:
+        several = _several_hosts(db_url, cls) if isinstance(db_url, str) else None
+        url = several if several is not None else make_url(db_url)
+    except (ArgumentError, ValueError):
         raise ConfigurationError(
             f"{cls} could not read db_url as a database URL. Use "
-            "postgresql://user:password@host:5432/database."
+            "postgresql://user:password@host:5432/database (several hosts: "
+            "postgresql://user:password@host1:5432,host2:5432/database)."
         ) from None
     backend = url.get_backend_name()
     if backend == "postgres":  # the spelling of Heroku & co., which SQLAlchemy dropped
@@ -154,8 +201,43 @@ def build_async_engine(url: URL, engine_kwargs: dict[str, Any] | None) -> AsyncE
 
 
 def shown(url: URL) -> str:
-    """The URL with its password masked, for ``repr`` and messages."""
-    return url.render_as_string(hide_password=True)
+    """The URL with its password masked, for ``repr`` and messages; several hosts are
+    written back into the host part (``postgresql+psycopg://u:***@h1:5432,h2:5433/db``)."""
+    hosts = _query_hosts(url)
+    if hosts is None:
+        return url.render_as_string(hide_password=True)
+    rest = {key: value for key, value in url.query.items() if key not in ("host", "port")}
+    bare = url.set(host=None, port=None, query=rest).render_as_string(hide_password=True)
+    scheme, _, tail = bare.partition("://")
+    slash = tail.find("/")
+    slash = len(tail) if slash < 0 else slash  # the username and password are %-escaped
+    hostlist = ",".join(
+        (f"[{host}]" if ":" in host else host) + (f":{port}" if port else "")
+        for host, port in hosts
+    )
+    return f"{scheme}://{tail[:slash]}{hostlist}{tail[slash:]}"
+
+
+def _query_hosts(url: URL) -> list[tuple[str, str]] | None:
+    """The (host, port) pairs of a URL naming several network hosts in its query (either of
+    SQLAlchemy's spellings); None otherwise (one host, or Unix socket folders)."""
+    given = url.query.get("host")
+    if url.host is not None or given is None:
+        return None
+    if isinstance(given, str):
+        hosts = given.split(",")
+        port = url.query.get("port", "")
+        ports = (port if isinstance(port, str) else ",".join(port)).split(",")
+        ports = ports if len(ports) == len(hosts) else [""] * len(hosts)
+        pairs = list(zip(hosts, ports, strict=True))
+    else:  # host=h1:p1&host=h2:p2
+        pairs = [
+            (token.rpartition(":")[0], token.rpartition(":")[2]) if ":" in token else (token, "")
+            for token in given
+        ]
+    if len(pairs) < 2 or any(not host or host.startswith("/") for host, _ in pairs):
+        return None
+    return pairs
 
 
 def _check_dialect(engine: Engine, cls: str) -> None:
