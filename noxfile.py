@@ -128,3 +128,11 @@ def throughput(session: nox.Session) -> None:
         *(session.posargs or full),
         external=True,
     )
+
+
+@nox.session
+def cold_start(session: nox.Session) -> None:
+    """Seconds a fresh process takes to import kern (the agent import line, ``kern --help``,
+    ``kern sessions``) and the -X importtime top entries; target: import line under 0.3 s
+    median. Figures in docs/benchmarks.md#cold-start."""
+    session.run("uv", "run", "python", "benchmarks/cold_start.py", *session.posargs, external=True)

@@ -1,5 +1,10 @@
 """What both OpenAI model classes share: configuration, lazily built SDK clients, and
-turning the SDK's errors into kern's."""
+turning the SDK's errors into kern's.
+
+The ``openai`` SDK is imported on first use (building a client, catching its errors), not
+here: importing it costs about half a second, which ``from kern.models.openai import
+OpenAIChat`` must not pay (see docs/benchmarks.md#cold-start).
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,13 @@ import uuid
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
-
-import openai
+from typing import TYPE_CHECKING, Any
 
 from kern.errors import ConfigurationError, ModelProviderError
 from kern.models.base import Model
+
+if TYPE_CHECKING:
+    import openai
 
 #: Sent as the key when a base_url is configured but no key is: local OpenAI-compatible
 #: servers (Ollama, vLLM, llama.cpp) ignore it, and the SDK refuses to run without one.
@@ -115,7 +121,7 @@ class OpenAIModelBase(Model):
         if self._client is None:
             with self._client_lock:
                 if self._client is None:
-                    self._client = self._build(openai.OpenAI)
+                    self._client = self._build("OpenAI")
         return self._client
 
     def get_async_client(self) -> openai.AsyncOpenAI:
@@ -132,13 +138,16 @@ class OpenAIModelBase(Model):
         with self._client_lock:
             owner = self._async_loop() if self._async_loop is not None else None
             if self._async_client is None or (loop is not None and owner is not loop):
-                self._async_client = self._build(openai.AsyncOpenAI)
+                self._async_client = self._build("AsyncOpenAI")
                 self._async_loop = weakref.ref(loop) if loop is not None else None
             return self._async_client
 
-    def _build(self, cls: Any) -> Any:
+    def _build(self, client: str) -> Any:
+        """An SDK client of class ``openai.<client>``: the first use imports the SDK."""
+        import openai
+
         try:
-            return cls(**self._client_kwargs())
+            return getattr(openai, client)(**self._client_kwargs())
         except openai.OpenAIError as exc:
             raise ConfigurationError(
                 f"{type(self).__name__}(id={self.id!r}) could not configure the openai "
@@ -150,6 +159,8 @@ class OpenAIModelBase(Model):
     @contextmanager
     def _provider_errors(self) -> Iterator[None]:
         """Re-raise the SDK's request errors as ``ModelProviderError`` (original as cause)."""
+        import openai  # the first use imports it; once a client exists, a dict lookup
+
         try:
             yield
         except openai.APITimeoutError as exc:

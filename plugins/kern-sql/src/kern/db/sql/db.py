@@ -19,7 +19,8 @@ traceback), and the next call gets a fresh one (engines kern builds also pre-pin
 Imports. SQLAlchemy, and the modules of this package built on it, are imported when the
 first ``SqlDb`` is built (``_import_sqlalchemy``), not with this module: a backend's Db
 class can then be imported (``from kern.db.sqlite import SqliteDb``) without paying for
-SQLAlchemy, about half a second, until it is used (docs/benchmarks.md#cold-start).
+SQLAlchemy's import (a few tenths of a second) until it is used: see
+docs/benchmarks.md#cold-start.
 """
 
 from __future__ import annotations

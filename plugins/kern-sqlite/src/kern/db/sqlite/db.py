@@ -1,24 +1,28 @@
-"""``SqliteDb`` and its async twin: kern's embedded default backend."""
+"""``SqliteDb`` and its async twin: kern's embedded default backend.
+
+SQLAlchemy (the engine, the dialect, the vector search) is imported when a Db is built, not
+with this module, so that ``from kern.db.sqlite import SqliteDb`` stays fast: see
+docs/benchmarks.md#cold-start.
+"""
 
 from __future__ import annotations
 
 import os
 import threading
 from types import ModuleType
-from typing import ClassVar, cast
-
-from sqlalchemy import Connection, Engine
-from sqlalchemy.engine import URL
+from typing import TYPE_CHECKING, ClassVar, cast
 
 from kern.db.report import Capability
-from kern.db.sql import SqlDb
-from kern.db.sql.schema import DEFAULT_PREFIX
+from kern.db.sql.db import SqlDb
+from kern.db.sql.prefix import DEFAULT_PREFIX
 from kern.db.sql.threaded import ThreadedSqlFileDb
-from kern.db.sqlite import engine as sqlite_engine
-from kern.db.sqlite.dialect import SqliteDialect
-from kern.db.sqlite.report import capabilities
-from kern.db.sqlite.vectors import announce
 from kern.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine
+    from sqlalchemy.engine import URL
+
+    from kern.db.sqlite.dialect import SqliteDialect
 
 
 class SqliteDb(SqlDb):
@@ -41,7 +45,7 @@ class SqliteDb(SqlDb):
     dialect: SqliteDialect
 
     backend_name = "sqlite"
-    dialect_class: ClassVar[type[SqliteDialect]] = SqliteDialect
+    dialect_class: ClassVar[type[SqliteDialect] | str] = "kern.db.sqlite.dialect:SqliteDialect"
 
     def __init__(
         self,
@@ -52,6 +56,9 @@ class SqliteDb(SqlDb):
         engine: Engine | None = None,
         sqlite_module: str | ModuleType | None = None,
     ) -> None:
+        from kern.db.sqlite import engine as sqlite_engine
+        from kern.db.sqlite.vectors import announce
+
         cls = type(self).__name__
         options = (("db_file", db_file), ("db_url", db_url), ("engine", engine))
         given = [name for name, value in options if value is not None]
@@ -98,6 +105,8 @@ class SqliteDb(SqlDb):
         return self.dialect.vector_index.reason
 
     def _report_capabilities(self, conn: Connection) -> list[Capability]:
+        from kern.db.sqlite.report import capabilities
+
         return capabilities(cast(ModuleType, conn.dialect.loaded_dbapi), self.dialect.vector_index)
 
     def storage_target(self) -> str:
@@ -127,6 +136,10 @@ class AsyncSqliteDb(ThreadedSqlFileDb):
         engine: Engine | None = None,
         sqlite_module: str | ModuleType | None = None,
     ) -> None:
+        from sqlalchemy import Engine
+
+        from kern.db.sqlite import engine as sqlite_engine
+
         if engine is not None and not isinstance(engine, Engine):
             sqlite_engine.from_engine(engine, cls=type(self).__name__)  # raises, naming the fix
         if db_url is not None:
