@@ -13,7 +13,6 @@ in test_sql_vectors.py; each test works in a schema of its own. Without one they
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,9 +27,6 @@ from kern.db.transfer import RecordPage
 from kern.db.transfer import key_cursor as encode_cursor
 from kern.db.transfer import read_key_cursor as decode_cursor
 from kern.records import Run, Session
-
-ENV_URL = "KERN_TEST_POSTGRES_URL"
-LOCAL_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 @dataclass
@@ -48,29 +44,6 @@ class Backend:
         with db.engine.connect() as conn:
             schema = db.tables.runs.schema
             return {t for t in inspect(conn).get_table_names(schema=schema) if "kern_" in t}
-
-
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A database of this test session's own, dropped at the end."""
-    psycopg = pytest.importorskip("psycopg")
-    base = os.environ.get(ENV_URL) or LOCAL_URL
-    try:
-        admin = psycopg.connect(base, autocommit=True, connect_timeout=5)
-    except psycopg.Error as exc:
-        message = f"Postgres tests cannot run: {exc}. Set {ENV_URL} or run a local server."
-        if os.environ.get("CI") == "true":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    name = f"kern_sqlmove_{uuid.uuid4().hex[:12]}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    head, _, _ = base.rpartition("/")
-    try:
-        yield f"{head}/{name}"
-    finally:
-        with psycopg.connect(base, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", "duckdb", "postgres"])

@@ -17,7 +17,6 @@ database of this test session's own. Without a server these tests skip (fail und
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import uuid
@@ -33,9 +32,6 @@ from kern.db.base import VectorTable
 from kern.db.sql import Link, Scored, SqlDb
 from kern.db.sql.migrations import Plan, migrate
 from kern.records import Embedding, Learning, LearningStatus, Memory, Session
-
-ENV_URL = "KERN_TEST_POSTGRES_URL"
-LOCAL_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def emb(*vector: float, model: str = "m1") -> Embedding:
@@ -60,29 +56,6 @@ class Backend:
         names = {n: self.table(f"kern_{n}") for n in ("memories", "learnings", "schema_versions")}
         with db.engine.connect() as conn:
             return [tuple(row) for row in conn.exec_driver_sql(sql.format(**names))]
-
-
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A database of this test session's own, dropped at the end."""
-    psycopg = pytest.importorskip("psycopg")
-    base = os.environ.get(ENV_URL) or LOCAL_URL
-    try:
-        admin = psycopg.connect(base, autocommit=True, connect_timeout=5)
-    except psycopg.Error as exc:
-        message = f"Postgres tests cannot run: {exc}. Set {ENV_URL} or run a local server."
-        if os.environ.get("CI") == "true":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    name = f"kern_sqlvec_{uuid.uuid4().hex[:12]}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    head, _, _ = base.rpartition("/")
-    try:
-        yield f"{head}/{name}"
-    finally:
-        with psycopg.connect(base, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", "duckdb", "postgres"])
