@@ -28,8 +28,26 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Per-turn wall time against the bare-client floor (figures go in docs/benchmarks.md)."""
-    session.run("uv", "run", "python", "benchmarks/per_turn.py", *session.posargs, external=True)
+    """Per-turn wall time against the bare-client floor and Agno, at 0 to 10,000 prior runs;
+    writes docs/per_turn.svg (figures go in docs/benchmarks.md). Run it as ``uv run --group
+    bench nox -s bench``. Arguments replace the full run's: ``-- --backends sqlite --turns
+    600`` (no Agno, no chart)."""
+    agno = agno_python(session)
+    full = [
+        *(["--agno-python", agno] if agno else []),
+        *("--sizes", "0", "100", "1000", "10000"),
+        *("--json", "tmp/per_turn.json", "--chart", "docs/per_turn.svg"),
+    ]
+    session.run(
+        "uv",
+        "run",
+        "--group",
+        "bench",
+        "python",
+        "benchmarks/per_turn.py",
+        *(session.posargs or full),
+        external=True,
+    )
 
 
 @nox.session
@@ -101,6 +119,19 @@ AGNO_REQUIREMENTS = (
 )
 
 
+def agno_python(session: nox.Session) -> str | None:
+    """The Python of Agno's own virtualenv (built here, kept for the next run), or None
+    (warned) if it could not be installed: the benchmark then runs without Agno."""
+    python = f"{AGNO_VENV}/bin/python"
+    try:
+        session.run("python3", "-m", "venv", AGNO_VENV, external=True)
+        session.run(python, "-m", "pip", "install", "-q", *AGNO_REQUIREMENTS, external=True)
+    except nox.command.CommandFailed as exc:
+        session.warn(f"no Agno figures: installing agno failed ({exc}); see pip's output above")
+        return None
+    return python
+
+
 @nox.session
 def throughput(session: nox.Session) -> None:
     """Async turns/s at C = 1, 10, 50, 200 sessions on one event loop: kern's async dbs
@@ -108,14 +139,8 @@ def throughput(session: nox.Session) -> None:
     goes on with kern and the floor); writes docs/throughput.svg and a cProfile of each
     backend at C=50. Run it as ``uv run --group bench nox -s throughput``. Arguments replace
     the full run's: ``-- --backends sqlite --concurrency 1 10 --turns 3`` (no chart)."""
-    python = f"{AGNO_VENV}/bin/python"
-    agno: list[str] = []
-    try:
-        session.run("python3", "-m", "venv", AGNO_VENV, external=True)
-        session.run(python, "-m", "pip", "install", "-q", *AGNO_REQUIREMENTS, external=True)
-        agno = ["--agno-python", python]
-    except nox.command.CommandFailed as exc:
-        session.warn(f"no Agno figures: installing agno failed ({exc}); see pip's output above")
+    python = agno_python(session)
+    agno = ["--agno-python", python] if python else []
     full = ["--chart", "docs/throughput.svg", "--profile", "sqlite", "postgres", "redis", "mongo"]
     session.run(
         "uv",

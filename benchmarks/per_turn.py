@@ -9,20 +9,26 @@ difference is kern's overhead.
 Each size is measured on its own session, pre-filled with that many runs; kern and the floor
 alternate in blocks so that drift in the machine hits both alike. Figures are medians.
 
-    uv run nox -s bench                       # every backend
+    uv run --group bench nox -s bench         # every backend, Agno beside, the chart
     uv run nox -s bench -- --backends sqlite --turns 600
+
+With ``--agno-python`` (the nox session builds Agno's virtualenv), Agno makes the same
+turns on its sync SQLite and Postgres dbs (``agno_side/per_turn_agno.py``); ``--chart``
+draws ms per turn against session length for kern, the floor and Agno.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import pkgutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -130,6 +136,47 @@ def measure(target: ModuleType, base_url: str, sizes: list[int], turns: int, blo
             floor.close()
 
 
+def agno_times(
+    python: str, backend: str, base_url: str, sizes: list[int], turns: int
+) -> dict[int, float] | None:
+    """Agno's median ms per turn at each size (``agno_side/per_turn_agno.py`` in Agno's own
+    virtualenv), or None where Agno has no such db or the run failed (said on stderr)."""
+    if backend not in AGNO_TARGETS:
+        return None
+    with tempfile.TemporaryDirectory() as scratch:
+        target = AGNO_TARGETS[backend](scratch)
+        done = subprocess.run(
+            [
+                python,
+                str(Path(__file__).parent / "agno_side" / "per_turn_agno.py"),
+                *("--backend", backend, "--target", target, "--base-url", base_url),
+                *("--turns", str(turns), "--sizes", *map(str, sizes)),
+            ],
+            capture_output=True,
+            text=True,
+        )
+    if done.returncode != 0:
+        print(f"Agno on {backend} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+        return None
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return {int(size): ms for size, ms in result["ms_per_turn"].items()}
+
+
+def _postgres_target(scratch: str) -> str:
+    """Agno's tables in a schema of their own on the benchmark's server."""
+    import targets.postgres as pg
+
+    url = pg.URL.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return f"{url}#agno_{uuid.uuid4().hex[:8]}"
+
+
+#: Backends where Agno has a sync db, and the target string its side is given.
+AGNO_TARGETS: dict[str, Callable[[str], str]] = {
+    "sqlite": lambda scratch: scratch,
+    "postgres": _postgres_target,
+}
+
+
 def main() -> None:
     available = targets()
     parser = argparse.ArgumentParser(description=__doc__)
@@ -137,26 +184,59 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=300, help="measured turns per size")
     parser.add_argument("--block", type=int, default=25, help="turns per alternating block")
     parser.add_argument("--sizes", type=int, nargs="*", default=list(SIZES))
+    parser.add_argument("--agno-python", help="the Python of a virtualenv with agno installed")
+    parser.add_argument("--agno-turns", type=int, default=100, help="Agno's turns per size")
+    parser.add_argument("--json", type=Path, help="write the figures here too")
+    parser.add_argument("--chart", type=Path, help="draw ms/turn against session length (SVG)")
     args = parser.parse_args()
 
     server, base_url = start_server()
-    print("| backend | prior runs | kern ms/turn | floor ms/turn | kern / floor | vs first size |")
-    print("|---|---:|---:|---:|---:|---:|")
+    rows: list[dict[str, object]] = []
+    print(
+        "| backend | prior runs | kern ms/turn | floor ms/turn | kern - floor ms | kern / floor "
+        "| vs first size | Agno ms/turn |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     try:
         for name in args.backends:
+            agno = (
+                agno_times(args.agno_python, name, base_url, args.sizes, args.agno_turns)
+                if args.agno_python
+                else None
+            )
             first = None
             for size, kern_ms, floor_ms in measure(
                 available[name], base_url, args.sizes, args.turns, args.block
             ):
                 first = first or kern_ms
+                agno_ms = agno.get(size) if agno else None
+                rows.append(
+                    {
+                        "backend": name,
+                        "size": size,
+                        "kern": kern_ms,
+                        "floor": floor_ms,
+                        "agno": agno_ms,
+                    }
+                )
                 print(
                     f"| {name} | {size:,} | {kern_ms:.3f} | {floor_ms:.3f} | "
-                    f"{kern_ms / floor_ms:.2f}x | {kern_ms / first:.2f}x |",
+                    f"{kern_ms - floor_ms:+.3f} | {kern_ms / floor_ms:.2f}x | "
+                    f"{kern_ms / first:.2f}x | {'' if agno_ms is None else f'{agno_ms:.3f}'} |",
                     flush=True,
                 )
     finally:
         server.terminate()
         server.wait(timeout=10)
+    results = {"rows": rows, "turns": args.turns, "agno_turns": args.agno_turns}
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1))
+    if args.chart:
+        from per_turn_chart import draw
+
+        draw(results, args.chart)
+        print(f"chart: {args.chart}")
 
 
 if __name__ == "__main__":

@@ -205,9 +205,9 @@ class ThreadRecordingDb(SqliteDb):
 
     threads: list[int]
 
-    def get_session(self, session_id):
+    def read_turn(self, session_id, limit, **filters):
         self.threads.append(threading.get_ident())
-        return super().get_session(session_id)
+        return super().read_turn(session_id, limit, **filters)
 
     def append_run(self, run):
         self.threads.append(threading.get_ident())

@@ -238,14 +238,14 @@ def test_concurrent_first_turns_of_one_session_are_both_stored(scripted, model, 
     db = SqliteDb(db_file=db_file)
     agent = Agent(model=model, db=db)
 
-    original = db.get_session
+    original = db.read_turn
 
-    def create_meanwhile(*args, **kwargs):
-        db.get_session = original  # only the turn's first read misses it
+    def create_meanwhile(session_id, limit, **filters):
+        db.read_turn = original  # only the turn's first read misses it
         db.upsert_session(Session(session_id="s"), expected_version=None)
-        return None
+        return None, []
 
-    db.get_session = create_meanwhile  # the turn reads "no session", then one appears
+    db.read_turn = create_meanwhile  # the turn reads "no session", then one appears
     agent.run("hello", session_id="s", session_state={"k": 1})
     assert db.get_session("s").state == {"k": 1}
     assert [r.input for r in db.get_last_runs("s", 10)] == ["hello"]

@@ -330,6 +330,7 @@ class Agent:
         # run and the state it leaves are stored at the end, in one atomic write.
         session: Session | None = None
         stored = False
+        history: list[Message] = []
         if persist:
             if run_id is not None:
                 done = yield from storage.get_run(run_id)
@@ -341,19 +342,19 @@ class Agent:
                             "run_id"
                         )
                     return (yield from self._stored_output(done, user_id))
-            session = yield from read_owned(session_id, user_id)
+            # The session and its history in one round trip (storage.read_turn).
+            wanted = self.num_history_runs if self.add_history_to_context else 0
+            session, runs = yield from storage.read_turn(
+                session_id, wanted, top_level_only=True, status=RunStatus.COMPLETED
+            )
+            if session is not None:
+                check_owner(session, user_id)
             stored = session is not None
+            history = _history(runs) if stored else []
             session = session or self._new_session(session_id, user_id)
         state = copy.deepcopy(session.state if session else self.session_state)
         if state_override:
             state.update(state_override)
-
-        history: list[Message] = []
-        if stored and self.add_history_to_context and self.num_history_runs:
-            runs = yield from storage.get_last_runs(
-                session_id, self.num_history_runs, top_level_only=True, status=RunStatus.COMPLETED
-            )
-            history = _history(runs)
 
         backend = self.db.backend_name if self.db is not None else None
         here = ParentRun(

@@ -54,6 +54,7 @@ commit_turn = _call_of(BaseDb.commit_turn)
 append_run = _call_of(BaseDb.append_run)
 get_run = _call_of(BaseDb.get_run)
 get_last_runs = _call_of(BaseDb.get_last_runs)
+read_turn = _call_of(BaseDb.read_turn)
 update_run = _call_of(BaseDb.update_run)
 
 upsert_memory = _call_of(BaseDb.upsert_memory)

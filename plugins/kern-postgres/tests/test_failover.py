@@ -270,20 +270,65 @@ def test_commit_turn_lost_at_commit_is_stored_once(
 def test_other_writes_lost_after_begin_are_not_repeated(
     own_db: PostgresDb, restartable_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """append_run lost at COMMIT may be stored: running it again would fail (or, for
-    another write, apply twice), so the caller gets StorageUnavailableError saying so."""
+    """A session write lost at COMMIT may be stored: running it again would apply it twice
+    (or conflict), so the caller gets StorageUnavailableError saying so."""
+    session = own_db.upsert_session(Session(session_id="s"), expected_version=None)
     lost = lose_at_commit(restartable_server, monkeypatch, committed=True)
-    run = turn("s", 0)
+    changed = session.model_copy(update={"state": {"n": 1}})
     with pytest.raises(StorageUnavailableError) as error:
-        own_db.append_run(run)
+        own_db.upsert_session(changed, expected_version=1)
     monkeypatch.undo()
     assert len(lost) == 1
     message = str(error.value)
     assert "may or may not be stored" in message and "same run_id" in message
     assert isinstance(error.value.__cause__, psycopg.OperationalError)
-    assert stored(restartable_server, own_db.schema or "") == [(run.run_id, 1)]
+    assert session_version(restartable_server, own_db.schema or "") == 2  # stored, once
+
+
+def lose_append(
+    db: PostgresDb, server: Any, monkeypatch: pytest.MonkeyPatch, *, stored: bool
+) -> list[int]:
+    """Lose the connection of the next one-statement append: after the server stored the
+    run (``stored``: the reply is what is lost) or before it could. The list gets the pid."""
+    at_once = db._ops.append_run_at_once
+    lost: list[int] = []
+
+    def append_and_lose(link: Link, run: Run) -> Run:
+        if lost:
+            return at_once(link, run)
+        lost.append(link.dbapi_connection.info.backend_pid)
+        if stored:
+            at_once(link, run)
+        terminate(server, lost[0])
+        link.sql("SELECT 1")  # the dead connection raises
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(db._ops, "append_run_at_once", append_and_lose)
+    return lost
+
+
+@pytest.mark.parametrize("was_stored", [True, False], ids=["stored", "not-stored"])
+def test_append_run_lost_in_flight_is_stored_once(
+    own_db: PostgresDb,
+    restartable_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    was_stored: bool,
+) -> None:
+    """An append is one autocommitted statement: lost in flight, it may or may not be
+    stored. The retry looks the run up first: stored, it is returned; not, it is appended.
+    Either way once, at the next seq."""
+    first = own_db.append_run(turn("s", 0))
+    lost = lose_append(own_db, restartable_server, monkeypatch, stored=was_stored)
+    second = own_db.append_run(turn("s", 1))
+    monkeypatch.undo()
+    assert len(lost) == 1 and second.seq == 2
+    assert stored(restartable_server, own_db.schema or "") == [
+        (first.run_id, 1),
+        (second.run_id, 2),
+    ]
+    assert own_db.get_run(second.run_id) == second
     with pytest.raises(ValueError, match="already stored"):
-        own_db.append_run(run)
+        own_db.append_run(second)  # a second append of a stored run is still refused
 
 
 # -- failover: a primary stopped, its standby promoted -------------------------------------------
@@ -426,9 +471,10 @@ async def test_async_agent_turns_fail_over_to_the_promoted_standby(
 def test_the_turn_in_flight_fails_clearly_and_its_retry_is_stored_once(
     replicated: Any, scripted: Any, monkeypatch: pytest.MonkeyPatch, write: str
 ) -> None:
-    """The primary stops inside the write of a turn, after its BEGIN. A turn that leaves the
-    state as it was is an append_run, not repeated; one that changes it a commit_turn,
-    repeated at once, when no host takes writes yet. Either way the turn fails with
+    """The primary stops inside the write of a turn. A turn that leaves the state as it was
+    is an append_run (one statement, about to be sent), one that changes it a commit_turn
+    (after its BEGIN); each is repeated at once, idempotent on run_id, when no host takes
+    writes yet. Either way the turn fails with
     StorageUnavailableError naming its run_id; once the standby is promoted, its retry with
     that run_id is stored once and the next turn follows it."""
     db = PostgresDb(db_url=replicated.url(), schema="in_flight")
@@ -438,21 +484,33 @@ def test_the_turn_in_flight_fails_clearly_and_its_retry_is_stored_once(
     writes: list[str] = []
     monkeypatch.setattr(db, write, spying(getattr(db, write), lambda: writes.append(write)))
     agent = failover_agent(db, scripted)
-    begin = db.dialect.begin_write
+    # Where the write is under way: after commit_turn's BEGIN; as append_run's one
+    # statement is about to be sent.
+    owner, hook = (
+        (db.dialect, "begin_write")
+        if write == "commit_turn"
+        else (
+            db._ops,
+            "append_run_at_once",
+        )
+    )
+    original = getattr(owner, hook)
     halted: list[bool] = []
 
-    def begin_then_halt(link: Any) -> None:
-        begin(link)
+    def halt_in_flight(link: Any, *args: Any) -> Any:
+        if write == "commit_turn":
+            original(link)
         if not halted:
             halted.append(True)
             replicated.primary.halt()
+        return None if write == "commit_turn" else original(link, *args)
 
     try:
         outputs = [agent.run("turn 0", session_id="s", session_state=state(0))]
-        monkeypatch.setattr(db.dialect, "begin_write", begin_then_halt)
+        monkeypatch.setattr(owner, hook, halt_in_flight)
         with pytest.raises(StorageUnavailableError) as error:
             agent.run("turn 1", session_id="s", session_state=state(1))
-        monkeypatch.setattr(db.dialect, "begin_write", begin)
+        monkeypatch.setattr(owner, hook, original)
         assert halted and error.value.run_id is not None
         replicated.standby.promote()
         retried = agent.run(

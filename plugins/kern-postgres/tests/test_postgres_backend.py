@@ -467,7 +467,7 @@ def test_statements_are_planned_for_each_execution(db: PostgresDb) -> None:
             "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
         ).all()
     assert mode == "force_custom_plan"
-    planned = [row for row in prepared if row[0].startswith(("SELECT", "INSERT", "UPDATE"))]
+    planned = [row for row in prepared if row[0].startswith(("SELECT", "INSERT", "UPDATE", "WITH"))]
     assert any("max(" in statement for statement, _, _ in planned), planned
     assert all(generic == 0 and custom > 0 for _, generic, custom in planned), planned
 
@@ -519,19 +519,45 @@ def advisory_waiters(conn: psycopg.Connection) -> int:
     return int(count)
 
 
+def hold_session_write(raw: psycopg.Connection, db: PostgresDb, session_id: str) -> None:
+    """In ``raw``'s open transaction, be a writer of the session in the middle of a turn:
+    its lock taken and its next run inserted, not yet committed."""
+    hold_session_lock(raw, db, session_id)
+    runs = f'"{db.schema}".{db.tables.runs.name}'
+    raw.execute(
+        f"INSERT INTO {runs} (run_id, session_id, seq, status, messages, metrics, created_at) "
+        f"SELECT 'held-' || %s, %s, coalesce(max(seq), 0) + 1, 'completed', '[]', '{{}}', now() "
+        f"FROM {runs} WHERE session_id = %s",
+        (session_id, session_id, session_id),
+    )
+
+
+def lock_waiters(conn: psycopg.Connection) -> int:
+    """Sessions of this database waiting for a lock: an advisory lock, or another
+    transaction (a row or a key it holds)."""
+    (count,) = conn.execute(
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+        "WHERE NOT l.granted AND l.locktype IN ('advisory', 'transactionid') "
+        "AND a.datname = current_database()"
+    ).fetchone()
+    return int(count)
+
+
 def test_an_append_waits_only_for_writers_of_its_own_session(
     db: PostgresDb, pg_database: Any
 ) -> None:
+    """An append meeting another writer of its session mid-turn waits for it (on the seq
+    both want), then takes the next seq; a writer of another session never waits."""
     db.append_run(turn("busy", 0))
     holder = pg_database.connect()
     watcher = pg_database.connect()
     holder.autocommit = False
     try:
-        hold_session_lock(holder, db, "busy")
+        hold_session_write(holder, db, "busy")
         result: list[Run] = []
         blocked = threading.Thread(target=lambda: result.append(db.append_run(turn("busy", 1))))
         blocked.start()
-        wait_until(lambda: advisory_waiters(watcher) == 1, "the append to queue on the lock")
+        wait_until(lambda: lock_waiters(watcher) == 1, "the append to wait for the writer")
 
         # Another session's writer does not wait for it.
         assert db.append_run(turn("free", 0)).seq == 1
@@ -539,7 +565,8 @@ def test_an_append_waits_only_for_writers_of_its_own_session(
 
         holder.commit()
         blocked.join(timeout=60)
-        assert [run.seq for run in result] == [2]
+        assert [run.seq for run in result] == [3]  # after the other writer's run 2
+        assert [run.seq for run in db.get_last_runs("busy", 10)] == [1, 2, 3]
     finally:
         holder.close()
         watcher.close()
@@ -548,19 +575,19 @@ def test_an_append_waits_only_for_writers_of_its_own_session(
 async def test_async_append_waiting_on_the_server_leaves_the_loop_free(
     pg_database: Any, fresh_schema: str
 ) -> None:
-    """True async: while one append waits on the session lock in the server, the same event
-    loop goes on serving other calls, and no worker thread is involved."""
+    """True async: while one append waits in the server for another writer of its session,
+    the same event loop goes on serving other calls, and no worker thread is involved."""
     adb = AsyncPostgresDb(db_url=pg_database.async_url, schema=fresh_schema)
     await adb.append_run(turn("busy", 0))
     holder = pg_database.connect()
     holder.autocommit = False
     threads_before = threading.active_count()
     try:
-        hold_session_lock(holder, adb.sync_db, "busy")
+        hold_session_write(holder, adb.sync_db, "busy")
         waiting = asyncio.create_task(adb.append_run(turn("busy", 1)))
         deadline = time.monotonic() + 60  # a hang guard, not a timing assertion
         with pg_database.connect() as watcher:
-            while advisory_waiters(watcher) == 0:
+            while lock_waiters(watcher) == 0:
                 assert not waiting.done() and time.monotonic() < deadline
                 await asyncio.sleep(0.01)
 
@@ -572,7 +599,7 @@ async def test_async_append_waiting_on_the_server_leaves_the_loop_free(
         assert threading.active_count() == threads_before
 
         holder.commit()
-        assert (await waiting).seq == 2
+        assert (await waiting).seq == 3  # after the other writer's run 2
     finally:
         holder.close()
         await adb.close()
@@ -1159,14 +1186,16 @@ def test_a_server_lost_in_the_middle_of_a_write(
             )
 
     try:
-        db.append_run(turn("s", 0))
+        session = db.upsert_session(Session(session_id="s"), expected_version=None)
+        changed = session.model_copy(update={"state": {"n": 1}})
         monkeypatch.setattr(db.dialect, "begin_write", begin_then_die)
         with pytest.raises(StorageUnavailableError) as error:
-            db.append_run(turn("s", 1))
+            db.upsert_session(changed, expected_version=1)
         assert_unavailable(error)
         monkeypatch.undo()
-        assert [r.seq for r in db.get_last_runs("s", 10)] == [1]
-        assert db.append_run(turn("s", 1)).seq == 2
+        stored = db.get_session("s")
+        assert stored is not None and (stored.version, stored.state) == (1, {})
+        assert db.upsert_session(changed, expected_version=1).version == 2
     finally:
         db.close()
     assert pool_errors(caplog) == []

@@ -191,6 +191,30 @@ class BaseDb(_DbInfo, metaclass=ContractMeta):
         ``(session_id, seq)`` index: the cost is that of the rows returned.
         """
 
+    def read_turn(
+        self,
+        session_id: str,
+        limit: int,
+        *,
+        top_level_only: bool = False,
+        status: RunStatus | None = None,
+    ) -> tuple[Session | None, list[Run]]:
+        """What a turn reads before it calls the model: ``(get_session(session_id),
+        get_last_runs(session_id, limit, ...))``, in one round trip where the backend allows.
+
+        Same results as those two calls (runs are returned even when no session row is
+        stored; ``limit <= 0`` reads the session only). The default makes the two calls;
+        kern's backends answer with one statement, script or command, so a turn costs one
+        round trip to read and one to write.
+        """
+        session = self.get_session(session_id)
+        runs = (
+            self.get_last_runs(session_id, limit, top_level_only=top_level_only, status=status)
+            if limit > 0
+            else []
+        )
+        return session, runs
+
     @abc.abstractmethod
     def update_run(
         self,
@@ -445,6 +469,25 @@ class AsyncBaseDb(_DbInfo, metaclass=ContractMeta):
         top_level_only: bool = False,
         status: RunStatus | None = None,
     ) -> list[Run]: ...
+    async def read_turn(
+        self,
+        session_id: str,
+        limit: int,
+        *,
+        top_level_only: bool = False,
+        status: RunStatus | None = None,
+    ) -> tuple[Session | None, list[Run]]:
+        """The async ``BaseDb.read_turn``: the session and its last runs in one round trip."""
+        session = await self.get_session(session_id)
+        runs = (
+            await self.get_last_runs(
+                session_id, limit, top_level_only=top_level_only, status=status
+            )
+            if limit > 0
+            else []
+        )
+        return session, runs
+
     @abc.abstractmethod
     async def update_run(
         self,

@@ -115,6 +115,22 @@ class SyncBackedAsyncDb(AsyncBaseDb):
             status=status,
         )
 
+    async def read_turn(
+        self,
+        session_id: str,
+        limit: int,
+        *,
+        top_level_only: bool = False,
+        status: RunStatus | None = None,
+    ) -> tuple[Session | None, list[Run]]:
+        return await self._call(
+            self.sync_db.read_turn,
+            session_id,
+            limit,
+            top_level_only=top_level_only,
+            status=status,
+        )
+
     async def update_run(
         self,
         run_id: str,

@@ -306,7 +306,7 @@ class ContractMeta(abc.ABCMeta):
 
 
 #: Contract methods with a default implementation, guarded like the abstract ones.
-EXTRA_METHODS = ("recall_memories", "export_records", "import_records")
+EXTRA_METHODS = ("recall_memories", "read_turn", "export_records", "import_records")
 
 
 def guard_contract(contract: type) -> None:

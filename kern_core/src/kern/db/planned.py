@@ -70,6 +70,14 @@ class ContractPlans(Protocol[S_co]):
         top_level_only: bool = False,
         status: RunStatus | None = None,
     ) -> Plan[S_co, list[Run]]: ...
+    def read_turn(
+        self,
+        session_id: str,
+        limit: int,
+        *,
+        top_level_only: bool = False,
+        status: RunStatus | None = None,
+    ) -> Plan[S_co, tuple[Session | None, list[Run]]]: ...
     def update_run(
         self,
         run_id: str,
@@ -228,6 +236,18 @@ class PlannedDb(BaseDb, Generic[S]):
                 top_level_only=top_level_only,
                 status=status,
             )
+        )
+
+    def read_turn(
+        self,
+        session_id: str,
+        limit: int,
+        *,
+        top_level_only: bool = False,
+        status: RunStatus | None = None,
+    ) -> tuple[Session | None, list[Run]]:
+        return self._run(
+            self.plans.read_turn(session_id, limit, top_level_only=top_level_only, status=status)
         )
 
     def update_run(
@@ -463,6 +483,18 @@ class AsyncPlannedDb(AsyncBaseDb, Generic[S]):
                 top_level_only=top_level_only,
                 status=status,
             )
+        )
+
+    async def read_turn(
+        self,
+        session_id: str,
+        limit: int,
+        *,
+        top_level_only: bool = False,
+        status: RunStatus | None = None,
+    ) -> tuple[Session | None, list[Run]]:
+        return await self._run(
+            self.plans.read_turn(session_id, limit, top_level_only=top_level_only, status=status)
         )
 
     async def update_run(

@@ -80,6 +80,14 @@ class Store(Protocol):
         top_level_only: bool = False,
         status: RunStatus | None = None,
     ) -> Awaitable[list[Run]]: ...
+    def read_turn(
+        self,
+        session_id: str,
+        limit: int,
+        *,
+        top_level_only: bool = False,
+        status: RunStatus | None = None,
+    ) -> Awaitable[tuple[Session | None, list[Run]]]: ...
     def update_run(
         self,
         run_id: str,

@@ -143,6 +143,37 @@ class RunScenarios(ScenarioBase):
         assert await store.get_last_runs(sid, 3, before_seq=1) == []
         assert await store.get_last_runs(_uid("unknown"), 3) == []
 
+    async def test_read_turn_is_the_session_and_its_last_runs(self, store: Store) -> None:
+        """``read_turn`` answers exactly as ``get_session`` + ``get_last_runs`` would, for
+        every filter; runs without a session row come back too; ``limit`` 0 reads none."""
+        sid = _uid("s")
+        await store.upsert_session(
+            Session(session_id=sid, user_id=_uid("u"), state={"n": 1}), expected_version=None
+        )
+        leader = await store.append_run(_turn(sid, 0, status=RunStatus.COMPLETED))
+        await store.append_run(_turn(sid, 1, parent_run_id=leader.run_id))
+        await store.append_run(_turn(sid, 2, status=RunStatus.ERROR))
+        for i in range(3, 7):
+            await store.append_run(_turn(sid, i, status=RunStatus.COMPLETED))
+        session = await store.get_session(sid)
+        assert session is not None
+        for limit, top, status in [
+            (3, False, None),
+            (3, True, RunStatus.COMPLETED),
+            (100, True, None),
+            (2, False, RunStatus.ERROR),
+            (1, True, RunStatus.RUNNING),
+        ]:
+            expected = await store.get_last_runs(sid, limit, top_level_only=top, status=status)
+            got = await store.read_turn(sid, limit, top_level_only=top, status=status)
+            assert got == (session, expected), (limit, top, status)
+        assert await store.read_turn(sid, 0) == (session, [])
+
+        loose = _uid("no-session")  # a workflow may log runs before it writes a session
+        logged = [await store.append_run(_turn(loose, i)) for i in range(2)]
+        assert await store.read_turn(loose, 5) == (None, logged)
+        assert await store.read_turn(_uid("unknown"), 3) == (None, [])
+
     async def test_get_last_runs_top_level_only(self, store: Store) -> None:
         """top_level_only drops runs with a parent_run_id, before the limit applies."""
         sid = _uid("team")

@@ -23,7 +23,7 @@ from kern.db.sql.ops import SqlOps
 from kern.db.sql.prepared import Link, Prepared
 from kern.db.sql.schema import Tables
 from kern.db.sql.vectors import KEYS
-from kern.records import Embedding, Learning, Memory, Run, RunStatus, utcnow
+from kern.records import Embedding, Learning, Memory, Run, RunStatus, Session, utcnow
 
 
 class DuckOps(SqlOps):
@@ -95,6 +95,24 @@ class DuckOps(SqlOps):
         row["messages"] = [m.model_dump(exclude_none=True) for m in run.messages]
         link.execute(self._insert_keyed_run, row)
         return run.model_copy(update={"seq": seq})
+
+    def read_turn(
+        self,
+        link: Link,
+        session_id: str,
+        limit: int,
+        *,
+        top_level_only: bool,
+        status: RunStatus | None,
+    ) -> tuple[Session | None, list[Run]]:
+        """The session, then the runs by key (DuckDB reads through an index only for a
+        scan's single condition, so the shared joined statement would scan): one
+        connection lease, in-process, so no round trip is added."""
+        session = self.get_session(link, session_id)
+        runs = self.get_last_runs(
+            link, session_id, limit, before_seq=None, top_level_only=top_level_only, status=status
+        )
+        return session, runs
 
     def get_last_runs(
         self,

@@ -36,7 +36,8 @@ T = TypeVar("T")
 class Call:
     """``collections[collection].<method>(*args, **kwargs)``.
 
-    ``method="find"`` returns the list of documents (the cursor read to its end).
+    ``method="find"`` or ``"aggregate"`` returns the list of documents (the cursor read
+    to its end); an aggregate's ``$unionWith`` names its collection as ``collection`` does.
     """
 
     collection: str
@@ -120,7 +121,22 @@ def _send(call: Call, collections: Mapping[str, Any], session: Any) -> Any:
     """Make ``call`` on its collection, in the open transaction if there is one: the result
     (sync pymongo), an awaitable of it (async), or a cursor (``find``, either)."""
     kwargs = call.kwargs if session is None else {**call.kwargs, "session": session}
-    return getattr(collections[call.collection], call.method)(*call.args, **kwargs)
+    args = call.args
+    if call.method == "aggregate":
+        args = (_named(args[0], collections), *args[1:])
+    return getattr(collections[call.collection], call.method)(*args, **kwargs)
+
+
+def _named(pipeline: list[dict[str, Any]], collections: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``pipeline`` with each ``$unionWith``'s logical collection name made the real one
+    (the ops name collections as ``Call.collection`` does, without the table prefix)."""
+    named = []
+    for stage in pipeline:
+        union = stage.get("$unionWith")
+        if union is not None and union.get("coll") in collections:
+            stage = {"$unionWith": {**union, "coll": collections[union["coll"]].name}}
+        named.append(stage)
+    return named
 
 
 def _one_bulk_write(step: Bulk, collections: Mapping[str, Any], session: Any) -> list[UpdateOne]:
@@ -138,6 +154,10 @@ def _one_bulk_write(step: Bulk, collections: Mapping[str, Any], session: Any) ->
 
 
 # -- the performers -------------------------------------------------------------------------
+#: Calls whose cursor is read to its end: the step's result is the list of documents.
+CURSORS = frozenset({"find", "aggregate"})
+
+
 class Steps:
     """Performs one operation's steps with blocking calls on sync pymongo collections; holds
     its transaction's session (``end()`` aborts one left open)."""
@@ -151,7 +171,7 @@ class Steps:
     def __call__(self, step: Step) -> Any:
         if isinstance(step, Call):
             result = _send(step, self.collections, self.session)
-            return list(result) if step.method == "find" else result
+            return list(result) if step.method in CURSORS else result
         if isinstance(step, OnDatabase):
             return _on_database(step, self.collections)
         if isinstance(step, Bulk):
@@ -201,7 +221,9 @@ class AsyncSteps:
     async def __call__(self, step: Step) -> Any:
         if isinstance(step, Call):
             pending = _send(step, self.collections, self.session)
-            return await (pending.to_list(None) if step.method == "find" else pending)
+            if step.method == "aggregate":  # the async client's aggregate is awaited first
+                pending = await pending
+            return await (pending.to_list(None) if step.method in CURSORS else pending)
         if isinstance(step, OnDatabase):
             return await _on_database(step, self.collections)
         if isinstance(step, Bulk):

@@ -732,11 +732,7 @@ def get_last_runs(
 ) -> Op[list[Run]]:
     if limit <= 0:
         return []
-    query = _eq(session_id=session_id)
-    if top_level_only:
-        query["parent_run_id"] = None
-    if status is not None:
-        query["status"] = {"$eq": RunStatus(status).value}
+    query = _history_query(session_id, top_level_only, status)
     # Newest first through the {session_id, seq} index, stopping after ``limit``: one find,
     # unless runs of unfinished commits were among them (then the next ones below).
     found: list[dict[str, Any]] = []
@@ -755,6 +751,55 @@ def get_last_runs(
             break
         below = docs[-1]["seq"]
     return [codec.run_from(doc) for doc in reversed(found)]
+
+
+def read_turn(
+    session_id: str,
+    limit: int,
+    *,
+    top_level_only: bool,
+    status: RunStatus | None,
+) -> Op[tuple[Session | None, list[Run]]]:
+    """The session and its newest ``limit`` runs in ONE command: an aggregate on the session
+    by ``_id`` with ``$unionWith`` of the runs' history query (the ``{session_id, seq}``
+    index, newest first, limited). Documents of an unfinished commit (a ``pending_run`` on
+    the session, a ``pending`` run) are settled by the two reads this replaces."""
+    if limit <= 0:
+        return (yield from get_session(session_id)), []
+    history = [
+        {"$match": _history_query(session_id, top_level_only, status)},
+        {"$sort": {"seq": DESCENDING}},
+        {"$limit": limit},
+    ]
+    pipeline = [
+        {"$match": {"_id": session_id}},
+        {"$unionWith": {"coll": RUNS, "pipeline": history}},
+    ]
+    docs = yield Call(SESSIONS, "aggregate", (pipeline,))
+    found = [doc for doc in docs if "seq" in doc]
+    session_docs = [doc for doc in docs if "seq" not in doc]
+    unsettled = any("pending" in doc for doc in found) or any(
+        doc.get("pending_run") is not None for doc in session_docs
+    )
+    if unsettled:
+        session = yield from get_session(session_id)
+        runs = yield from get_last_runs(
+            session_id, limit, before_seq=None, top_level_only=top_level_only, status=status
+        )
+        return session, runs
+    session = codec.session_from(session_docs[0]) if session_docs else None
+    return session, [codec.run_from(doc) for doc in reversed(found)]
+
+
+def _history_query(
+    session_id: str, top_level_only: bool, status: RunStatus | None
+) -> dict[str, Any]:
+    query = _eq(session_id=session_id)
+    if top_level_only:
+        query["parent_run_id"] = None
+    if status is not None:
+        query["status"] = {"$eq": RunStatus(status).value}
+    return query
 
 
 def update_run(

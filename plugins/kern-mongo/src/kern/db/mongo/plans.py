@@ -95,6 +95,16 @@ class MongoPlans:
             session_id, limit, before_seq=before_seq, top_level_only=top_level_only, status=status
         )
 
+    def read_turn(
+        self,
+        session_id: str,
+        limit: int,
+        *,
+        top_level_only: bool = False,
+        status: RunStatus | None = None,
+    ) -> Op[tuple[Session | None, list[Run]]]:
+        return ops.read_turn(session_id, limit, top_level_only=top_level_only, status=status)
+
     def update_run(
         self,
         run_id: str,

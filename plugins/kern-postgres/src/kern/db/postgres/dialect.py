@@ -148,6 +148,8 @@ class PostgresDialect(SqlDialect):
     name = "postgresql"
     # The advisory lock serialises next_seq + insert per session (see the module docstring).
     seq_serialised: ClassVar[bool] = True
+    # An append is one autocommitted statement first; the lock only after a collision.
+    one_statement_append: ClassVar[bool] = True
     array_parameters: ClassVar[bool] = True
     insert_construct = staticmethod(pg_insert)
 

@@ -15,8 +15,11 @@ engines do without, in two steps:
    more on a new connection when that cannot write anything twice: a read; a write whose
    ``BEGIN`` failed, so none of it reached the server; ``commit_turn`` at any point, because
    it is idempotent on ``run_id`` (a turn already stored is read back and returned, nothing
-   written). Any other write lost after its ``BEGIN`` may or may not be committed: it is
-   not repeated, and the caller gets the ``StorageUnavailableError`` saying so.
+   written); ``append_run`` at any point, because a run id is stored at most once: the
+   retry first looks the run up, and returns it if the lost attempt stored it (one
+   statement, autocommitted, so it has no ``BEGIN`` to fail first). Any other write lost
+   after its ``BEGIN`` may or may not be committed: it is not repeated, and the caller gets
+   the ``StorageUnavailableError`` saying so.
 
 Once a connection is found lost, every connection the pool made before is marked stale and
 replaced at its next checkout, so the retry never meets another dead one
@@ -45,7 +48,7 @@ if TYPE_CHECKING:
 #: back.
 Stage = Literal["enter", "body", "exit"]
 #: How an operation may be repeated after its connection was lost (see the module docstring).
-Policy = Literal["read", "idempotent", "write"]
+Policy = Literal["read", "idempotent", "append", "write"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: The contract methods that only read, and the one write that is idempotent.
@@ -54,6 +57,7 @@ READS = (
     "list_sessions",
     "get_run",
     "get_last_runs",
+    "read_turn",
     "get_memory",
     "list_memories",
     "search_memories",
@@ -71,7 +75,6 @@ IDEMPOTENT = ("commit_turn",)
 WRITES = (
     "upsert_session",
     "delete_session",
-    "append_run",
     "update_run",
     "upsert_memory",
     "delete_memory",
@@ -84,6 +87,7 @@ WRITES = (
 POLICIES: dict[str, Policy] = {
     **dict.fromkeys(READS, "read"),
     **dict.fromkeys(IDEMPOTENT, "idempotent"),
+    "append_run": "append",
     **dict.fromkeys(WRITES, "write"),
 }
 
@@ -121,7 +125,18 @@ def may_repeat(policy: Policy, error: ConnectionLostError) -> bool:
     anything twice by running again."""
     if policy == "write":
         return error.write and error.stage == "enter"
-    return True  # a read; commit_turn, idempotent on run_id
+    return True  # a read; commit_turn and append_run, stored at most once by run_id
+
+
+def _appended(db: Any, run: Any) -> Any:
+    """The stored run, if the append whose connection was lost stored ``run`` (same id,
+    session and content); None if it did not, so the append runs again (a run id held by
+    something else is then refused by the append itself)."""
+    stored = db.get_run(run.run_id)
+    if stored is None or stored.session_id != run.session_id:
+        return None
+    same = stored.model_dump(exclude={"seq"}) == run.model_dump(exclude={"seq"})
+    return stored if same else None
 
 
 def retrying(method: F, policy: Policy) -> F:
@@ -135,6 +150,10 @@ def retrying(method: F, policy: Policy) -> F:
         except ConnectionLostError as error:
             if not may_repeat(policy, error):
                 raise
+            if policy == "append" and error.stage != "enter":
+                appended = _appended(self, args[0] if args else kwargs["run"])
+                if appended is not None:
+                    return appended
         return method(self, *args, **kwargs)
 
     # ``method`` is the contract's guarded method already (arguments checked, driver faults

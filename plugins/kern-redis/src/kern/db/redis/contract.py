@@ -129,6 +129,18 @@ class RedisPlans(ContractPlans[Step]):
             status=status,
         )
 
+    def read_turn(
+        self,
+        session_id: str,
+        limit: int,
+        *,
+        top_level_only: bool = False,
+        status: RunStatus | None = None,
+    ) -> Plan[tuple[Session | None, list[Run]]]:
+        return turns.read_turn(
+            self.ctx, session_id, limit, top_level_only=top_level_only, status=status
+        )
+
     def update_run(
         self,
         run_id: str,

@@ -130,10 +130,27 @@ def get_last_runs(
 ) -> Plan[list[Run]]:
     if limit <= 0:
         return []
+    (raws,) = yield [last_runs_step(ctx, session_id, limit, before_seq, top_level_only, status)]
+    return runs_from(raws)
+
+
+def last_runs_step(
+    ctx: Ctx,
+    session_id: str,
+    limit: int,
+    before_seq: int | None,
+    top_level_only: bool,
+    status: RunStatus | str | None,
+) -> Lua:
+    """The script reading the newest ``limit`` runs from one seq index (see the module doc)."""
     base = ctx.keys.session_base(session_id)
     index = run_index(top_level_only, None if status is None else RunStatus(status).value)
     top = "+inf" if before_seq is None else f"({int(before_seq)}"
-    (raws,) = yield [Lua("last_runs", (base + "runs",), (base, index, top, int(limit)))]
+    return Lua("last_runs", (base + "runs",), (base, index, top, int(limit)))
+
+
+def runs_from(raws: Sequence[Any]) -> list[Run]:
+    """The ``last_runs`` script's answer (newest first) as runs, oldest first."""
     return [codec.run_from(raw) for raw in reversed(raws) if raw is not None]
 
 

@@ -31,11 +31,11 @@ def _entries(ctx: Ctx, user: Any, component: Any, stype: Any) -> list[str]:
     return ctx.keys.session_entries(text(user), text(component), text(stype))
 
 
-def _read(ctx: Ctx, session_id: str) -> Cmd:
+def read_step(ctx: Ctx, session_id: str) -> Cmd:
     return Cmd("hmget", ctx.keys.session_base(session_id) + "session", "v", "c", "u", "rest")
 
 
-def _parse(fields: list[Any]) -> Session | None:
+def parse(fields: list[Any]) -> Session | None:
     version, created, updated, rest = fields
     if version is None or rest is None:
         return None
@@ -43,15 +43,15 @@ def _parse(fields: list[Any]) -> Session | None:
 
 
 def get_session(ctx: Ctx, session_id: str) -> Plan[Session | None]:
-    (fields,) = yield [_read(ctx, session_id)]
-    return _parse(fields)
+    (fields,) = yield [read_step(ctx, session_id)]
+    return parse(fields)
 
 
 def fetch_sessions(ctx: Ctx, session_ids: list[str]) -> Plan[list[Session | None]]:
     if not session_ids:
         return []
-    rows = yield [_read(ctx, sid) for sid in session_ids]
-    return [_parse(fields) for fields in rows]
+    rows = yield [read_step(ctx, sid) for sid in session_ids]
+    return [parse(fields) for fields in rows]
 
 
 def cas_args(

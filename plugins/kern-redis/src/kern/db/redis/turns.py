@@ -32,7 +32,27 @@ from kern.db.redis import codec, runs, sessions
 from kern.db.redis.codec import text
 from kern.db.redis.indexes import Ctx, add_to
 from kern.db.redis.plans import Lua, Plan, Step, together
-from kern.records import Run, Session, utcnow
+from kern.records import Run, RunStatus, Session, utcnow
+
+
+def read_turn(
+    ctx: Ctx,
+    session_id: str,
+    limit: int,
+    *,
+    top_level_only: bool,
+    status: RunStatus | None,
+) -> Plan[tuple[Session | None, list[Run]]]:
+    """The session hash and the ``last_runs`` script in one pipeline: both live in the
+    session's slot, so this is one round trip to one server, cluster or not."""
+    if limit <= 0:
+        (fields,) = yield [sessions.read_step(ctx, session_id)]
+        return sessions.parse(fields), []
+    fields, raws = yield [
+        sessions.read_step(ctx, session_id),
+        runs.last_runs_step(ctx, session_id, limit, None, top_level_only, status),
+    ]
+    return sessions.parse(fields), runs.runs_from(raws)
 
 
 def _one(step: Step) -> Plan[None]:

@@ -423,7 +423,7 @@ class SqlDb(BaseDb):
                 f"commit_turn() got run.session_id {run.session_id!r} with session "
                 f"{session.session_id!r}: a turn's run belongs to the session it is stored with."
             )
-        attempts = 1 if self.dialect.seq_serialised else self.dialect.seq_attempts
+        attempts = self._seq_attempts
         for attempt in range(1, attempts + 1):
             try:
                 with self._write() as link:
@@ -436,6 +436,15 @@ class SqlDb(BaseDb):
                 if isinstance(exc, VersionConflictError) or attempt == attempts:
                     raise
         raise AssertionError("unreachable")
+
+    @property
+    def _seq_attempts(self) -> int:
+        """Attempts of a serialised append or turn: one, unless unlocked one-statement
+        appends (``one_statement_append``) may take a seq under the lock's nose."""
+        dialect = self.dialect
+        if dialect.seq_serialised and not dialect.one_statement_append:
+            return 1
+        return dialect.seq_attempts
 
     def _stored_turn(self, run: Run) -> tuple[Run, Session] | None:
         """The stored run ``run.run_id`` and its session if this turn was stored already;
@@ -454,7 +463,16 @@ class SqlDb(BaseDb):
         return stored, session
 
     def append_run(self, run: Run) -> Run:
-        attempts = 1 if self.dialect.seq_serialised else self.dialect.seq_attempts
+        if self.dialect.one_statement_append:
+            try:
+                # One statement, its own transaction: no BEGIN/COMMIT round trips.
+                with self._link(write=False) as link:
+                    return self._ops.append_run_at_once(link, run)
+            except IntegrityError:
+                if self.get_run(run.run_id) is not None:
+                    raise _already_stored(run.run_id) from None
+                # Another writer of the session took this seq: the serialised path below.
+        attempts = self._seq_attempts
         for attempt in range(1, attempts + 1):
             try:
                 with self._write() as link:
@@ -463,10 +481,7 @@ class SqlDb(BaseDb):
                 # Either the run_id is taken, or (unserialised dialects) another writer
                 # took this seq first: then the next attempt reads the new maximum.
                 if self.get_run(run.run_id) is not None:
-                    raise ValueError(
-                        f"run {run.run_id!r} is already stored: runs are written once. "
-                        "Use update_run() to finish a running run, or give a new run_id."
-                    ) from None
+                    raise _already_stored(run.run_id) from None
                 if attempt == attempts:
                     raise
         raise AssertionError("unreachable")
@@ -492,6 +507,19 @@ class SqlDb(BaseDb):
                 before_seq=before_seq,
                 top_level_only=top_level_only,
                 status=status,
+            )
+
+    def read_turn(
+        self,
+        session_id: str,
+        limit: int,
+        *,
+        top_level_only: bool = False,
+        status: RunStatus | None = None,
+    ) -> tuple[Session | None, list[Run]]:
+        with self._read() as link:
+            return self._ops.read_turn(
+                link, session_id, limit, top_level_only=top_level_only, status=status
             )
 
     def update_run(
@@ -694,6 +722,13 @@ class SqlDb(BaseDb):
 
 
 # -- faults -------------------------------------------------------------------------------
+def _already_stored(run_id: str) -> ValueError:
+    return ValueError(
+        f"run {run_id!r} is already stored: runs are written once. "
+        "Use update_run() to finish a running run, or give a new run_id."
+    )
+
+
 def unavailable_error(db: SqlDb, cause: BaseException) -> StorageUnavailableError:
     """The door's ``StorageUnavailableError`` for ``cause``, the URL's password masked."""
     password = db.engine.url.password

@@ -92,6 +92,11 @@ class SqlDialect:
     seq_serialised: ClassVar[bool] = False
     #: How many times ``append_run`` tries when seq collides (only if not serialised).
     seq_attempts: ClassVar[int] = 50
+    #: True when one statement can insert a run at ``max(seq) + 1`` and move the session's
+    #: ``updated_at`` (Postgres: data-modifying CTEs), each statement its own transaction.
+    #: ``append_run`` then tries that one round trip first, without ``next_seq``'s lock, and
+    #: takes the serialised path only after a collision on the ``(session_id, seq)`` key.
+    one_statement_append: ClassVar[bool] = False
     #: True when the database takes a Python list as one array parameter and can
     #: ``unnest`` it (Postgres, DuckDB): a lookup of many keys is then one statement
     #: (``kern.db.sql.transfer``), instead of one per chunk of placeholders.

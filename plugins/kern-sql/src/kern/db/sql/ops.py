@@ -27,8 +27,11 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    func,
+    literal,
     or_,
     select,
+    true,
 )
 
 from kern.db.base import VectorTable
@@ -104,6 +107,9 @@ class SqlOps:
         self._delete_session = p(s.delete().where(s.c.session_id == sid))
 
         self._insert_run = p(r.insert())
+        self._append_at_once = (
+            p(_append_statement(tables)) if dialect.one_statement_append else None
+        )
         self._get_run = p(select(r).where(r.c.run_id == bindparam("run_id")))
         self._run_status = p(select(r.c.status).where(r.c.run_id == bindparam("run_id")))
         self._finish_run = p(
@@ -229,9 +235,24 @@ class SqlOps:
 
     # -- runs -------------------------------------------------------------------------
     def append_run(self, link: Link, run: Run) -> Run:
-        stored = self.store_run(link, run, self.dialect.next_seq(link, run.session_id))
+        """The seq (``next_seq``, locked where the dialect locks), then the session's
+        ``updated_at``, then the run: the session row's lock comes before the run's key, as
+        in ``commit_turn`` and the one-statement append, so writers never wait in a cycle."""
+        seq = self.dialect.next_seq(link, run.session_id)
         link.execute(self._touch_session, {"b_session_id": run.session_id, "b_at": run.created_at})
-        return stored
+        return self.store_run(link, run, seq)
+
+    def append_run_at_once(self, link: Link, run: Run) -> Run:
+        """``append_run`` as one statement (``SqlDialect.one_statement_append``): the insert
+        at the session's ``max(seq) + 1`` and the session's ``updated_at`` move together.
+        Unlocked: a concurrent writer of the session can take the same seq first, which
+        raises ``IntegrityError`` on the unique ``(session_id, seq)`` key."""
+        assert self._append_at_once is not None
+        row = to_row(run, exclude={"messages", "seq"})
+        row["messages"] = [m.model_dump(exclude_none=True) for m in run.messages]
+        row["b_at"] = run.created_at
+        seq = link.scalar(self._append_at_once, row)
+        return run.model_copy(update={"seq": int(seq)})
 
     def store_run(self, link: Link, run: Run, seq: int) -> Run:
         """Insert ``run`` as the session's run ``seq`` (which ``next_seq`` gave); the stored run."""
@@ -248,9 +269,10 @@ class SqlOps:
         """``upsert_session`` and ``append_run`` in the caller's one transaction.
 
         The seq comes first: where ``next_seq`` takes a lock (Postgres's per-session
-        advisory lock), a turn takes it before the session row's lock, in the order
-        ``append_run`` takes them (lock, insert, then the session's ``updated_at``), so two
-        writers of a session never wait for each other in a cycle. A conflict on the
+        advisory lock), a turn takes it before the session row's lock, and that before the
+        run's key, in the order ``append_run`` takes them (lock, the session's
+        ``updated_at``, then the insert), so two writers of a session never wait for each
+        other in a cycle. A conflict on the
         session raises before the run is written; the caller's rollback undoes the rest.
         """
         seq = self.dialect.next_seq(link, run.session_id)
@@ -280,26 +302,58 @@ class SqlOps:
         if limit <= 0:
             return []
         shape = ("last_runs", before_seq is not None, top_level_only, status is not None)
+        query = self._shape(shape, lambda: self._history(before_seq, top_level_only, status))
+        params = _history_params(session_id, limit, before_seq, status)
+        return [run_from(row) for row in reversed(link.all(query, params))]
 
-        def build() -> Select[Any]:
-            r = self.tables.runs
-            stmt = select(r).where(r.c.session_id == bindparam("session_id"))
-            if before_seq is not None:
-                stmt = stmt.where(r.c.seq < bindparam("before_seq"))
-            if top_level_only:
-                stmt = stmt.where(r.c.parent_run_id.is_(None))
-            if status is not None:
-                stmt = stmt.where(r.c.status == bindparam("status"))
-            # Newest first through the (session_id, seq) index, stopping after ``limit``.
-            return stmt.order_by(r.c.seq.desc()).limit(bindparam("limit"))
-
-        params: dict[str, Any] = {"session_id": session_id, "limit": limit}
+    def _history(
+        self, before_seq: int | None, top_level_only: bool, status: RunStatus | None
+    ) -> Select[Any]:
+        """The newest runs of a session, newest first through the (session_id, seq) index,
+        stopping after ``limit`` (the filters given are bound by ``_history_params``)."""
+        r = self.tables.runs
+        stmt = select(r).where(r.c.session_id == bindparam("session_id"))
         if before_seq is not None:
-            params["before_seq"] = before_seq
+            stmt = stmt.where(r.c.seq < bindparam("before_seq"))
+        if top_level_only:
+            stmt = stmt.where(r.c.parent_run_id.is_(None))
         if status is not None:
-            params["status"] = RunStatus(status).value
-        rows = link.all(self._shape(shape, build), params)
-        return [run_from(row) for row in reversed(rows)]
+            stmt = stmt.where(r.c.status == bindparam("status"))
+        return stmt.order_by(r.c.seq.desc()).limit(bindparam("limit"))
+
+    def read_turn(
+        self,
+        link: Link,
+        session_id: str,
+        limit: int,
+        *,
+        top_level_only: bool,
+        status: RunStatus | None,
+    ) -> tuple[Session | None, list[Run]]:
+        """The session row and its last ``limit`` runs in ONE statement (one round trip to
+        a server): a one-row anchor, outer-joined to the session's row and to the history
+        query. Each row carries the session's columns beside one run's."""
+        if limit <= 0:
+            return self.get_session(link, session_id), []
+        shape = ("read_turn", top_level_only, status is not None)
+        query = self._shape(shape, lambda: self._turn_read(top_level_only, status))
+        rows = link.all(query, _history_params(session_id, limit, None, status))
+        session = None
+        if rows and rows[0]["s_session_id"] is not None:
+            session = session_from(_columns(rows[0], "s_"))
+        runs = [run_from(_columns(row, "r_")) for row in rows if row["r_run_id"] is not None]
+        runs.sort(key=lambda run: run.seq or 0)
+        return session, runs
+
+    def _turn_read(self, top_level_only: bool, status: RunStatus | None) -> Select[Any]:
+        s = self.tables.sessions
+        session = select(s).where(s.c.session_id == bindparam("session_id")).subquery("s")
+        history = self._history(None, top_level_only, status).subquery("h")
+        anchor = select(literal(1).label("one")).subquery("anchor")
+        return select(
+            *(column.label(f"s_{column.key}") for column in session.c),
+            *(column.label(f"r_{column.key}") for column in history.c),
+        ).select_from(anchor.outerjoin(session, true()).outerjoin(history, true()))
 
     def update_run(
         self,
@@ -543,3 +597,55 @@ def _set_vector(stored: Table, key: str) -> ClauseElement:
 
 
 __all__ = ["SqlOps"]
+
+
+def _history_params(
+    session_id: str, limit: int, before_seq: int | None, status: RunStatus | None
+) -> dict[str, Any]:
+    params: dict[str, Any] = {"session_id": session_id, "limit": limit}
+    if before_seq is not None:
+        params["before_seq"] = before_seq
+    if status is not None:
+        params["status"] = RunStatus(status).value
+    return params
+
+
+def _columns(row: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """The columns of ``row`` named with ``prefix``, without it (one table's share of a join)."""
+    cut = len(prefix)
+    return {name[cut:]: value for name, value in row.items() if name.startswith(prefix)}
+
+
+def _append_statement(tables: Tables) -> ClauseElement:
+    """``INSERT ... SELECT <values>, coalesce(max(seq), 0) + 1`` returning the seq, after an
+    ``UPDATE`` (a CTE of the same statement) has moved the session's ``updated_at``.
+
+    The insert reads a count of the update's rows, so the update runs first: an append
+    takes the session row's lock before its run's key, in the order ``commit_turn`` does
+    (session, then run), and two writers never wait for each other in a cycle.
+    """
+    r, s = tables.runs, tables.sessions
+    touched = (
+        s.update()
+        .where(s.c.session_id == bindparam("session_id"), s.c.updated_at < bindparam("b_at"))
+        .values(updated_at=bindparam("b_at"))
+        .returning(s.c.session_id)
+        .cte("touched")
+    )
+    after_touch = select(func.count().label("touched")).select_from(touched).subquery("gate")
+    columns = [column for column in r.c if column.key != "seq"]
+    next_seq = (
+        select(func.coalesce(func.max(r.c.seq), 0) + 1)
+        .where(r.c.session_id == bindparam("session_id"))
+        .scalar_subquery()
+    )
+    values = [bindparam(column.key, type_=column.type) for column in columns]
+    inserted = (
+        r.insert()
+        .from_select(
+            [*(c.key for c in columns), "seq"], select(*values, next_seq).select_from(after_touch)
+        )
+        .returning(r.c.seq)
+        .cte("inserted")
+    )
+    return select(inserted.c.seq)
