@@ -51,6 +51,13 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def round_trips(session: nox.Session) -> None:
+    """Statements (SQL) and commands (MongoDB) one agent turn sends, an append and a state
+    change (figures in docs/benchmarks.md#round-trips-per-turn)."""
+    session.run("uv", "run", "python", "benchmarks/round_trips.py", *session.posargs, external=True)
+
+
+@nox.session
 def recall(session: nox.Session) -> None:
     """Recall latency with vectors (hybrid, vector-only, lexical) on every backend, 100k
     memories over 1k users; ``-- --backends sqlite postgres``, ``-- --users 20 --queries 20``
