@@ -171,6 +171,7 @@ def test_every_capability_gates_a_scenario_in_both_suites() -> None:
     assert gated["raw_storage_scan"] == {
         "test_forget_user_leaves_no_raw_trace",
         "test_vector_leaves_no_raw_trace_after_delete_or_forget",
+        "test_encrypted_text_never_reaches_storage_and_reads_back",
     }
 
 

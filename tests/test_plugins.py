@@ -51,11 +51,22 @@ def test_a_first_party_scheme_without_its_plugin_names_the_extra(url, extra, sql
 
 @pytest.fixture
 def sqlite_only(monkeypatch):
-    """Load only the SQLite entry point, as on a machine with the plain install."""
-    monkeypatch.setenv("KERN_LOAD_PLUGINS", "sqlite")
+    """Only the SQLite entry point installed, as on a machine with the plain install (not
+    KERN_LOAD_PLUGINS, which reports the others as installed but not loaded)."""
+    import importlib.metadata
+
+    every = importlib.metadata.entry_points
+
+    def sqlite_entry_point_only(**select):
+        found = every(**select)
+        if select.get("group") != plugins.ENTRY_POINT_GROUP:
+            return found
+        return [ep for ep in found if ep.name == "sqlite"]
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", sqlite_entry_point_only)
     plugins.reset()
     yield
-    monkeypatch.delenv("KERN_LOAD_PLUGINS")
+    monkeypatch.undo()
     plugins.reset()
 
 

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack, overload
 from pydantic import ValidationError
 
 from kern import storage
+from kern.budget import count_tokens, fit_history
 from kern.db.base import AsyncBaseDb, BaseDb
+from kern.db.fork import STATE_KEY, state_snapshot
 from kern.effects import Call, Done, ModelCall, Turn
 from kern.errors import (
     ConfigurationError,
@@ -27,15 +29,18 @@ from kern.errors import (
     SyncAsyncMismatchError,
     ToolError,
 )
+from kern.forks import fork_turn
 from kern.ids import check_id, check_input
 from kern.learn.background import arun_turn, astream_turn, run_turn, stream_turn
 from kern.learn.scope import LearningScope, Recall
 from kern.models import default_model, get_model
 from kern.models.base import Model, ModelResponse
+from kern.past_sessions import PastSessions
 from kern.printing import aprint_stream, print_run, print_stream
 from kern.records import Message, Run, RunStatus, Session, SessionType, new_id
 from kern.run import RunEvent, RunOutput
 from kern.sessions import SHARED_KEY, check_owner, checked_state, commit, read_owned
+from kern.summaries import SessionSummaries, after_turn, summaries_option, summary_message
 from kern.tools import Tool, ToolRetry, argument_error_text, as_tool, result_text
 
 if TYPE_CHECKING:
@@ -62,6 +67,9 @@ class Agent:
     ``add_history_to_context`` puts the last ``num_history_runs`` runs of the session into
     the model's context. ``session_state`` holds defaults for a new session's state; tools
     that take a ``session_state`` parameter receive the session's state and may change it.
+    ``session_summaries`` keeps a rolling summary of the session ahead of those runs,
+    ``max_history_tokens`` trims them to a token budget, and ``PastSessions()`` in
+    ``tools`` lets the model search the user's earlier sessions (docs/long-sessions.md).
     """
 
     #: What this component's sessions are stored as.
@@ -75,7 +83,7 @@ class Agent:
         name: str | None = None,
         agent_id: str | None = None,
         instructions: str | Sequence[str] | None = None,
-        tools: Sequence[Callable[..., Any] | Tool] = (),
+        tools: Sequence[Callable[..., Any] | Tool | PastSessions] = (),
         session_id: str | None = None,
         user_id: str | None = None,
         session_state: dict[str, Any] | None = None,
@@ -85,6 +93,8 @@ class Agent:
         markdown: bool = False,
         learning: bool | LearningMachine | None = None,
         shared_session: bool = False,
+        session_summaries: bool | SessionSummaries | None = None,
+        max_history_tokens: int | None = None,
     ) -> None:
         if db is not None and not isinstance(db, BaseDb | AsyncBaseDb):
             raise ConfigurationError(
@@ -98,7 +108,9 @@ class Agent:
         self.name = name
         self.agent_id = agent_id or name
         self.instructions = [instructions] if isinstance(instructions, str) else instructions
-        self.tools = [as_tool(tool) for tool in tools]
+        self.tools = [as_tool(tool) for tool in tools if not isinstance(tool, PastSessions)]
+        #: Tools bound to each run's user (``PastSessions``).
+        self.past_sessions = [tool for tool in tools if isinstance(tool, PastSessions)]
         #: The session used when a call names none: the one given here, else one made up
         #: for this agent's ``user_id``. Other users get sessions of their own (a session
         #: belongs to its user), see ``default_session_id``.
@@ -115,6 +127,12 @@ class Agent:
         self.shared_session = shared_session
         #: The learning machine (``learning=True`` or a ``LearningMachine``), or None.
         self.learning = _learning_machine(learning)
+        #: Rolling session summaries (kern.summaries), or None.
+        self.session_summaries = summaries_option(session_summaries)
+        if max_history_tokens is not None and max_history_tokens < 0:
+            raise ConfigurationError("max_history_tokens must be 0 or more (None: no budget)")
+        #: The history's token budget (kern.budget), or None.
+        self.max_history_tokens = max_history_tokens
 
     @property
     def model(self) -> Model:
@@ -252,6 +270,44 @@ class Agent:
         session = self.get_session(session_id)
         return dict(session.state) if session else dict(self.session_state)
 
+    def fork_session(
+        self,
+        session_id: str,
+        *,
+        at_seq: int | None = None,
+        at_run_id: str | None = None,
+        new_session_id: str | None = None,
+    ) -> str:
+        """A new session holding ``session_id``'s turns up to ``at_seq`` (or the turn
+        ``at_run_id``) and the state that turn left; its id (a fresh one unless given).
+        Continue it with ``agent.run(..., session_id=<that id>)``; the source is unchanged."""
+        self._require_sync_db("fork_session", "afork_session")
+        fork = fork_turn(
+            session_id,
+            self.user_id,
+            at_seq=at_seq,
+            at_run_id=at_run_id,
+            new_session_id=new_session_id,
+        )
+        return run_turn(fork, self._require_db())
+
+    async def afork_session(
+        self,
+        session_id: str,
+        *,
+        at_seq: int | None = None,
+        at_run_id: str | None = None,
+        new_session_id: str | None = None,
+    ) -> str:
+        fork = fork_turn(
+            session_id,
+            self.user_id,
+            at_seq=at_seq,
+            at_run_id=at_run_id,
+            new_session_id=new_session_id,
+        )
+        return await arun_turn(fork, self._require_db())
+
     def get_chat_history(
         self, session_id: str | None = None, *, last_n_runs: int | None = None
     ) -> list[Message]:
@@ -264,6 +320,15 @@ class Agent:
     ) -> list[Message]:
         reader = self._read_history(session_id, last_n_runs)
         return await arun_turn(reader, self._require_db())
+
+    def get_session_summary(self, session_id: str | None = None) -> str | None:
+        """The session's rolling summary (``session_summaries``), or None if it has none."""
+        session = self.get_session(session_id)
+        return session.summary if session else None
+
+    async def aget_session_summary(self, session_id: str | None = None) -> str | None:
+        session = await self.aget_session(session_id)
+        return session.summary if session else None
 
     def default_session_id(self, user_id: str | None = None) -> str:
         """The session a turn uses when it names none: ``session_id`` given to the agent, or
@@ -355,6 +420,7 @@ class Agent:
         state = copy.deepcopy(session.state if session else self.session_state)
         if state_override:
             state.update(state_override)
+        history, trimmed = self._fit_context(history, session if stored else None)
 
         backend = self.db.backend_name if self.db is not None else None
         here = ParentRun(
@@ -368,6 +434,8 @@ class Agent:
         )
         state = checked_state(state)
         run.metrics["duration_s"] = round(time.perf_counter() - started, 6)
+        if (snapshot := state_snapshot(state)) is not None:
+            run.metrics[STATE_KEY] = snapshot  # the state a fork at this turn gets
         if persist:
             assert session is not None
             try:
@@ -375,9 +443,25 @@ class Agent:
             except StorageUnavailableError as exc:
                 exc.run_id = run.run_id  # the caller retries with it: stored at most once
                 raise
+            if self.session_summaries is not None:
+                read = session if stored else None
+                yield from after_turn(self.session_summaries, self.model, read, run, trimmed)
         if learning:
             yield from _learn(learning, scope, run, self.model)
         return _output(run, state)
+
+    def _fit_context(
+        self, history: list[Message], session: Session | None
+    ) -> tuple[list[Message], bool]:
+        """The history the model gets: the session's summary (with ``session_summaries``)
+        ahead of the last runs, those trimmed to ``max_history_tokens`` (kern.budget).
+        Also whether the budget left messages out."""
+        summary = summary_message(session) if self.session_summaries is not None else []
+        budget = self.max_history_tokens
+        if budget is not None and summary:
+            budget = max(0, budget - count_tokens(summary))
+        kept, trimmed = fit_history(history, budget)
+        return [*summary, *kept], trimmed
 
     def _stored_output(self, run: Run, user_id: str | None) -> Turn[RunOutput]:
         """The output of a turn that is already stored (a retry with its ``run_id``)."""
@@ -432,6 +516,7 @@ class Agent:
         run_messages = [user_message]
         context = [*self._system_messages(here.state, recall.context), *history, user_message]
         tools = [*self.tools, *self._run_tools(here), *recall.tools]
+        tools += [tool.bind(here.user_id, here.session_id) for tool in self.past_sessions]
         tool_specs = [tool.spec for tool in tools]
         tools_by_name = {tool.spec.name: tool for tool in tools}
         usage = {"input_tokens": 0, "output_tokens": 0, "model_calls": 0}

@@ -60,11 +60,17 @@ def main(args: argparse.Namespace) -> int:
     try:
         for number, message in enumerate(TURNS, start=1):
             console.print(Rule(f"turn {number}: a new Python process"))
-            command = [sys.executable, "-m", "kern.demo", "--turn", message]
+            # Through the kern command, so a failed turn prints the one-line kern error (the
+            # traceback only with --debug), and this process adds nothing to it.
+            command = [sys.executable, "-m", "kern.cli", "demo", "--turn", message]
             command += ["--db", str(db_file), "--session-id", session_id, "--model", args.model]
             if base_url:
                 command += ["--base-url", base_url]
-            subprocess.run(command, check=True)
+            if getattr(args, "debug", False):
+                command.append("--debug")
+            returncode = subprocess.run(command).returncode
+            if returncode != 0:
+                return returncode
     finally:
         if server is not None:
             server.terminate()
@@ -97,10 +103,26 @@ def run_turn(args: argparse.Namespace) -> int:
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     parser = parser or argparse.ArgumentParser(prog="kern demo", description=__doc__)
-    parser.add_argument("--db", default="tmp/kern-demo.db", help="SQLite file to use")
-    parser.add_argument("--model", default=os.environ.get("KERN_DEMO_MODEL", "gpt-4.1-mini"))
-    parser.add_argument("--base-url", default=None, help="an OpenAI-compatible server")
-    parser.add_argument("--session-id", default=None)
+    parser.add_argument(
+        "--db", default="tmp/kern-demo.db", help="SQLite file to use (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--model",
+        default=os.environ.get("KERN_DEMO_MODEL", "gpt-4.1-mini"),
+        help="model id sent to the server (default: %(default)s; env KERN_DEMO_MODEL)",
+    )
+    parser.add_argument(
+        "--base-url",
+        default=None,
+        help="an OpenAI-compatible server, e.g. http://localhost:11434/v1 for Ollama "
+        "(default: OPENAI_BASE_URL, else OpenAI with OPENAI_API_KEY, else kern's local "
+        "scripted model)",
+    )
+    parser.add_argument(
+        "--session-id",
+        default=None,
+        help="session to store both turns in (default: a new demo-<time>-<pid> id)",
+    )
     parser.add_argument("--turn", default=None, help=argparse.SUPPRESS)
     return parser
 

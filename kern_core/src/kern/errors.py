@@ -63,6 +63,16 @@ class RunFinishedError(KernError):
     """Only an unfinished (``running``) run may be updated: finished runs are immutable."""
 
 
+class EncryptionKeyError(KernError):
+    """Encrypted data could not be read or written: its key is not configured, or the key
+    given under its id is not the one it was encrypted with (``kern.crypto``). ``key_id``
+    names the key; nothing is returned in place of the text."""
+
+    def __init__(self, message: str, *, key_id: str | None = None) -> None:
+        super().__init__(message)
+        self.key_id = key_id
+
+
 class UnserializableError(KernError, TypeError):
     """A value (session state, metadata, tool result) cannot be stored as JSON."""
 
@@ -104,6 +114,19 @@ class StorageUnavailableError(KernError, ConnectionError):
         self.run_id = run_id
 
 
+class StorageLoginError(StorageUnavailableError):
+    """The database server refused the credentials (wrong password, unknown user or role).
+
+    ``user`` and ``host`` name the login that was refused; the password never appears.
+    A ``StorageUnavailableError`` too, so code that catches that keeps working.
+    """
+
+    def __init__(self, message: str, *, user: str | None = None, host: str | None = None) -> None:
+        super().__init__(message)
+        self.user = user
+        self.host = host
+
+
 class SessionOwnershipError(KernError, PermissionError):
     """A session created for one user was used with another user's id.
 
@@ -124,3 +147,8 @@ class ToolError(KernError):
 
 class ModelProviderError(KernError):
     """The model provider could not be reached or refused the request."""
+
+
+class ForkError(KernError, ValueError):
+    """``fork_session`` was refused: the fork point is past the session's last run, or the
+    new session id is already taken. Nothing was written."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -110,18 +109,13 @@ _pm: pluggy.PluginManager | None = None
 _registry: Registry | None = None
 
 
-def _names(var: str) -> set[str] | None:
-    raw = os.environ.get(var)
-    if raw is None:
-        return None
-    return {name.strip() for name in raw.split(",") if name.strip()}
-
-
 def _load_entry_points(pm: pluggy.PluginManager) -> None:
-    allow = _names("KERN_LOAD_PLUGINS")
-    deny = _names("KERN_DISABLE_PLUGINS") or set()
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if (allow is not None and ep.name not in allow) or ep.name in deny:
+    from kern import plugin_filter
+
+    entry_points = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+    plugin_filter.record(ep.name for ep in entry_points)
+    for ep in entry_points:
+        if plugin_filter.skip_reason(ep.name) is not None:
             continue
         if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
             continue

@@ -48,6 +48,8 @@ def commit(
     so concurrent turns that change no state never conflict. When another turn created the
     same new session first, this turn is stored on top of it if that one left the state
     as this turn found it; otherwise ``VersionConflictError``, and nothing is stored.
+    The same holds for a stored session whose version moved while its state did not (a
+    rolling summary was written meanwhile, ``kern.summaries``): the turn is stored on top.
     """
     if stored and state == session.state:
         return (yield from storage.append_run(run)), session
@@ -56,11 +58,11 @@ def commit(
         changed = session.model_copy(update={"state": state})
         return (yield from storage.commit_turn(run, changed, expected_version=expected))
     except VersionConflictError:
-        if stored:
-            raise
         current = yield from read_owned(session.session_id, run.user_id)
         if current is None or current.state != session.state:
             raise
+        if stored and current.version == session.version:
+            raise  # the conflict was not a moved version: nothing to retry on
         return (yield from commit(current, True, state, run))
 
 

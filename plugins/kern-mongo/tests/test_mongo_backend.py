@@ -41,6 +41,7 @@ from kern.errors import (
     ConfigurationError,
     InvalidTextError,
     KernError,
+    StorageLoginError,
     StorageUnavailableError,
     SyncAsyncMismatchError,
     VersionConflictError,
@@ -370,7 +371,7 @@ def test_schema_versions_recorded_once(mongo_kwargs: dict[str, str]) -> None:
     first.create_tables()
     recorded = {doc["_id"]: doc for doc in raw(first, "schema_versions").find({})}
     assert {name: doc["version"] for name, doc in recorded.items()} == {
-        "sessions": 1,
+        "sessions": 2,
         "runs": 2,
         "memories": 2,
         "learnings": 2,
@@ -1410,3 +1411,31 @@ async def test_async_too_large_run_is_refused(mongo_kwargs: dict[str, str]) -> N
         assert await adb.get_session("s") is None and await adb.get_last_runs("s", 3) == []
     finally:
         await adb.close()
+
+
+# -- a refused login ---------------------------------------------------------------------------
+class _RefusingMongoDb(MongoDb):
+    """A server that answers every read as MongoDB answers wrong credentials (nx-27017 has
+    no authentication to refuse with): ``OperationFailure`` code 18, or another failure."""
+
+    failure = OperationFailure("Authentication failed.", code=18)
+
+    def get_session(self, session_id: str) -> Any:
+        raise self.failure
+
+
+def test_a_refused_login_names_the_user_and_host_never_the_password() -> None:
+    db = _RefusingMongoDb(db_url="mongodb://ada:s3cret-pw@127.0.0.1:27999/kern")
+    try:
+        with pytest.raises(StorageLoginError) as error:
+            db.get_session("s")
+        first_line = str(error.value).splitlines()[0]
+        assert "refused the login of user 'ada'" in first_line
+        assert "127.0.0.1:27999" in first_line and "s3cret-pw" not in str(error.value)
+        assert error.value.user == "ada" and isinstance(error.value.__cause__, OperationFailure)
+
+        db.failure = OperationFailure("not authorized on kern to execute command", code=13)
+        with pytest.raises(OperationFailure):  # another answer of the server stays what it is
+            db.get_session("s")
+    finally:
+        db.close()

@@ -734,6 +734,7 @@ def test_schema_versions_are_recorded_once(
         "kern_learnings",
         "kern_memories_search",
         "kern_learnings_search",
+        "kern_sessions_search",
         "kern_runs_top_level",
     }
     first.create_tables()
@@ -819,6 +820,7 @@ def test_a_version_1_search_gets_the_user_key(
         assert gin_options(raw, fresh_schema) == {
             "ix_kern_memories_search": ["fastupdate=off"],
             "ix_kern_learnings_search": ["fastupdate=off"],
+            "ix_kern_sessions_search": ["fastupdate=off"],
         }
     finally:
         reopened.close()
@@ -1034,6 +1036,7 @@ def catalog(raw: psycopg.Connection, schema: str) -> set[str]:
         "DROP INDEX {s}.ix_kern_runs_user",
         "DROP INDEX {s}.ix_kern_memories_search",
         "ALTER TABLE {s}.kern_memories DROP COLUMN search_vector",
+        "ALTER TABLE {s}.kern_sessions DROP COLUMN search_vector",
         "ALTER TABLE {s}.kern_runs DROP CONSTRAINT uq_kern_runs_session_seq",
         "DROP INDEX {s}.ix_kern_runs_top_level",
         "DROP TABLE {s}.kern_learnings",

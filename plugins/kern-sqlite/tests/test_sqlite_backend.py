@@ -248,6 +248,7 @@ def test_schema_versions_recorded_once(tmp_path: Path) -> None:
         "kern_learnings",
         "kern_memories_fts",
         "kern_learnings_fts",
+        "kern_sessions_fts",
     }
     # The memories' index is at version 2: keyed by user (kern.db.sqlite.fts); memories and
     # learnings at version 2: their vector columns (kern.db.sql.migrations).
@@ -548,7 +549,7 @@ def test_forget_user_without_secure_delete_merges_the_indexes(
     db.forget_user("nobody")
     assert not [s for s in statements if "optimize" in s]
     db.forget_user("alice")
-    assert len([s for s in statements if "'optimize'" in s]) == 2
+    assert len([s for s in statements if "'optimize'" in s]) == 3  # memories, learnings, sessions
     assert [row for row in scan_tables(db.db_file) if marker in row] == []
 
 

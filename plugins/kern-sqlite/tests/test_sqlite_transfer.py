@@ -41,7 +41,7 @@ def fts_integrity(db: SqliteDb) -> None:
     """FTS5's check that each index matches its table (raises if not), on the db's own
     driver: an index with secure-delete cannot be opened by an older SQLite."""
     with db.engine.connect() as conn:
-        for table in ("kern_memories_fts", "kern_learnings_fts"):
+        for table in ("kern_memories_fts", "kern_learnings_fts", "kern_sessions_fts"):
             check = f"INSERT INTO {table}({table}, rank) VALUES ('integrity-check', 1)"
             conn.exec_driver_sql(check)
 

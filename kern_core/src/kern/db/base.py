@@ -37,7 +37,9 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar, Literal, TypeAlias
 
 from kern.db.door import ContractMeta, guard_contract
+from kern.db.fork import arun_fork, fork_steps, run_fork
 from kern.db.report import Capability, StorageReport
+from kern.db.session_search import SCAN, query_words, rank_sessions
 from kern.db.transfer import DEFAULT_PAGE, RecordKind, RecordPage
 from kern.records import (
     Embedding,
@@ -70,6 +72,9 @@ class _DbInfo:
     #: lost, server restarting). The door turns them into ``StorageUnavailableError``, with
     #: the driver's exception chained; other driver errors pass through unchanged.
     unavailable_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+    #: Errors a server answers with that may mean "login refused" (MongoDB's
+    #: ``OperationFailure`` code 18): the door raises those as ``StorageLoginError``.
+    login_errors: ClassVar[tuple[type[BaseException], ...]] = ()
 
     def storage_target(self) -> str:
         """Where the data lives, for error messages: a URL without its password, a path."""
@@ -136,9 +141,35 @@ class BaseDb(_DbInfo, metaclass=ContractMeta):
     ) -> list[Session]:
         """Sessions matching every given filter, newest ``updated_at`` first."""
 
+    def search_sessions(self, user_id: str, query: str, *, limit: int = 5) -> list[Session]:
+        """A user's sessions whose name or summary best match ``query``, best first, at
+        most ``limit``; none when the query has no word. Never another user's sessions.
+
+        The default ranks the user's newest sessions by the words they share with the
+        query (``kern.db.session_search``); kern's backends use their own text search.
+        """
+        if limit <= 0 or not query_words(query):
+            return []
+        sessions = self.list_sessions(user_id=user_id, limit=SCAN)
+        return rank_sessions([s for s in sessions if s.user_id == user_id], query, limit)
+
     @abc.abstractmethod
     def delete_session(self, session_id: str) -> bool:
         """Delete the session and all of its runs. True if the session existed."""
+
+    def fork_session(self, session_id: str, *, at_seq: int, new_session_id: str) -> Session:
+        """A new session ``new_session_id`` whose history is this session's runs with
+        ``seq <= at_seq``; return it (``kern.db.fork`` has the shared rules).
+
+        The copies keep their seq and get the ids ``<new_session_id>:<seq>``; the new
+        session has the source's user, the state the fork point's run recorded (else the
+        source's current state) and ``metadata["forked_from"] = {"session_id", "seq",
+        "state"}``. Refused, with nothing written: an unknown session
+        (``SessionNotFoundError``), ``at_seq`` past the last run or a taken
+        ``new_session_id`` (``ForkError``). The default copies page by page through the
+        other methods; kern's backends copy inside the database.
+        """
+        return run_fork(self, fork_steps(session_id, at_seq, new_session_id))
 
     # -- runs ----------------------------------------------------------------------
     @abc.abstractmethod
@@ -446,8 +477,18 @@ class AsyncBaseDb(_DbInfo, metaclass=ContractMeta):
         limit: int = 20,
         offset: int = 0,
     ) -> list[Session]: ...
+    async def search_sessions(self, user_id: str, query: str, *, limit: int = 5) -> list[Session]:
+        """The async ``BaseDb.search_sessions``."""
+        if limit <= 0 or not query_words(query):
+            return []
+        sessions = await self.list_sessions(user_id=user_id, limit=SCAN)
+        return rank_sessions([s for s in sessions if s.user_id == user_id], query, limit)
+
     @abc.abstractmethod
     async def delete_session(self, session_id: str) -> bool: ...
+
+    async def fork_session(self, session_id: str, *, at_seq: int, new_session_id: str) -> Session:
+        return await arun_fork(self, fork_steps(session_id, at_seq, new_session_id))
 
     @abc.abstractmethod
     async def commit_turn(

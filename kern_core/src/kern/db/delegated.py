@@ -81,8 +81,16 @@ class SyncBackedAsyncDb(AsyncBaseDb):
             offset=offset,
         )
 
+    async def search_sessions(self, user_id: str, query: str, *, limit: int = 5) -> list[Session]:
+        return await self._call(self.sync_db.search_sessions, user_id, query, limit=limit)
+
     async def delete_session(self, session_id: str) -> bool:
         return await self._call(self.sync_db.delete_session, session_id)
+
+    async def fork_session(self, session_id: str, *, at_seq: int, new_session_id: str) -> Session:
+        return await self._call(
+            self.sync_db.fork_session, session_id, at_seq=at_seq, new_session_id=new_session_id
+        )
 
     async def commit_turn(
         self, run: Run, session: Session, *, expected_version: int | None

@@ -20,6 +20,9 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from kern.crypto import layer as crypto_layer
+from kern.db.fork import check_at_seq, check_new_session_id
+from kern.db.login_errors import login_error, login_refused
 from kern.db.transfer import check_batch, check_cursor, check_page_limit, check_record_kind
 from kern.errors import InvalidIdError, InvalidTextError, StorageUnavailableError
 from kern.ids import check_id, check_text
@@ -177,6 +180,10 @@ def _check_for(parameter: inspect.Parameter) -> Check | None:
         return check_import_batch
     if name == "kinds":
         return check_kinds
+    if name == "at_seq":
+        return check_at_seq
+    if name == "new_session_id":
+        return check_new_session_id
     if name == "model":
         return functools.partial(_check_id, optional=False)
     if name in ID_PARAMETERS:
@@ -236,18 +243,32 @@ def unavailable_error(
     for secret in secrets:
         if secret:
             detail = detail.replace(secret, "***")
+    if login_refused(exc, detail):
+        return login_error(db, db.storage_target(), detail)
     return StorageUnavailableError(
         f"the {db.backend_name or type(db).__name__} database at {db.storage_target()} is "
-        f"unavailable ({type(exc).__name__}: {detail}). Check that the server is running and "
-        "reachable and that the URL and credentials are right; a write that failed this way "
-        "may or may not be stored, and retrying a turn with the same run_id stores it at "
-        "most once."
+        "unavailable: check that the server is running and reachable and that the URL is "
+        "right; a write that failed this way may or may not be stored, and retrying a turn "
+        f"with the same run_id stores it at most once. ({type(exc).__name__}: {detail})"
     )
 
 
-def _guard(method: Callable[..., Any], check: Callable[..., None] | None, is_async: bool) -> Any:
+def refused_login(db: Any, exc: BaseException) -> BaseException:
+    """``StorageLoginError`` if ``exc`` (one of the backend's ``login_errors``: errors the
+    server answers with, such as pymongo's ``OperationFailure``) is a refused login; else
+    ``exc`` itself, raised again as it was."""
+    if login_refused(exc, str(exc)):
+        return login_error(db, db.storage_target(), str(exc).strip())
+    raise exc
+
+
+def _guard(
+    method: Callable[..., Any], check: Callable[..., None] | None, is_async: bool, name: str = ""
+) -> Any:
     """``method`` with its arguments checked first and unreachable-database errors of the
-    driver (``unavailable_errors``) raised as ``StorageUnavailableError``."""
+    driver (``unavailable_errors``) raised as ``StorageUnavailableError``; records pass
+    through the encryption layer (``kern.crypto.layer``: sealed in, opened out)."""
+    name = name or method.__name__
     if is_async:
 
         @functools.wraps(method)
@@ -255,9 +276,11 @@ def _guard(method: Callable[..., Any], check: Callable[..., None] | None, is_asy
             if check is not None:
                 check(args, kwargs)
             try:
-                return await method(self, *args, **kwargs)
+                return await crypto_layer.acall(self, name, method, args, kwargs)
             except self.unavailable_errors as exc:
                 raise unavailable_error(self, exc) from exc
+            except self.login_errors as exc:  # an answer that may be a refused login
+                raise refused_login(self, exc) from exc
 
         guarded: Any = guarded_async
     else:
@@ -267,9 +290,11 @@ def _guard(method: Callable[..., Any], check: Callable[..., None] | None, is_asy
             if check is not None:
                 check(args, kwargs)
             try:
-                return method(self, *args, **kwargs)
+                return crypto_layer.call(self, name, method, args, kwargs)
             except self.unavailable_errors as exc:
                 raise unavailable_error(self, exc) from exc
+            except self.login_errors as exc:  # an answer that may be a refused login
+                raise refused_login(self, exc) from exc
 
         guarded = guarded_sync
     guarded.__kern_checked__ = True
@@ -302,11 +327,19 @@ class ContractMeta(abc.ABCMeta):
             or getattr(method, "__isabstractmethod__", False)
         ):
             return method
-        return _guard(method, ContractMeta.checks[name], bool(getattr(cls, "is_async", False)))
+        is_async = bool(getattr(cls, "is_async", False))
+        return _guard(method, ContractMeta.checks[name], is_async, name)
 
 
 #: Contract methods with a default implementation, guarded like the abstract ones.
-EXTRA_METHODS = ("recall_memories", "read_turn", "export_records", "import_records")
+EXTRA_METHODS = (
+    "recall_memories",
+    "search_sessions",
+    "fork_session",
+    "read_turn",
+    "export_records",
+    "import_records",
+)
 
 
 def guard_contract(contract: type) -> None:

@@ -55,7 +55,13 @@ class ContractPlans(Protocol[S_co]):
         limit: int = 20,
         offset: int = 0,
     ) -> Plan[S_co, list[Session]]: ...
+    def search_sessions(
+        self, user_id: str, query: str, *, limit: int = 5
+    ) -> Plan[S_co, list[Session]]: ...
     def delete_session(self, session_id: str) -> Plan[S_co, bool]: ...
+    def fork_session(
+        self, session_id: str, *, at_seq: int, new_session_id: str
+    ) -> Plan[S_co, Session]: ...
     def commit_turn(
         self, run: Run, session: Session, *, expected_version: int | None
     ) -> Plan[S_co, tuple[Run, Session]]: ...
@@ -205,8 +211,16 @@ class PlannedDb(BaseDb, Generic[S]):
             )
         )
 
+    def search_sessions(self, user_id: str, query: str, *, limit: int = 5) -> list[Session]:
+        return self._run(self.plans.search_sessions(user_id, query, limit=limit))
+
     def delete_session(self, session_id: str) -> bool:
         return self._run(self.plans.delete_session(session_id))
+
+    def fork_session(self, session_id: str, *, at_seq: int, new_session_id: str) -> Session:
+        return self._run(
+            self.plans.fork_session(session_id, at_seq=at_seq, new_session_id=new_session_id)
+        )
 
     def commit_turn(
         self, run: Run, session: Session, *, expected_version: int | None
@@ -450,8 +464,16 @@ class AsyncPlannedDb(AsyncBaseDb, Generic[S]):
             )
         )
 
+    async def search_sessions(self, user_id: str, query: str, *, limit: int = 5) -> list[Session]:
+        return await self._run(self.plans.search_sessions(user_id, query, limit=limit))
+
     async def delete_session(self, session_id: str) -> bool:
         return await self._run(self.plans.delete_session(session_id))
+
+    async def fork_session(self, session_id: str, *, at_seq: int, new_session_id: str) -> Session:
+        return await self._run(
+            self.plans.fork_session(session_id, at_seq=at_seq, new_session_id=new_session_id)
+        )
 
     async def commit_turn(
         self, run: Run, session: Session, *, expected_version: int | None

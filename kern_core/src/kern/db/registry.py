@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from kern.db.base import AsyncBaseDb, BaseDb
+from kern.db.config_paths import resolve_from
 from kern.errors import BackendNotInstalledError, ConfigurationError, install_command
+from kern.plugin_filter import skipped_hint
 from kern.plugins import Backend, registry
 
 
@@ -77,7 +79,8 @@ def configured_url(start: Path | None = None) -> str | None:
     """The URL from ``KERN_DB_URL``, else ``kern.toml``, else ``[tool.kern]`` of ``pyproject.toml``.
 
     Files are looked for in ``start`` (the working directory) and its parents; the first
-    file found decides. Both take ``db_url = "…"``.
+    file found decides. Both take ``db_url = "…"``; a relative SQLite/DuckDB path there is
+    resolved from that file's folder (``kern.db.config_paths``).
     """
     if url := os.environ.get(ENV_VAR):
         return url
@@ -85,12 +88,13 @@ def configured_url(start: Path | None = None) -> str | None:
     for folder in (here, *here.parents):
         kern_toml = folder / "kern.toml"
         if kern_toml.is_file():
-            return _read_url(kern_toml, ())
+            url = _read_url(kern_toml, ())
+            return resolve_from(url, folder) if url else url
         pyproject = folder / "pyproject.toml"
         if pyproject.is_file():
             url = _read_url(pyproject, ("tool", "kern"))
             if url:
-                return url
+                return resolve_from(url, folder)
     return None
 
 
@@ -136,6 +140,10 @@ def connect(url: str | None = None, *, is_async: bool | None = None, **options: 
 
 def _unknown_scheme(scheme: str) -> ConfigurationError:
     extra = KNOWN_SCHEMES.get(scheme)
+    if extra is not None and (skipped := skipped_hint(extra)) is not None:
+        return ConfigurationError(
+            f"URL scheme {scheme!r} needs the kern-{extra} plugin, which {skipped}."
+        )
     if extra is not None:
         return BackendNotInstalledError(
             f"URL scheme {scheme!r} needs the kern-{extra} plugin, which is not installed: "

@@ -63,6 +63,7 @@ from typing import Any
 __all__ = [
     "DEFAULT_EMBEDDING_DIMENSIONS",
     "LISTED_MODELS",
+    "SUMMARY_MARKER",
     "RecordedRequest",
     "Reply",
     "Responder",
@@ -73,6 +74,7 @@ __all__ = [
     "embed_text",
     "main",
     "request_messages",
+    "scripted_summary",
 ]
 
 #: Length of the vectors ``/v1/embeddings`` returns when the request names no ``dimensions``.
@@ -312,6 +314,8 @@ def default_reply_text(messages: Sequence[Mapping[str, Any]]) -> str:
 
     ``messages`` are chat-format dicts (``role``, ``content``).
     """
+    if messages and SUMMARY_MARKER in _text_of(messages[0].get("content")):
+        return scripted_summary(messages)
     said = [_text_of(m.get("content")) for m in messages if m.get("role") == "user"]
     if not said:
         return f"{_PREFIX} I did not receive a message from you."
@@ -320,6 +324,23 @@ def default_reply_text(messages: Sequence[Mapping[str, Any]]) -> str:
         listed = "; ".join(f'"{text}"' for text in earlier)
         return f'{_PREFIX} You said: "{last}". Earlier in this conversation you said: {listed}.'
     return f'{_PREFIX} You said: "{last}". This is the first message of our conversation I can see.'
+
+
+#: How kern's session summary prompt begins (``kern.summaries.SUMMARY_MARKER``).
+SUMMARY_MARKER = "[kern session summary]"
+
+
+def scripted_summary(messages: Sequence[Mapping[str, Any]]) -> str:
+    """The default answer to kern's session summary prompt: the previous summary and what
+    the user said in the new turns, so a test sees a fact carried from summary to summary."""
+    body = _text_of(messages[-1].get("content")) if messages else ""
+    previous, _, turns = body.partition("\n\nNew turns:\n")
+    previous = previous.removeprefix("Previous summary:\n").strip()
+    said = [line[len("User: ") :] for line in turns.splitlines() if line.startswith("User: ")]
+    parts = [] if previous in ("", "(none yet)") else [previous]
+    if said:
+        parts.append("The user said: " + "; ".join(f'"{text}"' for text in said) + ".")
+    return " ".join(parts) or "Nothing was said yet."
 
 
 # --------------------------------------------------------------------------- tokens, vectors

@@ -171,8 +171,8 @@ class OpenAIModelBase(Model):
         except openai.APIConnectionError as exc:
             raise ModelProviderError(
                 f"could not connect to the model server at {self.resolved_base_url()} "
-                f"(model {self.id!r}): {exc.message} Check that the server is running and "
-                "reachable, and that base_url (or OPENAI_BASE_URL) is right."
+                f"(model {self.id!r}): check that the server is running and reachable, and "
+                f"that base_url (or OPENAI_BASE_URL) is right. ({exc.message})"
             ) from exc
         except openai.APIStatusError as exc:
             raise ModelProviderError(self._status_message(exc)) from exc

@@ -118,6 +118,8 @@ Layout
 ``kern.testing.conformance`` is a package; this module is its public face (import the suites,
 ``Capabilities``, ``Recipe`` and ``build_db`` from here). Each topic is a mixin in a module of
 its own: ``sessions``, ``runs``, ``concurrency``, ``memories``, ``learnings``, ``lifecycle``,
+``encryption`` (what ``kern.crypto`` needs of a backend: store what it is given),
+``fork`` (``fork_session``: a session's history up to a seq, copied into a new one),
 and ``kern.testing.isolation`` and ``kern.testing.turns``; ``scenarios`` composes them on
 ``base.ScenarioBase`` (the hooks, the recipe, capabilities), against ``base.Store``, the
 type of ``store`` in both suites. ``sync_suite`` and ``async_suite`` turn them into the two

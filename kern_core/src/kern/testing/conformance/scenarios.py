@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from kern.testing.conformance.base import ScenarioBase
 from kern.testing.conformance.concurrency import ConcurrencyScenarios
+from kern.testing.conformance.encryption import EncryptionScenarios
+from kern.testing.conformance.fork import ForkScenarios
 from kern.testing.conformance.learnings import LearningScenarios
 from kern.testing.conformance.lifecycle import LifecycleScenarios
 from kern.testing.conformance.memories import MemoryScenarios
 from kern.testing.conformance.runs import RunScenarios
 from kern.testing.conformance.sessions import SessionScenarios
+from kern.testing.conformance.summaries import SummaryScenarios
 from kern.testing.conformance.transfer import TransferScenarios
 from kern.testing.conformance.vectors import VectorScenarios
 from kern.testing.isolation import IsolationScenarios
@@ -24,12 +27,15 @@ __all__ = ["Scenarios"]
 
 class Scenarios(
     SessionScenarios,
+    ForkScenarios,
+    SummaryScenarios,
     RunScenarios,
     ConcurrencyScenarios,
     MemoryScenarios,
     LearningScenarios,
     VectorScenarios,
     TransferScenarios,
+    EncryptionScenarios,
     LifecycleScenarios,
     IsolationScenarios,
     TurnScenarios,

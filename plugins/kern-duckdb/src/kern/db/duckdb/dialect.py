@@ -13,6 +13,7 @@ import duckdb
 from kern.db.base import VectorTable
 from kern.db.duckdb.schema import READ_INDEXES, DuckTables, build_duck_tables
 from kern.db.duckdb.search import LearningTerms, MemoryTerms
+from kern.db.duckdb.session_search import SessionSearch
 from kern.db.duckdb.vectors import ARRAY_COLUMN, InSqlVectorSearch
 from kern.db.sql.dialect import Scored, SqlDialect
 from kern.db.sql.prepared import Form, Link, Prepared
@@ -69,6 +70,7 @@ class DuckDialect(SqlDialect):
         self._first_seq = self.prepare(counters.insert())
         self.memory_terms = MemoryTerms(self.prepare, tables.memories, self.duck.memory_terms)
         self.learning_terms = LearningTerms(self.prepare, tables, self.duck.learning_terms)
+        self.session_search = SessionSearch(tables.sessions, self.prepare)
         records = {"memories": tables.memories, "learnings": tables.learnings}
         self.in_sql_vectors = InSqlVectorSearch(
             self.duck.vectors, records, READ_INDEXES, self.prepare, self.exact_vectors.rows_by_key

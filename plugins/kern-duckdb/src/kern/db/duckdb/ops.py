@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Dialect, Select, bindparam, select
+from sqlalchemy import Dialect, Select, String, bindparam, cast, select
 
 from kern.db.base import VectorTable
 from kern.db.duckdb.dialect import DuckDialect
@@ -19,6 +19,7 @@ from kern.db.duckdb.lookup import MAX_KEYS, InLookup, fenced
 from kern.db.duckdb.schema import READ_INDEXES, seq_key
 from kern.db.duckdb.vectors import set_vector, vector_values
 from kern.db.sql.codec import run_from, to_row
+from kern.db.sql.fork import copy_statement
 from kern.db.sql.ops import SqlOps
 from kern.db.sql.prepared import Link, Prepared
 from kern.db.sql.schema import Tables
@@ -155,6 +156,29 @@ class DuckOps(SqlOps):
             high = low - 1
             window = min(window * 2, MAX_KEYS)
         return [run_from(row) for row in reversed(newest[:limit])]
+
+    # -- forks: the copy writes ``seq_key`` and the fork's counter row ------------------
+    def last_seq(self, link: Link, session_id: str) -> int:
+        return self.dialect.last_seq(link, session_id) or 0
+
+    def copy_runs(
+        self, link: Link, session_id: str, at_seq: int, new_session_id: str, last_copied: int
+    ) -> None:
+        """One ``INSERT ... SELECT`` (``kern.db.sql.fork``), then the counter row, so the
+        fork's next run takes ``last_copied + 1``. DuckDB filters the session's runs with
+        a columnar scan of ``kern_runs`` (its indexes serve single-key lookups only)."""
+        duck = self.dialect.duck
+
+        def keyed(r: Any, new_sid: Any) -> dict[str, Any]:
+            return {"seq_key": new_sid + "/" + cast(r.c.seq, String)}
+
+        copy = self._shape(
+            ("fork copy",), lambda: copy_statement(self.tables.runs, duck.runs, keyed)
+        )
+        params = {"session_id": session_id, "at_seq": at_seq, "new_session_id": new_session_id}
+        link.execute(copy, params)
+        counter = self._shape(("fork counter",), lambda: duck.counters.insert())
+        link.execute(counter, {"session_id": new_session_id, "last_seq": last_copied})
 
     # -- sessions ---------------------------------------------------------------------
     def delete_session(self, link: Link, session_id: str) -> bool:

@@ -228,7 +228,13 @@ def session_fields(session: Session) -> dict[str, Any]:
         "state": put_json(session.state),
         "summary": session.summary,
         "metadata": put_json(session.metadata),
+        "terms": session_terms(session.name, session.summary),
     }
+
+
+def session_terms(name: str | None, summary: str | None) -> list[str]:
+    """The words a session is found by (``search_sessions``): its name's and summary's."""
+    return document_terms([name or "", summary or ""])
 
 
 def session_doc(session: Session) -> dict[str, Any]:

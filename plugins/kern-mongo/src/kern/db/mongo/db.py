@@ -20,6 +20,7 @@ from pymongo.errors import (
     AutoReconnect,
     ConnectionFailure,
     NetworkTimeout,
+    OperationFailure,
     ServerSelectionTimeoutError,
 )
 from pymongo.server_type import SERVER_TYPE
@@ -66,6 +67,9 @@ class _Target:
         ServerSelectionTimeoutError,
         NetworkTimeout,
     )
+    #: A refused login is an ``OperationFailure`` (code 18, "Authentication failed."):
+    #: the door raises it as ``StorageLoginError``, and any other one as it was.
+    login_errors: ClassVar[tuple[type[BaseException], ...]] = (OperationFailure,)
 
     def _connect(
         self,

@@ -175,6 +175,8 @@ def create_tables() -> Op[None]:
                 )
             for index in absent:
                 yield from _create_index(name, index)
+        if name == SESSIONS and current.get(name, 0) < 2:
+            yield from _backfill_session_terms()
         if current.get(name, 0) < target:
             with contextlib.suppress(DuplicateKeyError):  # another process recorded it just now
                 yield Call(
@@ -377,6 +379,42 @@ def list_sessions(
     query = _eq(user_id=user_id, component_id=component_id, session_type=session_type)
     docs = yield Call(SESSIONS, "find", (query,), _newest_first(limit, offset))
     return [codec.session_from(doc) for doc in docs]
+
+
+def search_sessions(user_id: str, query: str, *, limit: int) -> Op[list[Session]]:
+    """The user's sessions sharing a word with ``query`` (the ``{user_id, terms}`` index),
+    at most ``search.CANDIDATES`` of them, ranked here as memories are (BM25)."""
+    terms = search.query_terms(query)
+    if limit <= 0 or not terms:
+        return []
+    docs = yield Call(
+        SESSIONS,
+        "find",
+        ({"user_id": {"$eq": user_id}, "terms": {"$in": terms}},),
+        {"limit": search.CANDIDATES},
+    )
+    candidates = [(doc, doc.get("terms") or [], doc["updated_at_us"]) for doc in docs]
+    return [codec.session_from(doc) for doc, _ in search.rank(candidates, terms, limit)]
+
+
+def _backfill_session_terms() -> Op[None]:
+    """Schema version 2 of sessions: the sessions stored before it get their ``terms``
+    (idempotent: only documents without the field are read, in batches)."""
+    while True:
+        docs = yield Call(
+            SESSIONS,
+            "find",
+            ({"terms": {"$exists": False}},),
+            {"projection": {"name": 1, "summary": 1}, "limit": 500},
+        )
+        if not docs:
+            return
+        updates = []
+        for doc in docs:
+            terms = codec.session_terms(doc.get("name"), doc.get("summary"))
+            unset = {"_id": doc["_id"], "terms": {"$exists": False}}
+            updates.append(Call(SESSIONS, "update_one", (unset, {"$set": {"terms": terms}})))
+        yield Bulk(tuple(updates))
 
 
 def delete_session(session_id: str) -> Op[bool]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from kern.db.base import VectorTable
+from kern.db.fork import bulk_fork_steps, plan_fork
 from kern.db.mongo import embeddings as _vectors
 from kern.db.mongo import ops, report, transfer
 from kern.db.mongo.calls import Op
@@ -68,8 +69,16 @@ class MongoPlans:
             offset=offset,
         )
 
+    def search_sessions(self, user_id: str, query: str, *, limit: int = 5) -> Op[list[Session]]:
+        return ops.search_sessions(user_id, query, limit=limit)
+
     def delete_session(self, session_id: str) -> Op[bool]:
         return ops.delete_session(session_id)
+
+    def fork_session(self, session_id: str, *, at_seq: int, new_session_id: str) -> Op[Session]:
+        """The fork as one plan of this db's own plans: pages of runs read and bulk
+        imported with their seqs (``kern.db.fork.bulk_fork_steps``)."""
+        return plan_fork(self, bulk_fork_steps(session_id, at_seq, new_session_id))
 
     def commit_turn(
         self, run: Run, session: Session, *, expected_version: int | None

@@ -89,6 +89,14 @@ MIGRATIONS: dict[str, tuple[Version, ...]] = {
                 _ix("updated", "-updated_at_us"),
             ),
         ),
+        Version(
+            2,
+            (
+                # search_sessions: the user's sessions sharing a word with the question
+                # (create_tables gives the sessions stored before it their terms)
+                _ix("user_terms", "user_id", "terms"),
+            ),
+        ),
     ),
     RUNS: (
         Version(

@@ -164,6 +164,9 @@ class PostgresDialect(SqlDialect):
             tables.memories, sql_dialect, self.prepare, keyed=True
         )
         self.learning_search = search.TextSearch(tables.learnings, sql_dialect, self.prepare)
+        self.session_search = search.TextSearch(
+            tables.sessions, sql_dialect, self.prepare, keyed=True
+        )
         #: The pgvector path, once ``use_pgvector`` turned it on.
         self.pgvector: PgVector | None = None
 
@@ -258,6 +261,7 @@ class PostgresDialect(SqlDialect):
         return {
             f"{runs.name}_unique_seq": Expected((unique,), restore_unique),
             **search.search_expectations(tables.memories, tables.learnings, dialect),
+            **search.session_search_expectations(tables.sessions, dialect),
             **history_expectations(tables, dialect),
             **(self.pgvector.expectations() if self.pgvector is not None else {}),
         }
@@ -269,6 +273,7 @@ class PostgresDialect(SqlDialect):
         tables, dialect = self.tables, self.sql_dialect
         return {
             **search.search_plan(tables.memories, tables.learnings, dialect),
+            **search.session_search_plan(tables.sessions, dialect),
             **history_plan(tables, dialect),
             **(self.pgvector.plan() if self.pgvector is not None else {}),
         }

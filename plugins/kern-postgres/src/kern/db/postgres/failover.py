@@ -55,6 +55,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 READS = (
     "get_session",
     "list_sessions",
+    "search_sessions",
     "get_run",
     "get_last_runs",
     "read_turn",
@@ -75,6 +76,7 @@ IDEMPOTENT = ("commit_turn",)
 WRITES = (
     "upsert_session",
     "delete_session",
+    "fork_session",
     "update_run",
     "upsert_memory",
     "delete_memory",

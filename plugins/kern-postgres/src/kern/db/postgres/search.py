@@ -93,6 +93,14 @@ KEYED_MEMORY_DOCUMENT = (
     "to_hex(hashtextextended(user_id, 0))])"
 )
 LEARNING_DOCUMENT = f'jsonb_to_tsvector({_CFG}, content, \'["string", "numeric"]\')'
+#: Sessions (``search_sessions``): the name, weighted A, the rolling summary, weighted B, and
+#: the user key of the memories' document (a session search is always for one user).
+SESSION_DOCUMENT = (
+    f"setweight(to_tsvector({_CFG}, coalesce(name, '')), 'A') || "
+    f"setweight(to_tsvector({_CFG}, coalesce(summary, '')), 'B') || "
+    f"array_to_tsvector(ARRAY['{USER_KEY_PREFIX}' || "
+    "to_hex(hashtextextended(coalesce(user_id, ''), 0))])"
+)
 
 
 def _ddl(document: str, qualified: str, index: str) -> list[str]:
@@ -170,6 +178,31 @@ def search_plan(memories: Table, learnings: Table, dialect: Dialect) -> Plan:
         ),
     ]
     return {f"{memories.name}_search": memory_steps, f"{learnings.name}_search": learning_steps}
+
+
+def session_search_plan(sessions: Table, dialect: Dialect) -> Plan:
+    """The sessions' search column and GIN index (a database made before them gets them:
+    Postgres computes the column for every stored session)."""
+    table, index, _ = _names(sessions, dialect)
+    ddl = [
+        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {COLUMN} tsvector "
+        f"GENERATED ALWAYS AS ({SESSION_DOCUMENT}) STORED",
+        f"CREATE INDEX IF NOT EXISTS {index} ON {table} USING gin ({COLUMN}) "
+        "WITH (fastupdate = off)",
+    ]
+    step = Migration(1, f"tsvector column and GIN index of {sessions.name}", _run(ddl))
+    return {f"{sessions.name}_search": [step]}
+
+
+def session_search_expectations(sessions: Table, dialect: Dialect) -> Expectations:
+    """The sessions' search column and index as the start-up check sees them."""
+    (migration,) = session_search_plan(sessions, dialect)[f"{sessions.name}_search"]
+    objects = (f"{sessions.name}.{COLUMN}", f"ix_{sessions.name}_search")
+
+    def restore(conn: Connection, missing: frozenset[str]) -> None:
+        migration.apply(conn)
+
+    return {f"{sessions.name}_search": Expected(objects, restore)}
 
 
 def search_expectations(memories: Table, learnings: Table, dialect: Dialect) -> Expectations:

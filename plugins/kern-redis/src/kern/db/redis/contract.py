@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kern.db.base import VectorTable
+from kern.db.fork import bulk_fork_steps, plan_fork
 from kern.db.planned import ContractPlans
 from kern.db.redis import (
     bulk,
@@ -25,6 +26,7 @@ from kern.db.redis import (
     memories,
     report,
     runs,
+    session_search,
     sessions,
     turns,
 )
@@ -96,8 +98,16 @@ class RedisPlans(ContractPlans[Step]):
             offset=offset,
         )
 
+    def search_sessions(self, user_id: str, query: str, *, limit: int = 5) -> Plan[list[Session]]:
+        return session_search.search_sessions(self.ctx, user_id, query, limit=limit)
+
     def delete_session(self, session_id: str) -> Plan[bool]:
         return sessions.delete_session(self.ctx, session_id)
+
+    def fork_session(self, session_id: str, *, at_seq: int, new_session_id: str) -> Plan[Session]:
+        """The fork as one plan of this db's own plans: pages of runs read and bulk
+        imported with their seqs (``kern.db.fork.bulk_fork_steps``)."""
+        return plan_fork(self, bulk_fork_steps(session_id, at_seq, new_session_id))
 
     # -- runs ---------------------------------------------------------------------------
     def commit_turn(

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from kern.db import door
 from kern.db.base import BaseDb, VectorTable
+from kern.db.fork import taken
 from kern.db.report import Capability, StorageReport
 from kern.db.sql.prefix import DEFAULT_PREFIX, check_prefix
 from kern.db.transfer import DEFAULT_PAGE, RecordKind, RecordPage
@@ -402,9 +403,22 @@ class SqlDb(BaseDb):
                 offset=offset,
             )
 
+    def search_sessions(self, user_id: str, query: str, *, limit: int = 5) -> list[Session]:
+        with self._read() as link:
+            return self._ops.search_sessions(link, user_id, query, limit)
+
     def delete_session(self, session_id: str) -> bool:
         with self._write() as link:
             return self._ops.delete_session(link, session_id)
+
+    def fork_session(self, session_id: str, *, at_seq: int, new_session_id: str) -> Session:
+        """``BaseDb.fork_session`` in one transaction, the runs copied by one statement
+        (``kern.db.sql.fork``); a run id of the fork already taken rolls it all back."""
+        try:
+            with self._write() as link:
+                return self._ops.fork_session(link, session_id, at_seq, new_session_id)
+        except IntegrityError as exc:
+            raise taken(new_session_id) from exc
 
     # -- runs ---------------------------------------------------------------------------
     def commit_turn(

@@ -211,6 +211,9 @@ class SqlDialect:
     #: Set by a dialect whose database has text search; the search methods below use them.
     memory_search: Searcher | None = None
     learning_search: Searcher | None = None
+    #: Over sessions' ``name`` and ``summary``, for ``search_sessions`` (None: ranked in
+    #: Python over the user's newest sessions, ``kern.db.session_search``).
+    session_search: Searcher | None = None
 
     def search_plan(self) -> Plan:
         """Migrations of the search structures (full-text tables, triggers, indexes)."""

@@ -35,6 +35,8 @@ from sqlalchemy import (
 )
 
 from kern.db.base import VectorTable
+from kern.db.session_search import SCAN, query_words, rank_sessions
+from kern.db.sql import fork
 from kern.db.sql.codec import learning_from, memory_from, run_from, session_from, to_row
 from kern.db.sql.dialect import SqlDialect
 from kern.db.sql.prepared import Link, Prepared
@@ -228,10 +230,44 @@ class SqlOps:
         rows = link.all(query, {**params, "limit": limit, "offset": max(offset, 0)})
         return [session_from(row) for row in rows]
 
+    def search_sessions(self, link: Link, user_id: str, query: str, limit: int) -> list[Session]:
+        """The user's sessions ranked for ``query`` by the dialect's text search (or, for a
+        dialect without one, by ``kern.db.session_search`` over the newest sessions)."""
+        if limit <= 0 or not query_words(query):
+            return []
+        search = self.dialect.session_search
+        if search is None:
+            newest = self.list_sessions(
+                link, user_id=user_id, component_id=None, session_type=None, limit=SCAN, offset=0
+            )
+            return rank_sessions(newest, query, limit)
+        hits = search.search(link, query, {"user_id": user_id}, limit)
+        return [session_from(row) for row, _ in hits]
+
     def delete_session(self, link: Link, session_id: str) -> bool:
         params = {"session_id": session_id}
         link.execute(self._delete_session_runs, params)
         return link.execute(self._delete_session, params) > 0
+
+    # -- forks (``kern.db.sql.fork``) ---------------------------------------------------
+    def fork_session(
+        self, link: Link, session_id: str, at_seq: int, new_session_id: str
+    ) -> Session:
+        return fork.fork_session(self, link, session_id, at_seq, new_session_id)[0]
+
+    def last_seq(self, link: Link, session_id: str) -> int:
+        """The session's highest seq, 0 without runs."""
+        query = self._shape(("last seq",), lambda: fork.last_seq_statement(self.tables.runs))
+        return int(link.scalar(query, {"session_id": session_id}) or 0)
+
+    def copy_runs(
+        self, link: Link, session_id: str, at_seq: int, new_session_id: str, last_copied: int
+    ) -> None:
+        """Copy the runs up to ``at_seq`` into the fork, in one statement."""
+        runs = self.tables.runs
+        query = self._shape(("fork copy",), lambda: fork.copy_statement(runs, runs))
+        params = {"session_id": session_id, "at_seq": at_seq, "new_session_id": new_session_id}
+        link.execute(query, params)
 
     # -- runs -------------------------------------------------------------------------
     def append_run(self, link: Link, run: Run) -> Run:

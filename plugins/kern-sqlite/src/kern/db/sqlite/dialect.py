@@ -19,12 +19,15 @@ from kern.db.sqlite import engine as sqlite_engine
 from kern.db.sqlite.fts import (
     MEMORY_COLUMNS,
     SECURE_DELETE_SINCE,
+    SESSION_COLUMNS,
     FtsIndex,
+    all_fts_specs,
     fts_expectations,
     fts_plan,
     fts_specs,
     optimize_ddl,
     secure_delete_on,
+    session_spec,
     setting_name,
 )
 from kern.db.sqlite.vectors import SqliteVecSearch, choose_vector_index, load_sqlite_vec
@@ -56,6 +59,7 @@ class SqliteDialect(SqlDialect):
         )
         self.memory_search = FtsIndex(tables.memories, self.prepare, key_columns=MEMORY_COLUMNS)
         self.learning_search = FtsIndex(tables.learnings, self.prepare)
+        self.session_search = FtsIndex(tables.sessions, self.prepare, key_columns=SESSION_COLUMNS)
         #: The vector search in use and why (``SqliteDb.vector_index``).
         self.vector_index = choose_vector_index(cast(ModuleType, sql_dialect.loaded_dbapi))
         self.vec_search = (
@@ -89,7 +93,7 @@ class SqliteDialect(SqlDialect):
         index's secure-delete setting where kern uses it."""
         found = {name for (name,) in conn.exec_driver_sql("SELECT name FROM sqlite_master")}
         if self.secure_delete:
-            for spec in fts_specs(self.tables):
+            for spec in all_fts_specs(self.tables):
                 if f"{spec.name}_config" in found and secure_delete_on(conn, spec):
                     found.add(setting_name(spec))
         return found & set(names)
@@ -105,7 +109,12 @@ class SqliteDialect(SqlDialect):
         if self.secure_delete:
             return  # the deletes already took the words out
         memories, learnings = fts_specs(self.tables)
-        for logical, spec in (("memories", memories), ("learnings", learnings)):
+        sessions = session_spec(self.tables)
+        for logical, spec in (
+            ("memories", memories),
+            ("learnings", learnings),
+            ("sessions", sessions),
+        ):
             if deleted.get(logical):
                 link.sql(optimize_ddl(spec))
 

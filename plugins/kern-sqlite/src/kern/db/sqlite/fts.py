@@ -36,7 +36,7 @@ too. Such an index can no longer be opened by an SQLite older than 3.42. On an o
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import (
@@ -102,6 +102,9 @@ class FtsSpec:
     source: str
     values: tuple[str, ...]
     watched: tuple[str, ...]
+    #: The update trigger fires only when a watched column's value changed (sessions: a
+    #: state write sets every column, and leaves name and summary as they were).
+    changed_only: bool = False
 
     @property
     def name(self) -> str:
@@ -148,6 +151,9 @@ def fts_ddl(spec: FtsSpec) -> list[str]:
         f"VALUES ('delete', old.rowid, {spec.row('old')});"
     )
     watched = ", ".join(spec.watched)
+    when = ""
+    if spec.changed_only:
+        when = "WHEN " + " OR ".join(f"old.{c} IS NOT new.{c}" for c in spec.watched) + " "
     return [
         *source_view_ddl(spec),
         f"CREATE VIRTUAL TABLE IF NOT EXISTS {_q(fts)} USING fts5({cols}, "
@@ -157,7 +163,7 @@ def fts_ddl(spec: FtsSpec) -> list[str]:
         f"CREATE TRIGGER IF NOT EXISTS {_q(fts + '_ad')} AFTER DELETE ON {_q(base)} "
         f"BEGIN {remove} END",
         f"CREATE TRIGGER IF NOT EXISTS {_q(fts + '_au')} AFTER UPDATE OF {watched} "
-        f"ON {_q(base)} BEGIN {remove} {add} END",
+        f"ON {_q(base)} {when}BEGIN {remove} {add} END",
         # Index rows written before the FTS table existed (a no-op on a new database).
         f"INSERT INTO {_q(fts)}({_q(fts)}) VALUES ('rebuild')",
     ]
@@ -180,6 +186,8 @@ def _run(statements: list[str]) -> Callable[[Connection], None]:
 
 MEMORY_COLUMNS = ("content", "topics")
 LEARNING_COLUMNS = ("content",)
+#: What ``search_sessions`` reads: a session's name and its rolling summary.
+SESSION_COLUMNS = ("name", "summary")
 
 
 def fts_plan(tables: Tables) -> Plan:
@@ -204,7 +212,27 @@ def fts_plan(tables: Tables) -> Plan:
                 _run(fts_ddl(plain_spec(learnings, LEARNING_COLUMNS))),
             )
         ],
+        # Sessions searched by name and summary (kern.past_sessions), keyed by user like the
+        # memories; a database made before it gets the index with its sessions in it.
+        f"{tables.sessions.name}_fts": [
+            Migration(
+                1,
+                f"FTS5 index of {tables.sessions.name} keyed by user",
+                _run(fts_ddl(session_spec(tables))),
+            )
+        ],
     }
+
+
+def session_spec(tables: Tables) -> FtsSpec:
+    """The sessions' index: name and summary, after the user key; updated only when one of
+    them (or the user) changed, not on every state write."""
+    return replace(keyed_spec(tables.sessions.name, SESSION_COLUMNS), changed_only=True)
+
+
+def all_fts_specs(tables: Tables) -> tuple[FtsSpec, ...]:
+    """Every index kern keeps: the memories', the learnings' and the sessions'."""
+    return (*fts_specs(tables), session_spec(tables))
 
 
 #: The FTS5 option that removes a deleted row's words from the index at once.
@@ -282,7 +310,7 @@ def fts_expectations(tables: Tables, *, secure_delete: bool) -> Expectations:
 
     return {
         spec.name: Expected(fts_objects(spec, secure_delete=secure_delete), restore_for(spec))
-        for spec in fts_specs(tables)
+        for spec in all_fts_specs(tables)
     }
 
 
