@@ -152,3 +152,8 @@ class ModelProviderError(KernError):
 class ForkError(KernError, ValueError):
     """``fork_session`` was refused: the fork point is past the session's last run, or the
     new session id is already taken. Nothing was written."""
+
+
+class RetentionError(KernError, ValueError):
+    """A retention policy or an ``apply_retention`` argument that cannot be used (a negative
+    number of days, an unknown key in ``[retention]`` of kern.toml); nothing was deleted."""

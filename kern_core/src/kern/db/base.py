@@ -34,12 +34,14 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import ClassVar, Literal, TypeAlias
 
 from kern.db.door import ContractMeta, guard_contract
 from kern.db.fork import arun_fork, fork_steps, run_fork
 from kern.db.report import Capability, StorageReport
 from kern.db.session_search import SCAN, query_words, rank_sessions
+from kern.db.steps import arun_steps, run_steps
 from kern.db.transfer import DEFAULT_PAGE, RecordKind, RecordPage
 from kern.records import (
     Embedding,
@@ -53,6 +55,10 @@ from kern.records import (
     Session,
     SessionType,
 )
+from kern.retention.policy import RetentionPolicy
+from kern.retention.receipt import RetentionReceipt
+from kern.retention.rules import RetentionBatch, RetentionRule
+from kern.retention.steps import DEFAULT_BATCH, resolve_policy, retention_steps
 
 #: The logical tables, without the configurable prefix (``kern_`` by default).
 TABLES = ("sessions", "runs", "memories", "learnings", "schema_versions")
@@ -75,6 +81,9 @@ class _DbInfo:
     #: Errors a server answers with that may mean "login refused" (MongoDB's
     #: ``OperationFailure`` code 18): the door raises those as ``StorageLoginError``.
     login_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+    #: The retention policy ``apply_retention()`` applies when it is given none
+    #: (``db.retention = RetentionPolicy(runs_days=30)``); else kern.toml's ``[retention]``.
+    retention: RetentionPolicy | None = None
 
     def storage_target(self) -> str:
         """Where the data lives, for error messages: a URL without its password, a path."""
@@ -438,6 +447,43 @@ class BaseDb(_DbInfo, metaclass=ContractMeta):
         """
         raise NotImplementedError(_no_transfer(self, "import_records"))
 
+    # -- retention (kern.retention) --------------------------------------------------
+    def apply_retention(
+        self,
+        policy: RetentionPolicy | None = None,
+        *,
+        dry_run: bool = False,
+        batch_size: int = DEFAULT_BATCH,
+        max_batches: int | None = None,
+        now: datetime | None = None,
+    ) -> RetentionReceipt:
+        """Remove what ``policy`` (else ``self.retention``, else kern.toml's ``[retention]``)
+        says to, rule by rule in batches of ``batch_size`` candidates; return the receipt.
+
+        ``dry_run=True`` counts and removes nothing; ``max_batches`` bounds the work of one
+        call per rule (the receipt says whether each rule finished). Never removes a
+        session's newest run, a running run or one whose parent run is running.
+        """
+        steps = retention_steps(
+            self.backend_name or type(self).__name__,
+            resolve_policy(self.retention, policy),
+            dry_run=dry_run,
+            batch_size=batch_size,
+            max_batches=max_batches,
+            now=now,
+        )
+        return run_steps(self, steps)
+
+    def retention_batch(
+        self, rule: RetentionRule, *, limit: int, after: str | None = None, dry_run: bool = False
+    ) -> RetentionBatch:
+        """One bounded batch of ``rule`` (``kern.retention.rules`` has the rules every
+        backend keeps): examine at most ``limit`` candidates after cursor ``after``, in an
+        index's order; remove those the rule takes (count them when ``dry_run``); return
+        the counts per table and the cursor to continue from (``None``: done). Not
+        abstract, so that an older third-party backend still loads."""
+        raise NotImplementedError(_no_retention(self))
+
     def storage_report(self) -> StorageReport:
         """The database as it is (``kern doctor``): read-only, never creates or migrates."""
         return basic_report(self)
@@ -656,6 +702,32 @@ class AsyncBaseDb(_DbInfo, metaclass=ContractMeta):
         """The async ``BaseDb.import_records``."""
         raise NotImplementedError(_no_transfer(self, "import_records"))
 
+    async def apply_retention(
+        self,
+        policy: RetentionPolicy | None = None,
+        *,
+        dry_run: bool = False,
+        batch_size: int = DEFAULT_BATCH,
+        max_batches: int | None = None,
+        now: datetime | None = None,
+    ) -> RetentionReceipt:
+        """The async ``BaseDb.apply_retention``."""
+        steps = retention_steps(
+            self.backend_name or type(self).__name__,
+            resolve_policy(self.retention, policy),
+            dry_run=dry_run,
+            batch_size=batch_size,
+            max_batches=max_batches,
+            now=now,
+        )
+        return await arun_steps(self, steps)
+
+    async def retention_batch(
+        self, rule: RetentionRule, *, limit: int, after: str | None = None, dry_run: bool = False
+    ) -> RetentionBatch:
+        """The async ``BaseDb.retention_batch``."""
+        raise NotImplementedError(_no_retention(self))
+
     async def storage_report(self) -> StorageReport:
         """The async ``BaseDb.storage_report``."""
         return basic_report(self)
@@ -675,6 +747,14 @@ def basic_report(db: _DbInfo) -> StorageReport:
                 "ask the backend's authors to implement it (docs/plugins.md)",
             )
         ],
+    )
+
+
+def _no_retention(db: _DbInfo) -> str:
+    return (
+        f"{type(db).__name__} does not implement retention_batch, so apply_retention and "
+        "kern retention cannot use it; a backend adds it as docs/plugins.md, 'Retention', "
+        "describes. Nothing was deleted."
     )
 
 

@@ -28,6 +28,7 @@ from kern.records import (
     Session,
     SessionType,
 )
+from kern.retention.rules import RetentionBatch, RetentionRule
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -90,6 +91,13 @@ class SyncBackedAsyncDb(AsyncBaseDb):
     async def fork_session(self, session_id: str, *, at_seq: int, new_session_id: str) -> Session:
         return await self._call(
             self.sync_db.fork_session, session_id, at_seq=at_seq, new_session_id=new_session_id
+        )
+
+    async def retention_batch(
+        self, rule: RetentionRule, *, limit: int, after: str | None = None, dry_run: bool = False
+    ) -> RetentionBatch:
+        return await self._call(
+            self.sync_db.retention_batch, rule, limit=limit, after=after, dry_run=dry_run
         )
 
     async def commit_turn(

@@ -27,6 +27,7 @@ from kern.db.transfer import check_batch, check_cursor, check_page_limit, check_
 from kern.errors import InvalidIdError, InvalidTextError, StorageUnavailableError
 from kern.ids import check_id, check_text
 from kern.records import Embedding, Learning, Memory, Message, Run, Session
+from kern.retention.rules import check_batch_limit, check_rule
 
 #: Contract parameters that carry an id.
 ID_PARAMETERS = frozenset(
@@ -182,6 +183,8 @@ def _check_for(parameter: inspect.Parameter) -> Check | None:
         return check_kinds
     if name == "at_seq":
         return check_at_seq
+    if name == "rule":
+        return check_rule
     if name == "new_session_id":
         return check_new_session_id
     if name == "model":
@@ -213,6 +216,8 @@ def arguments_check(method: str, contract: Callable[..., Any]) -> Callable[..., 
         check = _check_for(parameter)
         if method == "export_records" and parameter.name == "limit":
             check = check_page_limit  # a page, bounded: elsewhere limit is the caller's
+        if method == "retention_batch" and parameter.name == "limit":
+            check = check_batch_limit  # a batch is bounded too
         if check is None:
             continue
         positional = parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
@@ -339,6 +344,7 @@ EXTRA_METHODS = (
     "read_turn",
     "export_records",
     "import_records",
+    "retention_batch",
 )
 
 

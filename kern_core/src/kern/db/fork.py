@@ -21,9 +21,10 @@ Decisions (docs/lifecycle.md, "Forking a session"):
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from typing import Any
 
+from kern.db.steps import Request, arun_steps, plan_steps, run_steps
 from kern.db.transfer import RecordPage
 from kern.errors import (
     ForkError,
@@ -42,9 +43,6 @@ FORKED_FROM = "forked_from"
 SEQ_ROOM = 16
 #: Runs copied per page by the default implementation.
 PAGE = 500
-
-#: A contract call the default asks for: method name, positional and keyword arguments.
-Request = tuple[str, tuple[Any, ...], dict[str, Any]]
 
 
 def fork_run_id(new_session_id: str, seq: int) -> str:
@@ -236,59 +234,10 @@ def bulk_fork_steps(
     return stored
 
 
-def run_fork(db: Any, steps: Generator[Request, Any, Session]) -> Session:
-    """Drive ``fork_steps`` with the sync Db ``db``'s own contract methods."""
-    return _drive(steps, lambda name, args, kwargs: getattr(db, name)(*args, **kwargs))
-
-
-async def arun_fork(db: Any, steps: Generator[Request, Any, Session]) -> Session:
-    """Drive ``fork_steps`` with the async Db ``db``'s own contract methods."""
-    reply: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            name, args, kwargs = steps.throw(error) if error else steps.send(reply)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        error = None
-        try:
-            reply = await getattr(db, name)(*args, **kwargs)
-        except Exception as exc:  # handed to the steps, which may turn it into a kern error
-            error = exc
-
-
-def plan_fork(plans: Any, steps: Generator[Request, Any, Session]) -> Generator[Any, Any, Session]:
-    """``fork_steps`` as one plan of a Db of plans: each call is the plan of that name."""
-    reply: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            name, args, kwargs = steps.throw(error) if error else steps.send(reply)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        error = None
-        try:
-            reply = yield from getattr(plans, name)(*args, **kwargs)
-        except Exception as exc:
-            error = exc
-
-
-def _drive(
-    steps: Generator[Request, Any, Session],
-    call: Callable[[str, tuple[Any, ...], dict[str, Any]], Any],
-) -> Session:
-    reply: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            name, args, kwargs = steps.throw(error) if error else steps.send(reply)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        error = None
-        try:
-            reply = call(name, args, kwargs)
-        except Exception as exc:
-            error = exc
+#: The drivers of ``fork_steps`` (``kern.db.steps``), under the names the backends use.
+run_fork = run_steps
+arun_fork = arun_steps
+plan_fork = plan_steps
 
 
 __all__ = [

@@ -29,6 +29,7 @@ from kern.records import (
     Session,
     SessionType,
 )
+from kern.retention.rules import RetentionBatch, RetentionRule
 
 S = TypeVar("S")
 S_co = TypeVar("S_co", covariant=True)
@@ -62,6 +63,9 @@ class ContractPlans(Protocol[S_co]):
     def fork_session(
         self, session_id: str, *, at_seq: int, new_session_id: str
     ) -> Plan[S_co, Session]: ...
+    def retention_batch(
+        self, rule: RetentionRule, *, limit: int, after: str | None = None, dry_run: bool = False
+    ) -> Plan[S_co, RetentionBatch]: ...
     def commit_turn(
         self, run: Run, session: Session, *, expected_version: int | None
     ) -> Plan[S_co, tuple[Run, Session]]: ...
@@ -220,6 +224,13 @@ class PlannedDb(BaseDb, Generic[S]):
     def fork_session(self, session_id: str, *, at_seq: int, new_session_id: str) -> Session:
         return self._run(
             self.plans.fork_session(session_id, at_seq=at_seq, new_session_id=new_session_id)
+        )
+
+    def retention_batch(
+        self, rule: RetentionRule, *, limit: int, after: str | None = None, dry_run: bool = False
+    ) -> RetentionBatch:
+        return self._run(
+            self.plans.retention_batch(rule, limit=limit, after=after, dry_run=dry_run)
         )
 
     def commit_turn(
@@ -473,6 +484,13 @@ class AsyncPlannedDb(AsyncBaseDb, Generic[S]):
     async def fork_session(self, session_id: str, *, at_seq: int, new_session_id: str) -> Session:
         return await self._run(
             self.plans.fork_session(session_id, at_seq=at_seq, new_session_id=new_session_id)
+        )
+
+    async def retention_batch(
+        self, rule: RetentionRule, *, limit: int, after: str | None = None, dry_run: bool = False
+    ) -> RetentionBatch:
+        return await self._run(
+            self.plans.retention_batch(rule, limit=limit, after=after, dry_run=dry_run)
         )
 
     async def commit_turn(

@@ -14,6 +14,7 @@ awaitable effects.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -34,6 +35,7 @@ from kern.records import (
     Session,
     SessionType,
 )
+from kern.retention import RetentionBatch, RetentionPolicy, RetentionReceipt, RetentionRule
 from kern.testing.capabilities import Capabilities, skip_unless_capable
 from kern.testing.conformance.recipes import Recipe, _check_recipe
 
@@ -72,6 +74,18 @@ class Store(Protocol):
     def fork_session(
         self, session_id: str, *, at_seq: int, new_session_id: str
     ) -> Awaitable[Session]: ...
+    def retention_batch(
+        self, rule: RetentionRule, *, limit: int, after: str | None = None, dry_run: bool = False
+    ) -> Awaitable[RetentionBatch]: ...
+    def apply_retention(
+        self,
+        policy: RetentionPolicy | None = None,
+        *,
+        dry_run: bool = False,
+        batch_size: int = 500,
+        max_batches: int | None = None,
+        now: datetime | None = None,
+    ) -> Awaitable[RetentionReceipt]: ...
     def commit_turn(
         self, run: Run, session: Session, *, expected_version: int | None
     ) -> Awaitable[tuple[Run, Session]]: ...
