@@ -16,7 +16,7 @@ from kern import __version__
 from kern.cli.common import BAD_INPUT, FAILED, OK, CommandError, err, out
 
 #: The modules holding the command groups, in the order ``kern --help`` lists them.
-COMMAND_MODULES = ("inspect", "act", "fork", "move", "rotate", "doctor", "serve")
+COMMAND_MODULES = ("inspect", "act", "fork", "retention", "move", "rotate", "doctor", "serve")
 
 
 def _plugins(_: argparse.Namespace) -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
@@ -30,6 +29,7 @@ from kern.cli.common import (
     cell,
     check_ids,
     compact,
+    confirm,
     err,
     open_db,
     out,
@@ -233,19 +233,12 @@ def _table_order(name: str) -> tuple[int, str]:
 
 
 def _confirm(user: str, target: str) -> None:
-    """Ask on the terminal; without one, refuse: a script must say ``--yes`` itself."""
-    if not sys.stdin.isatty():
-        raise CommandError(
-            f"no terminal to confirm on: pass --yes to delete everything of {user!r} in {target}",
-            BAD_INPUT,
-        )
-    what = f"every session, run, memory and learning of user {user!r} in {target}"
-    try:
-        answer = err.input(Text(f"Delete {what}? This cannot be undone. [y/N] "))
-    except EOFError:
-        answer = ""
-    if answer.strip().lower() not in ("y", "yes"):
-        raise CommandError("nothing was deleted (answer y to confirm, or pass --yes)")
+    confirm(
+        f"Delete every session, run, memory and learning of user {user!r} in {target}?",
+        without_terminal=f"no terminal to confirm on: pass --yes to delete everything of "
+        f"{user!r} in {target}",
+        declined="nothing was deleted (answer y to confirm, or pass --yes)",
+    )
 
 
 # -- kern prune / kern dedupe -------------------------------------------------------------

@@ -148,3 +148,16 @@ def check_ids(name: str, *values: str | None) -> None:
         except InvalidIdError as exc:
             shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:36] + "...'"
             raise CommandError(f"{name} must be {exc.rule}, not {shown}", BAD_INPUT) from None
+
+
+def confirm(question: str, *, without_terminal: str, declined: str) -> None:
+    """Ask ``question`` on the terminal; without one, refuse with ``without_terminal``
+    (``BAD_INPUT``): a script must say ``--yes`` itself. Anything but y is ``declined``."""
+    if not sys.stdin.isatty():
+        raise CommandError(without_terminal, BAD_INPUT)
+    try:
+        answer = err.input(Text(f"{question} This cannot be undone. [y/N] "))
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() not in ("y", "yes"):
+        raise CommandError(declined)

@@ -20,6 +20,7 @@ from kern.db.config_paths import resolve_from
 from kern.errors import BackendNotInstalledError, ConfigurationError, install_command
 from kern.plugin_filter import skipped_hint
 from kern.plugins import Backend, registry
+from kern.retention.steps import resolve_policy
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,9 @@ def connect(url: str | None = None, *, is_async: bool | None = None, **options: 
     """A Db for ``url`` (or the configured URL). ``is_async=True`` asks for the async class.
 
     >>> db = connect("sqlite:///tmp/agents.db")
+    >>> db = connect("sqlite:///tmp/agents.db", retention=RetentionPolicy(runs_days=30))
+
+    ``retention=`` declares the policy ``db.apply_retention()`` applies (``kern.retention``).
     """
     url = url or configured_url()
     if not url:
@@ -135,7 +139,11 @@ def connect(url: str | None = None, *, is_async: bool | None = None, **options: 
     # Every backend's constructor takes the URL as ``db_url`` (the contract, kern.db.base);
     # the base classes cannot declare a constructor for all of them.
     factory: Callable[..., BaseDb | AsyncBaseDb] = backend_class(url, is_async=is_async)
-    return factory(db_url=url, **options)
+    retention = options.pop("retention", None)
+    db = factory(db_url=url, **options)
+    if retention is not None:  # every Db has the attribute (kern.db.base); no backend's option
+        db.retention = resolve_policy(None, retention)
+    return db
 
 
 def _unknown_scheme(scheme: str) -> ConfigurationError:

@@ -13,9 +13,17 @@ from kern.errors import RetentionError
 from kern.records import utcnow
 from kern.retention.policy import RetentionPolicy
 from kern.retention.receipt import RetentionReceipt, RuleReceipt
+from kern.retention.rules import RuleKind
 
 #: Candidates a batch examines unless the caller says otherwise.
 DEFAULT_BATCH = 500
+
+#: The tables each rule removes rows from (its receipt's keys).
+TABLES: dict[RuleKind, tuple[str, ...]] = {
+    RuleKind.IDLE_SESSIONS: ("sessions", "runs"),
+    RuleKind.RUNS_BEFORE: ("runs",),
+    RuleKind.KEEP_LAST_RUNS: ("runs",),
+}
 
 
 def retention_steps(
@@ -32,7 +40,7 @@ def retention_steps(
     at = now or utcnow()
     receipt = RetentionReceipt(backend=backend, policy=policy, now=at, dry_run=dry_run)
     for rule in policy.rules(at):
-        part = RuleReceipt(rule=rule)
+        part = RuleReceipt(rule=rule, counts=dict.fromkeys(TABLES[rule.kind], 0))
         receipt.rules.append(part)
         after: str | None = None
         while max_batches is None or part.batches < max_batches:
@@ -43,7 +51,8 @@ def retention_steps(
             )
             part.batches += 1
             for table, count in batch.counts.items():
-                part.counts[table] = part.counts.get(table, 0) + count
+                if count or table in part.counts:
+                    part.counts[table] = part.counts.get(table, 0) + count
             after = batch.after
             if after is None:
                 part.finished = True

@@ -120,6 +120,7 @@ Layout
 its own: ``sessions``, ``runs``, ``concurrency``, ``memories``, ``learnings``, ``lifecycle``,
 ``encryption`` (what ``kern.crypto`` needs of a backend: store what it is given),
 ``fork`` (``fork_session``: a session's history up to a seq, copied into a new one),
+``retention`` (``apply_retention`` over ``retention_batch``: what a policy removes and keeps),
 and ``kern.testing.isolation`` and ``kern.testing.turns``; ``scenarios`` composes them on
 ``base.ScenarioBase`` (the hooks, the recipe, capabilities), against ``base.Store``, the
 type of ``store`` in both suites. ``sync_suite`` and ``async_suite`` turn them into the two

@@ -14,6 +14,7 @@ from kern.testing.conformance.fork import ForkScenarios
 from kern.testing.conformance.learnings import LearningScenarios
 from kern.testing.conformance.lifecycle import LifecycleScenarios
 from kern.testing.conformance.memories import MemoryScenarios
+from kern.testing.conformance.retention import RetentionScenarios
 from kern.testing.conformance.runs import RunScenarios
 from kern.testing.conformance.sessions import SessionScenarios
 from kern.testing.conformance.summaries import SummaryScenarios
@@ -28,6 +29,7 @@ __all__ = ["Scenarios"]
 class Scenarios(
     SessionScenarios,
     ForkScenarios,
+    RetentionScenarios,
     SummaryScenarios,
     RunScenarios,
     ConcurrencyScenarios,
