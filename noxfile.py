@@ -58,6 +58,14 @@ def round_trips(session: nox.Session) -> None:
 
 
 @nox.session
+def retention(session: nox.Session) -> None:
+    """apply_retention: rows removed per second and the cost of a call with nothing to remove,
+    at 20k and 100k runs on every backend (docs/benchmarks.md#retention); ``-- --backends
+    sqlite --runs 20000`` for a quick run."""
+    session.run("uv", "run", "python", "benchmarks/retention.py", *session.posargs, external=True)
+
+
+@nox.session
 def recall(session: nox.Session) -> None:
     """Recall latency with vectors (hybrid, vector-only, lexical) on every backend, 100k
     memories over 1k users; ``-- --backends sqlite postgres``, ``-- --users 20 --queries 20``

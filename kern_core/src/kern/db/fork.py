@@ -131,16 +131,10 @@ def forked_session(
     )
 
 
-def fork_steps(
+def _checked_source(
     session_id: str, at_seq: int, new_session_id: str
 ) -> Generator[Request, Any, Session]:
-    """The contract's default ``fork_session`` as contract calls: checks first (nothing is
-    written when one fails), then the session, then the runs page by page, oldest first.
-
-    ``append_run`` assigns the seqs, so they are kept when the source has no gaps below
-    the fork point (retention or ``forget_user`` may leave some; the copies are then
-    numbered 1, 2, 3...). The cost grows with ``at_seq``: backends override it.
-    """
+    """The refusals, before anything is written; the source session."""
     source: Session | None = yield ("get_session", (session_id,), {})
     if source is None:
         raise not_found(session_id)
@@ -152,6 +146,32 @@ def fork_steps(
         yield ("get_last_runs", (new_session_id, 1), {})
     ):
         raise taken(new_session_id)
+    return source
+
+
+def _copy_of(run: Run, ids: dict[str, str], new_session_id: str, **update: Any) -> Run:
+    """The copy of ``run`` in the fork: its id from ``ids``, its parent's copy as parent."""
+    return run.model_copy(
+        update={
+            "run_id": ids[run.run_id],
+            "session_id": new_session_id,
+            "parent_run_id": ids.get(run.parent_run_id or "", run.parent_run_id),
+            **update,
+        }
+    )
+
+
+def fork_steps(
+    session_id: str, at_seq: int, new_session_id: str
+) -> Generator[Request, Any, Session]:
+    """The contract's default ``fork_session`` as contract calls: checks first (nothing is
+    written when one fails), then the session, then the runs page by page, oldest first.
+
+    ``append_run`` assigns the seqs, so they are kept when the source has no gaps below
+    the fork point (retention or ``forget_user`` may leave some; the copies are then
+    numbered 1, 2, 3...). The cost grows with ``at_seq``: backends override it.
+    """
+    source = yield from _checked_source(session_id, at_seq, new_session_id)
     pages: list[list[Run]] = []
     before = at_seq + 1
     while page := (yield ("get_last_runs", (session_id, PAGE), {"before_seq": before})):
@@ -168,16 +188,7 @@ def fork_steps(
         raise taken(new_session_id) from exc
     ids = {run.run_id: fork_run_id(new_session_id, run.seq or 0) for run in runs}
     for run in runs:
-        parent = ids.get(run.parent_run_id or "", run.parent_run_id)
-        copy = run.model_copy(
-            update={
-                "run_id": ids[run.run_id],
-                "session_id": new_session_id,
-                "parent_run_id": parent,
-                "seq": None,
-            }
-        )
-        yield ("append_run", (copy,), {})
+        yield ("append_run", (_copy_of(run, ids, new_session_id, seq=None),), {})
     return stored
 
 
@@ -189,17 +200,7 @@ def bulk_fork_steps(
     import that keeps the seqs (gaps included). Two round trips per ``PAGE`` runs, and
     one page in memory (plus the copied runs' ids, to point members to their parent's
     copy: a parent has a higher seq than its members, so it is met first)."""
-    source: Session | None = yield ("get_session", (session_id,), {})
-    if source is None:
-        raise not_found(session_id)
-    newest: list[Run] = yield ("get_last_runs", (session_id, 1), {})
-    last_seq = (newest[0].seq or 0) if newest else 0
-    if at_seq > last_seq:
-        raise past_last(session_id, at_seq, last_seq)
-    if (yield ("get_session", (new_session_id,), {})) is not None or (
-        yield ("get_last_runs", (new_session_id, 1), {})
-    ):
-        raise taken(new_session_id)
+    source = yield from _checked_source(session_id, at_seq, new_session_id)
     anchor: list[Run] = yield ("get_last_runs", (session_id, 1), {"before_seq": at_seq + 1})
     fork = forked_session(
         source,
@@ -216,16 +217,7 @@ def bulk_fork_steps(
     while page := (yield ("get_last_runs", (session_id, PAGE), {"before_seq": before})):
         for run in page:
             ids[run.run_id] = fork_run_id(new_session_id, run.seq or 0)
-        copies = [
-            run.model_copy(
-                update={
-                    "run_id": ids[run.run_id],
-                    "session_id": new_session_id,
-                    "parent_run_id": ids.get(run.parent_run_id or "", run.parent_run_id),
-                }
-            )
-            for run in page
-        ]
+        copies = [_copy_of(run, ids, new_session_id) for run in page]
         try:
             yield ("import_records", (RecordPage("runs", copies),), {})
         except ValueError as exc:  # a copy's id is held by another run
