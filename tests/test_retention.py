@@ -115,7 +115,7 @@ async def test_the_async_db_applies_the_same_policy(tmp_path: Path) -> None:
     try:
         receipt = await db.apply_retention(RetentionPolicy(runs_days=30), now=NOW)
         assert receipt.deleted == {"sessions": 0, "runs": 30}
-        assert [r.seq for r in await db.get_last_runs("s", 2)] == [61, 60]
+        assert [r.seq for r in await db.get_last_runs("s", 2)] == [60, 61]
     finally:
         await db.close()
 

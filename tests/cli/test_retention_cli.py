@@ -107,7 +107,7 @@ def test_options_and_the_env_variable_without_kern_toml(aged: Path, tmp_path: Pa
     assert done.code == 0, done.stderr
     assert "removed 0 sessions and 56 runs" in done.stdout
     with SqliteDb(db_file=aged / "kern.db") as db:
-        assert [r.seq for r in db.get_last_runs("daily", 100)] == [61, 60, 59, 58, 57]
+        assert [r.seq for r in db.get_last_runs("daily", 100)] == [57, 58, 59, 60, 61]
         assert len(db.get_last_runs("stale", 10)) == 2
 
 

@@ -372,7 +372,7 @@ def test_schema_versions_recorded_once(mongo_kwargs: dict[str, str]) -> None:
     recorded = {doc["_id"]: doc for doc in raw(first, "schema_versions").find({})}
     assert {name: doc["version"] for name, doc in recorded.items()} == {
         "sessions": 2,
-        "runs": 2,
+        "runs": 3,
         "memories": 2,
         "learnings": 2,
         "schema_versions": 1,
@@ -1232,7 +1232,7 @@ def test_dropped_indexes_are_made_again_before_concurrent_appends(
     for table in ("sessions", "runs", "memories", "learnings"):
         raw(first, table).drop_indexes()
     assert _index_fields(raw(first, "runs")) == {("_id",)}
-    assert raw(first, "schema_versions").find_one({"_id": "runs"})["version"] == 2
+    assert raw(first, "schema_versions").find_one({"_id": "runs"})["version"] == 3
     first.close()
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("KERN_")}
@@ -1272,6 +1272,7 @@ def test_dropped_indexes_are_made_again_before_concurrent_appends(
         assert ("terms", "status") in _index_fields(raw(check, "learnings"))
         assert ("user_id", "updated_at_us") in _index_fields(raw(check, "sessions"))
         assert ("pending.user_id",) in _index_fields(raw(check, "runs"))
+        assert ("created_at_us", "session_id", "seq") in _index_fields(raw(check, "runs"))
     finally:
         check.close()
 

@@ -50,7 +50,7 @@ async def _runs_on_days(
 
 
 async def _seqs(store: Store, session_id: str) -> list[int]:
-    return [run.seq or 0 for run in reversed(await store.get_last_runs(session_id, 1000))]
+    return [run.seq or 0 for run in await store.get_last_runs(session_id, 1000)]
 
 
 async def _idle_session(store: Store, updated: float, runs: int, *, user: str) -> Session:

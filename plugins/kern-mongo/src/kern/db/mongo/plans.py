@@ -5,7 +5,8 @@ every contract method; ``MongoPlans`` gives each one with the contract's exact s
 defaults (the ``ops`` functions take every argument explicitly, and ``commit_turn`` also
 the db object's ``Transactions``), so a type checker sees the whole contract. The vector
 operations' plans are in ``kern.db.mongo.embeddings``, moving data in
-``kern.db.mongo.transfer`` and the storage report in ``kern.db.mongo.report``.
+``kern.db.mongo.transfer``, a retention batch in ``kern.db.mongo.retention`` and the storage
+report in ``kern.db.mongo.report``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from kern.db.base import VectorTable
 from kern.db.fork import bulk_fork_steps, plan_fork
 from kern.db.mongo import embeddings as _vectors
-from kern.db.mongo import ops, report, transfer
+from kern.db.mongo import ops, report, retention, transfer
 from kern.db.mongo.calls import Op
 from kern.db.report import StorageReport
 from kern.db.transfer import DEFAULT_PAGE, RecordKind, RecordPage
@@ -31,6 +32,7 @@ from kern.records import (
     Session,
     SessionType,
 )
+from kern.retention.rules import RetentionBatch, RetentionRule
 
 
 class MongoPlans:
@@ -79,6 +81,11 @@ class MongoPlans:
         """The fork as one plan of this db's own plans: pages of runs read and bulk
         imported with their seqs (``kern.db.fork.bulk_fork_steps``)."""
         return plan_fork(self, bulk_fork_steps(session_id, at_seq, new_session_id))
+
+    def retention_batch(
+        self, rule: RetentionRule, *, limit: int, after: str | None = None, dry_run: bool = False
+    ) -> Op[RetentionBatch]:
+        return retention.retention_batch(rule, limit=limit, after=after, dry_run=dry_run)
 
     def commit_turn(
         self, run: Run, session: Session, *, expected_version: int | None

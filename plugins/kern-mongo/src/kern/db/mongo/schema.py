@@ -13,6 +13,10 @@ trusted for the indexes themselves: on first use kern lists each collection's in
 creates any required one that is missing (dropped by hand, lost in a restore), since a
 missing unique ``{session_id, seq}`` index would let concurrent writers share a seq.
 
+Retention (``kern.db.mongo.retention``) reads idle sessions through ``updated`` and old
+runs through ``created`` (runs' version 3), and keeps each session's last runs through
+``{session_id, seq}``.
+
 Version 2 of memories and learnings adds the vector indexes. Their documents need no
 rewrite: one written before vectors has no ``embedding_model``, so it is simply one "without
 embedding" that ``LearningMachine.reembed`` gives a vector.
@@ -114,6 +118,15 @@ MIGRATIONS: dict[str, tuple[Version, ...]] = {
                 # forget_user: a commit_turn interrupted before its session was written
                 # holds the user's session in its pending marker (ops.commit_turn)
                 _ix("pending_user", "pending.user_id", sparse=True),
+            ),
+        ),
+        Version(
+            3,
+            (
+                # retention (runs_before): the runs created before a time, oldest first; with
+                # session_id and seq a unique order to continue a batch from (nx-27017
+                # indexes no _id beside another field)
+                _ix("created", "created_at_us", "session_id", "seq"),
             ),
         ),
     ),
