@@ -421,7 +421,7 @@ def test_a_resent_append_returns_the_seq_its_first_attempt_took(
     keys = (base + "runs", db.ctx.keys.claim(run.run_id))[: 1 if script == "append_run" else 2]
     args: tuple[Any, ...] = (base, run.run_id, codec.run_body(run), "1", "completed", "", "")
     args += (0, 0)
-    extra = () if script == "append_run" else ("s",)
+    extra = () if script == "append_run" else ("s", db.ctx.keys.run_sessions)
     first = db._runner.call(Lua(script, keys, (*args, "token-1", *extra)))
     again = db._runner.call(Lua(script, keys, (*args, "token-1", *extra)))
     other = db._runner.call(Lua(script, keys, (*args, "token-2", *extra)))

@@ -160,7 +160,8 @@ def test_an_import_of_50000_runs_is_one_script_per_page_and_appends_continue(
         # (+1: the first call may find the script not loaded yet, then load it and resend)
         assert pages <= used["evalsha"] <= pages + 1, used
         assert not {"scan", "keys", "eval"} & set(used), used
-        assert sum(used.values()) <= 12 * len(runs), used
+        # 13: with the created_at index retention reads (one ZADD per run)
+        assert sum(used.values()) <= 13 * len(runs), used
         print(f"\nimported {len(runs):,} runs in {seconds:.2f} s: {len(runs) / seconds:,.0f}/s")
 
         for s in (0, 57, 99):

@@ -26,7 +26,7 @@ from kern.records import Embedding, Learning, LearningStatus, Memory
 
 Space = Callable[[str], tuple[str, str]]
 SERVERS = ["redis_url", "cluster_nodes"]
-VERSIONS = {"sessions": 1, "runs": 1, "memories": 2, "learnings": 2}
+VERSIONS = {"sessions": 1, "runs": 2, "memories": 2, "learnings": 2}
 
 
 def vec(model: str, *values: float) -> Embedding:

@@ -157,10 +157,20 @@ def _check_batch_seqs(found: list[Run]) -> None:
 
 
 def _run_fields(run: Run) -> tuple[str, ...]:
-    """The 6 fields of a run in the import scripts: run_id, seq, JSON, top, status, user."""
-    rid, body, top, status, user, _, _ = runs.run_fields(run)
+    """The 7 fields of a run in the import scripts: run_id, seq, JSON, top, status, user,
+    created (µs)."""
+    rid, body, top, status, user, _, created_us = runs.run_fields(run)
     assert run.seq is not None
-    return rid, str(run.seq), codec.run_json(run.seq, body), top, status, user
+    return rid, str(run.seq), codec.run_json(run.seq, body), top, status, user, str(created_us)
+
+
+def _oldest(found: list[Run]) -> dict[str, int]:
+    """Each session's oldest created_at (µs) among ``found``: its score in ``{ro}``."""
+    oldest: dict[str, int] = {}
+    for run in found:
+        at = codec.micros(run.created_at)
+        oldest[run.session_id] = min(at, oldest.get(run.session_id, at))
+    return oldest
 
 
 def _by_session(found: list[Run]) -> dict[str, list[Run]]:
@@ -177,7 +187,7 @@ def import_runs(ctx: Ctx, found: list[Run]) -> Plan[None]:
         return
     keys = ctx.keys
     users = sorted({run.user_id for run in found if run.user_id is not None})
-    args: list[Any] = [ctx.ttl, len(users)]
+    args: list[Any] = [ctx.ttl, keys.run_sessions, len(users)]
     for user in users:
         args += [q(user), keys.user_run_sessions(user), keys.user_registry(user)]
     for sid, group in _by_session(found).items():
@@ -216,20 +226,23 @@ def _import_runs_by_slot(ctx: Ctx, found: list[Run]) -> Plan[None]:
         for (run, holder), raw in zip(elsewhere, there, strict=True):
             if raw is not None:
                 raise run_moved(ctx, run, codec.run_seq(raw), holder, partial=False)
-    # 2. The users' rs sets first, so forget_user finds the runs once they are stored.
+    # 2. The users' rs sets first, so forget_user finds the runs once they are stored, and
+    # the sessions' places among sessions holding runs (retention finds old runs there).
     by_user: dict[str, set[str]] = {}
     for run in found:
         if run.user_id is not None:
             by_user.setdefault(run.user_id, set()).add(run.session_id)
-    if by_user:
-        yield [
+    yield [
+        Cmd("zadd", keys.run_sessions, _oldest(found), lt=True),
+        *(
             cmd
             for user, sids in sorted(by_user.items())
             for cmd in (
                 Cmd("sadd", keys.user_run_sessions(user), *sorted(sids)),
                 Cmd("sadd", keys.user_registry(user), keys.user_run_sessions(user)),
             )
-        ]
+        ),
+    ]
     # 3. Each session's runs, by one script in its slot (which checks them again).
     groups = []
     for sid, group in by_session.items():

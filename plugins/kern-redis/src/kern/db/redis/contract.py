@@ -2,8 +2,8 @@
 
 Each builder takes the arguments of the contract method of the same name and returns the
 plan doing it (``kern.db.redis.plans``), written in ``sessions``, ``runs``, ``turns``,
-``memories``, ``learnings``, ``docs``, ``embeddings``, ``forget``, ``export``, ``bulk`` and
-``report``. ``RedisDb`` runs the plans blocking and ``AsyncRedisDb`` awaits them
+``memories``, ``learnings``, ``docs``, ``embeddings``, ``forget``, ``export``, ``bulk``,
+``retention`` and ``report``. ``RedisDb`` runs the plans blocking and ``AsyncRedisDb`` awaits them
 (``kern.db.planned``), so each operation exists once, and a type checker holds every builder
 to the contract's signature (``ContractPlans``).
 """
@@ -25,6 +25,7 @@ from kern.db.redis import (
     learnings,
     memories,
     report,
+    retention,
     runs,
     session_search,
     sessions,
@@ -48,6 +49,7 @@ from kern.records import (
     Session,
     SessionType,
 )
+from kern.retention.rules import RetentionBatch, RetentionRule
 
 
 class RedisPlans(ContractPlans[Step]):
@@ -108,6 +110,11 @@ class RedisPlans(ContractPlans[Step]):
         """The fork as one plan of this db's own plans: pages of runs read and bulk
         imported with their seqs (``kern.db.fork.bulk_fork_steps``)."""
         return plan_fork(self, bulk_fork_steps(session_id, at_seq, new_session_id))
+
+    def retention_batch(
+        self, rule: RetentionRule, *, limit: int, after: str | None = None, dry_run: bool = False
+    ) -> Plan[RetentionBatch]:
+        return retention.retention_batch(self.ctx, rule, limit=limit, after=after, dry_run=dry_run)
 
     # -- runs ---------------------------------------------------------------------------
     def commit_turn(

@@ -62,10 +62,15 @@ def forget_user(
     if others:
         bases = [keys.session_base(sid) for sid in others]
         gone = yield [Lua("forget_runs", (b + "runs",), (b, q(user_id))) for b in bases]
-        run_ids = [text(rid) for ids in gone for rid in ids]
+        run_ids = [text(rid) for ids, _ in gone for rid in ids]
         counts["runs"] += len(run_ids)
-        if run_ids:
-            yield [Cmd("delete", keys.claim(rid)) for rid in run_ids]
+        # A session left with no run leaves the index of sessions holding runs.
+        emptied = [sid for sid, (_, left) in zip(others, gone, strict=True) if not int(left)]
+        cleanup = [Cmd("delete", keys.claim(rid)) for rid in run_ids]
+        if emptied:
+            cleanup.append(Cmd("zrem", keys.run_sessions, *emptied))
+        if cleanup:
+            yield cleanup
 
     # 3. Memories and learnings.
     found_memories = yield from docs.fetch_raw(ctx, memory_spec, memory_ids)

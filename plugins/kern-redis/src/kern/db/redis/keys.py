@@ -12,6 +12,8 @@ tag says which family of data the key belongs to:
   ``<record key>:vec`` (``model``, ``vector``: float32 little-endian bytes), in the record's
   slot, so the script that writes the record writes (or drops) its vector too.
 - ``{c:…}``, ``{t:…}``, ``{sa}``: session indexes by component, type, and of all sessions;
+  ``{ro}``: the sessions holding runs, scored by (a lower bound of) their oldest run's
+  created_at, which retention reads (``kern.db.redis.retention``);
   ``{lk:…}``, ``{ln:…}``, ``{le:…}``, ``{ls:…}``, ``{la}``: learning indexes by kind,
   namespace, entity, session, and of all learnings.
 - ``{ma}``: the vector state sets of all memories (``{la}`` and ``{lk:…}`` hold those of
@@ -44,6 +46,7 @@ SESSION_PARTS: tuple[str, ...] = (
     "users",
     "r:all",
     "r:top",
+    "r:ct",
     *(f"r:st:{s}" for s in STATUSES),
     *(f"r:top:st:{s}" for s in STATUSES),
 )
@@ -97,6 +100,10 @@ class Keys:
         p = self.prefix
         self.schema = f"{p}{{meta}}:schema"
         self.all_sessions = f"{p}{{sa}}:sess"
+        #: Sessions holding runs (member session_id, score a lower bound of the created_at
+        #: of its oldest run, in µs): ``append_run``, ``commit_turn`` and imports lower it
+        #: (``ZADD LT``), retention raises it after removing old runs.
+        self.run_sessions = f"{p}{{ro}}:sess"
         self.all_learnings = f"{p}{{la}}:"
         self.all_memories = f"{p}{{ma}}:"
 

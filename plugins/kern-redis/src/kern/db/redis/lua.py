@@ -33,6 +33,7 @@ end
 local function unindex_run(base, rid)
   redis.call('ZREM', base .. 'r:all', rid)
   redis.call('ZREM', base .. 'r:top', rid)
+  redis.call('ZREM', base .. 'r:ct', rid)
   for _, s in ipairs(STATUSES) do
     redis.call('ZREM', base .. 'r:st:' .. s, rid)
     redis.call('ZREM', base .. 'r:top:st:' .. s, rid)
@@ -60,13 +61,19 @@ end
 """
 
 # A run in its session's slot: store it at a seq and index it by seq (all / top-level / per
-# status), note its user (``place_run``); ``store_run`` places it at the next seq. Move the
+# status) and by created_at (µs, ``r:ct``: what retention reads), note its user
+# (``place_run``); ``store_run`` places it at the next seq. Move the
 # session's updated_at to the run's time if later (``follow_run``: returns moved 0/1 and the
-# session's index keys). ``run_keys_ok`` checks, before any write, the keys they will write.
+# session's index keys). ``lowers``: whether a run created at ``created_us`` is older than
+# every run of the session, or retention just found the session empty (its ``ro`` mark):
+# on a cluster the caller then lowers the session's score in ``{ro}`` again after the
+# script (``kern.db.redis.retention``), which never happens on a plain turn.
+# ``run_keys_ok`` checks, before any write, the keys they will write.
 _RUN = """
-local function place_run(base, rid, seq, json, top, status, user)
+local function place_run(base, rid, seq, json, top, status, user, created_us)
   redis.call('HSET', base .. 'runs', rid, json)
   redis.call('ZADD', base .. 'r:all', seq, rid)
+  redis.call('ZADD', base .. 'r:ct', created_us, rid)
   redis.call('ZADD', base .. 'r:st:' .. status, seq, rid)
   if top == '1' then
     redis.call('ZADD', base .. 'r:top', seq, rid)
@@ -77,9 +84,9 @@ local function place_run(base, rid, seq, json, top, status, user)
     redis.call('SADD', base .. 'users', user)
   end
 end
-local function store_run(base, rid, body, top, status, user)
+local function store_run(base, rid, body, top, status, user, created_us)
   local seq = redis.call('INCR', base .. 'seq')
-  place_run(base, rid, seq, '{"seq":' .. seq .. ',' .. body, top, status, user)
+  place_run(base, rid, seq, '{"seq":' .. seq .. ',' .. body, top, status, user, created_us)
   return seq
 end
 local function run_keys_ok(base, top, status, user)
@@ -87,6 +94,7 @@ local function run_keys_ok(base, top, status, user)
   if seq and not string.match(seq, '^%d+$') then expect('counter', base .. 'seq') end
   expect('hash', base .. 'runs')
   expect('zset', base .. 'r:all')
+  expect('zset', base .. 'r:ct')
   expect('zset', base .. 'r:st:' .. status)
   if top == '1' then
     expect('zset', base .. 'r:top')
@@ -96,6 +104,12 @@ local function run_keys_ok(base, top, status, user)
     expect('set', base .. 'ru:' .. user)
     expect('set', base .. 'users')
   end
+end
+local function lowers(base, created_us)
+  if redis.call('EXISTS', base .. 'ro') == 1 then return 1 end
+  local first = redis.call('ZRANGE', base .. 'r:ct', 0, 0, 'WITHSCORES')[2]
+  if first and tonumber(created_us) < tonumber(first) then return 1 end
+  return 0
 end
 local function follow_run(base, created, created_us)
   local sess = base .. 'session'
@@ -109,7 +123,7 @@ end
 """
 
 # Append a run into its session's slot (see APPEND_RUN). Returns {seq, moved, index keys
-# of the session ('\n'-joined) or false}; {0} if the run id is stored here already.
+# of the session ('\n'-joined) or false, lowers}; {0} if the run id is stored here already.
 _APPEND = (
     _RUN
     + """
@@ -120,10 +134,11 @@ local function append(base, rid, body, top, status, user, created, created_us, t
     local stored = redis.call('HGET', runs, rid)
     return {tonumber(string.match(stored, '^{"seq":(%d+),')), 0, false}
   end
-  local seq = store_run(base, rid, body, top, status, user)
+  local lower = lowers(base, created_us)
+  local seq = store_run(base, rid, body, top, status, user, created_us)
   redis.call('SET', base .. 'tok:' .. rid, token, 'EX', 600)
   local moved, ix = follow_run(base, created, created_us)
-  return {seq, moved, ix}
+  return {seq, moved, ix, lower}
 end
 """
 )
@@ -131,7 +146,8 @@ end
 #: Append a run: refuse a stored run_id, take the next seq, store the run and index it by
 #: seq (all / top-level / per status), note its user, move the session's updated_at.
 #: ARGV: base, run_id, body, top ('1'/'0'), status, user (quoted, '' if none),
-#: created (iso), created (µs), ttl, token. Returns {seq, moved, the session's index keys};
+#: created (iso), created (µs), ttl, token. Returns {seq, moved, the session's index keys,
+#: lowers (1: move the session down in ``{ro}`` again, see ``lowers``)};
 #: {0} if the run_id is already stored in this session. The caller's token is kept for a
 #: while (``tok:<run_id>``): a client that resends the call after a lost reply gets the
 #: seq its first attempt took instead of a duplicate error.
@@ -149,8 +165,10 @@ return out
 
 #: APPEND_RUN for a single server, in one round trip: a script there may reach keys of any
 #: slot, so it also takes the run id's claim (KEYS[2]), notes the session in the user's
-#: ``rs`` set (KEYS[3], its registry KEYS[4]) and moves the session in its indexes. Same
-#: ARGV, then the session id. Returns as APPEND_RUN; {-1} if another session holds the run.
+#: ``rs`` set (KEYS[3], its registry KEYS[4]), moves the session in its indexes and lowers
+#: its score in the index of sessions holding runs (``{ro}``) to the run's created_at if
+#: older. Same ARGV, then the session id, then the ``{ro}`` index key. Returns as
+#: APPEND_RUN; {-1} if another session holds the run.
 APPEND_RUN_LOCAL = (
     _TOUCH
     + _HELPERS
@@ -161,6 +179,7 @@ local holder = redis.call('GET', KEYS[2])
 if holder and holder ~= base and redis.call('HEXISTS', holder .. 'runs', rid) == 1 then
   return {-1}
 end
+expect('zset', ARGV[12])
 if ttl > 0 then redis.call('SET', KEYS[2], base, 'EX', ttl)
 else redis.call('SET', KEYS[2], base) end
 if KEYS[3] then
@@ -169,6 +188,7 @@ if KEYS[3] then
 end
 local out = append(base, rid, ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[10])
 if out[1] ~= 0 then
+  redis.call('ZADD', ARGV[12], 'LT', ARGV[8], ARGV[11])
   touch(base, ttl)
   if out[2] == 1 and out[3] then
     for _, key in ipairs(lines(out[3])) do
@@ -279,7 +299,7 @@ return {1, created, cur[3], cur[4], cur[5]}
 # {2, run JSON, version, created, updated, rest} if the run id is stored here (the turn was
 # committed), {-1} if it is but the session row is not (the run came from append_run).
 # ``commit_write`` does the writes (after every check) and returns {1, seq, created,
-# updated, updated µs, old owner, old component, old type}.
+# updated, updated µs, old owner, old component, old type, lowers}.
 _COMMIT = (
     _CAS
     + _RUN
@@ -294,12 +314,13 @@ end
 local function commit_write(A, cur)
   local base = A[1]
   local created = cas_write(base .. 'session', cur, A)
-  local seq = store_run(base, A[14], A[15], A[16], A[17], A[18])
+  local lower = lowers(base, A[20])
+  local seq = store_run(base, A[14], A[15], A[16], A[17], A[18], A[20])
   local moved = follow_run(base, A[19], A[20])
   touch(base, tonumber(A[11]))
   local updated, updated_us = A[5], A[6]
   if moved == 1 then updated, updated_us = A[19], A[20] end
-  return {1, seq, created, updated, updated_us, cur[3], cur[4], cur[5]}
+  return {1, seq, created, updated, updated_us, cur[3], cur[4], cur[5], lower}
 end
 """
 )
@@ -333,7 +354,8 @@ return commit_write(ARGV, cur)
 #: updated_at, leaves those of the version it replaced) registering the owner's.
 #: ARGV: those of COMMIT_TURN, then session_id (21), the run's user's ``rs`` key and
 #: registry key ('' if the run has no user) (22, 23), the session owner's registry key
-#: ('' if none) (24) and the owner-slot index keys to register ('\n'-joined) (25).
+#: ('' if none) (24), the owner-slot index keys to register ('\n'-joined) (25) and the
+#: index of sessions holding runs (``{ro}``, lowered to the run's created_at if older) (26).
 COMMIT_TURN_LOCAL = (
     _TOUCH
     + _HELPERS
@@ -357,8 +379,10 @@ end
 if ARGV[22] ~= '' then expect('set', ARGV[22]); expect('set', ARGV[23]) end
 local registered = lines(ARGV[25])
 if ARGV[24] ~= '' and #registered > 0 then expect('set', ARGV[24]) end
+expect('zset', ARGV[26])
 -- Every check passed: from here on nothing fails.
 local out = commit_write(ARGV, cur)
+redis.call('ZADD', ARGV[26], 'LT', ARGV[20], sid)
 local ttl = tonumber(ARGV[11])
 if ttl > 0 then redis.call('SET', KEYS[2], base, 'EX', ttl)
 else redis.call('SET', KEYS[2], base) end
@@ -374,7 +398,8 @@ return out
 )
 
 # Runs written as they were exported (``kern.db.redis.bulk``), built on ``place_run``. A run
-# comes whole: run_id, seq, JSON, top ('1'/'0'), status, user (quoted, '' if none).
+# comes whole: run_id, seq, JSON, top ('1'/'0'), status, user (quoted, '' if none), created
+# (µs).
 # ``seq_of`` is the seq of a stored run's JSON. ``import_check`` refuses a run stored here at
 # another seq ({-1, stored seq, base, run_id}: an import never moves a stored run) and a seq
 # another run holds ({0, seq, holder, run_id}), checks once per shape the keys the run will
@@ -404,14 +429,14 @@ local function import_check(base, rid, seq, top, status, user)
   return false, stored
 end
 local highest = {}
-local function import_run(base, rid, seq, json, top, status, user, old)
+local function import_run(base, rid, seq, json, top, status, user, old, created_us)
   if old and old ~= json then
     unindex_run(base, rid)
     for _, u in ipairs(redis.call('SMEMBERS', base .. 'users')) do
       redis.call('SREM', base .. 'ru:' .. u, rid)
     end
   end
-  place_run(base, rid, seq, json, top, status, user)
+  place_run(base, rid, seq, json, top, status, user, created_us)
   if not highest[base] or tonumber(seq) > tonumber(highest[base]) then highest[base] = seq end
 end
 local function lift_counters(ttl)
@@ -427,7 +452,7 @@ end
 
 #: Import runs of ONE session (its slot; KEYS[1] is its ``runs`` hash) as they were
 #: exported: seq, JSON and indexes as given, the stored version of a run replaced, the
-#: counter lifted. ARGV: base, ttl, count, then the 6 fields of each run (``_IMPORT``).
+#: counter lifted. ARGV: base, ttl, count, then the 7 fields of each run (``_IMPORT``).
 #: Every run is checked before the first write: a refusal (``import_check``) refuses the
 #: whole group, nothing written. Returns {1}.
 IMPORT_RUNS = (
@@ -437,16 +462,16 @@ IMPORT_RUNS = (
     + """
 local base, ttl, n, olds = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), {}
 for i = 0, n - 1 do
-  local a = 4 + 6 * i
+  local a = 4 + 7 * i
   local refused, stored = import_check(base, ARGV[a], ARGV[a + 1], ARGV[a + 3], ARGV[a + 4],
                                        ARGV[a + 5])
   if refused then return refused end
   olds[a] = stored
 end
 for i = 0, n - 1 do
-  local a = 4 + 6 * i
+  local a = 4 + 7 * i
   import_run(base, ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5],
-             olds[a])
+             olds[a], ARGV[a + 6])
 end
 lift_counters(ttl)
 return {1}
@@ -457,9 +482,11 @@ return {1}
 #: there may reach keys of any slot), with what lives in other slots: the run id's claim
 #: (a run another session holds is refused, {-1, its seq there, that session's base,
 #: run_id}; a leftover claim, its run gone, is taken over) and the run's user's ``rs`` set
-#: and its registry. ARGV: ttl; the number of users, then per user: quoted id, ``rs`` key,
-#: registry key; then per session: session_id, base, number of runs, then per run the 6
-#: fields of ``_IMPORT`` and the run id's claim key. KEYS[1] is the first run's claim. Every
+#: and its registry, and each session's place in the index of sessions holding runs
+#: (``{ro}``, lowered to its oldest imported run). ARGV: ttl; the ``{ro}`` key; the number
+#: of users, then per user: quoted id, ``rs`` key, registry key; then per session:
+#: session_id, base, number of runs, then per run the 7 fields of ``_IMPORT`` and the run
+#: id's claim key. KEYS[1] is the first run's claim. Every
 #: run of every session is checked before the first write; a refusal is ``import_check``'s
 #: with the session_id added, nothing written. Returns {1}.
 IMPORT_RUNS_LOCAL = (
@@ -467,9 +494,10 @@ IMPORT_RUNS_LOCAL = (
     + _HELPERS
     + _IMPORT
     + """
-local ttl, users, sessions, noted, olds = tonumber(ARGV[1]), {}, {}, {}, {}
-local a = 3
-for _ = 1, tonumber(ARGV[2]) do
+local ttl, ro, users, sessions, noted, olds = tonumber(ARGV[1]), ARGV[2], {}, {}, {}, {}
+expect('zset', ro)
+local a = 4
+for _ = 1, tonumber(ARGV[3]) do
   users[ARGV[a]] = {ARGV[a + 1], ARGV[a + 2]}
   expect('set', ARGV[a + 1])
   expect('set', ARGV[a + 2])
@@ -478,11 +506,11 @@ end
 while a <= #ARGV do
   local session = {sid = ARGV[a], base = ARGV[a + 1], first = a + 3, n = tonumber(ARGV[a + 2])}
   sessions[#sessions + 1] = session
-  a = session.first + 7 * session.n
-  for r = session.first, a - 1, 7 do
+  a = session.first + 8 * session.n
+  for r = session.first, a - 1, 8 do
     local refused, stored = import_check(session.base, ARGV[r], ARGV[r + 1], ARGV[r + 3],
                                          ARGV[r + 4], ARGV[r + 5])
-    local holder = redis.call('GET', ARGV[r + 6])
+    local holder = redis.call('GET', ARGV[r + 7])
     if not refused and holder and holder ~= session.base then
       local there = redis.call('HGET', holder .. 'runs', ARGV[r])
       if there then refused = {-1, seq_of(there), holder, ARGV[r]} end
@@ -497,11 +525,14 @@ end
 -- Every check passed: from here on nothing fails.
 for _, session in ipairs(sessions) do
   local base = session.base
-  for r = session.first, session.first + 7 * session.n - 1, 7 do
+  for r = session.first, session.first + 8 * session.n - 1, 8 do
     import_run(base, ARGV[r], ARGV[r + 1], ARGV[r + 2], ARGV[r + 3], ARGV[r + 4], ARGV[r + 5],
-               olds[r])
-    if ttl > 0 then redis.call('SET', ARGV[r + 6], base, 'EX', ttl)
-    else redis.call('SET', ARGV[r + 6], base) end
+               olds[r], ARGV[r + 6])
+    if not session.oldest or tonumber(ARGV[r + 6]) < tonumber(session.oldest) then
+      session.oldest = ARGV[r + 6]
+    end
+    if ttl > 0 then redis.call('SET', ARGV[r + 7], base, 'EX', ttl)
+    else redis.call('SET', ARGV[r + 7], base) end
     local user = users[ARGV[r + 5]]
     if user and noted[user] ~= session then
       redis.call('SADD', user[1], session.sid)
@@ -509,6 +540,9 @@ for _, session in ipairs(sessions) do
       noted[user] = session
     end
   end
+end
+for _, session in ipairs(sessions) do
+  if session.oldest then redis.call('ZADD', ro, 'LT', session.oldest, session.sid) end
 end
 lift_counters(ttl)
 return {1}
@@ -533,20 +567,27 @@ return old
 )
 
 #: Delete a session with all its runs (and their ``tok:<run_id>`` resend tokens). ARGV:
-#: base, owner ('' = any, else '=' + user_id: delete only a session owned by that user).
-#: Returns {existed, owner, component, type, run ids, quoted user ids of its runs}; {-1}
-#: when the owner did not match.
+#: base, owner ('' = any, else '=' + user_id: delete only a session owned by that user),
+#: and optionally an idle cutoff (µs; retention's ``idle_sessions``: delete only a stored
+#: session last updated before it that holds no running run). Returns {existed, owner,
+#: component, type, run ids, quoted user ids of its runs}; {-1} when the owner did not
+#: match or the session is not idle.
 DELETE_SESSION = (
     _TOUCH
     + """
 local base = ARGV[1]
-local info = redis.call('HMGET', base .. 'session', 'v', 'o', 'cid', 't')
+local info = redis.call('HMGET', base .. 'session', 'v', 'o', 'cid', 't', 'um')
 if ARGV[2] ~= '' and info[2] ~= string.sub(ARGV[2], 2) then return {-1} end
+if ARGV[3] and ARGV[3] ~= '' then
+  if not info[1] or not info[5] or tonumber(info[5]) >= tonumber(ARGV[3]) then return {-1} end
+  if redis.call('ZCARD', base .. 'r:st:running') > 0 then return {-1} end
+end
 local rids = redis.call('HKEYS', base .. 'runs')
 local users = redis.call('SMEMBERS', base .. 'users')
 for _, part in ipairs(PARTS) do redis.call('DEL', base .. part) end
 for _, u in ipairs(users) do redis.call('DEL', base .. 'ru:' .. u) end
 for _, rid in ipairs(rids) do redis.call('DEL', base .. 'tok:' .. rid) end
+redis.call('DEL', base .. 'ro')
 local existed = 0
 if info[1] then existed = 1 end
 return {existed, info[2], info[3], info[4], rids, users}
@@ -555,7 +596,7 @@ return {existed, info[2], info[3], info[4], rids, users}
 
 #: Delete one user's runs from a session, with their ``tok:<run_id>`` resend tokens; a
 #: session left with neither its row nor any run loses its counter too (no key of it is
-#: left). ARGV: base, quoted user id. Returns the run ids.
+#: left). ARGV: base, quoted user id. Returns {the run ids, runs left in the session}.
 FORGET_RUNS = (
     _TOUCH
     + """
@@ -572,11 +613,161 @@ end
 redis.call('DEL', set)
 redis.call('SREM', base .. 'users', ARGV[2])
 if redis.call('EXISTS', base .. 'runs', base .. 'session') == 0 then
-  redis.call('DEL', base .. 'seq')
+  redis.call('DEL', base .. 'seq', base .. 'ro')
 end
-return gone
+return {gone, redis.call('HLEN', base .. 'runs')}
 """
 )
+
+# Retention (``kern.db.redis.retention``). ``after_bytes`` compares two strings byte by
+# byte (Lua's own ``<`` follows the server's locale; sorted sets order members by bytes).
+# ``kept`` says why a run of this session must stay: it is running, it is the session's
+# newest (``newest``), or its parent is running; a parent stored in another session is
+# ``'elsewhere'`` (the caller looks it up and names the runs it may take, mode ``ids``).
+# ``drop_run`` removes a run with every entry of it in the slot (its seq and created_at
+# indexes, its user's set, its resend token).
+_RETENTION = """
+local function after_bytes(a, b)
+  local n = math.min(#a, #b)
+  for i = 1, n do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x > y end
+  end
+  return #a > #b
+end
+local function kept(base, rid, newest, json)
+  if redis.call('ZSCORE', base .. 'r:st:running', rid) then return 'running' end
+  if rid == newest then return 'newest' end
+  if redis.call('ZSCORE', base .. 'r:top', rid) then return false end
+  local parent = cjson.decode(json)['parent_run_id']
+  if type(parent) ~= 'string' then return false end
+  if redis.call('ZSCORE', base .. 'r:st:running', parent) then return 'parent' end
+  if redis.call('HEXISTS', base .. 'runs', parent) == 1 then return false end
+  return 'elsewhere', parent
+end
+local function drop_run(base, rid, users)
+  redis.call('HDEL', base .. 'runs', rid)
+  unindex_run(base, rid)
+  for _, u in ipairs(users) do redis.call('SREM', base .. 'ru:' .. u, rid) end
+  redis.call('DEL', base .. 'tok:' .. rid)
+end
+"""
+
+#: One session's part of a retention batch, atomic in its slot (KEYS[1]: its ``runs``).
+#: ARGV: base, mode, dry ('1': count, write nothing), the ``{ro}`` key ('' on a cluster,
+#: where the caller moves the session in it), session id, the session's score seen there,
+#: then by mode:
+#:
+#: - ``before``: cutoff (µs), the run cursor (created µs and run id, '' '' from the start),
+#:   budget: the runs of ``r:ct`` created before the cutoff, after the cursor, at most
+#:   budget of them, go unless kept (running, the newest, a running parent).
+#: - ``keep``: keep, seq cursor ('' from the start), budget: runs with seq <= highest -
+#:   keep, after the cursor, at most budget of them, go unless kept (the newest always is).
+#: - ``ids``: run ids whose parent (in another session) the caller found not running; each
+#:   goes unless kept for a reason of this slot.
+#:
+#: Returns {examined, removed run ids, {run id, parent id} pairs of runs whose parent is
+#: in another session (left for mode ``ids``), cursor part 1, cursor part 2, exhausted
+#: (1: no candidate left after the cursor), the oldest created_at left (µs) or false}.
+#: After ``before`` walks a session to its end (and not dry), the oldest created_at left
+#: is the session's new score in ``{ro}``: with a ``{ro}`` key (a single server) the
+#: script moves it there itself, if its score is still the one seen (else a writer
+#: lowered it meanwhile and it stays).
+RETENTION_RUNS = (
+    _TOUCH
+    + _RETENTION
+    + """
+local base, mode, dry = ARGV[1], ARGV[2], ARGV[3] == '1'
+local newest = redis.call('ZREVRANGE', base .. 'r:all', 0, 0)[1]
+local ids, cur1, cur2, exhausted = {}, false, false, 1
+if mode == 'before' then
+  local cutoff, at, rid, budget = ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10])
+  local found = {}
+  if at ~= '' then
+    for _, m in ipairs(redis.call('ZRANGEBYSCORE', base .. 'r:ct', at, at)) do
+      if after_bytes(m, rid) and tonumber(at) < tonumber(cutoff) then
+        found[#found + 1] = {m, at}
+      end
+    end
+  end
+  local low = '-inf'
+  if at ~= '' then low = '(' .. at end
+  local more = redis.call('ZRANGEBYSCORE', base .. 'r:ct', low, '(' .. cutoff, 'WITHSCORES',
+                          'LIMIT', 0, budget + 1)
+  for i = 1, #more, 2 do found[#found + 1] = {more[i], more[i + 1]} end
+  if #found > budget then exhausted = 0 end
+  for i = 1, math.min(#found, budget) do
+    ids[#ids + 1] = found[i][1]
+    cur1, cur2 = found[i][2], found[i][1]
+  end
+elseif mode == 'keep' then
+  local keep, at, budget = tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9])
+  local top = redis.call('ZREVRANGE', base .. 'r:all', 0, 0, 'WITHSCORES')
+  if top[2] then
+    local bound = tonumber(top[2]) - keep
+    local low = '-inf'
+    if at ~= '' then low = '(' .. at end
+    local found = redis.call('ZRANGEBYSCORE', base .. 'r:all', low, bound, 'WITHSCORES',
+                             'LIMIT', 0, budget + 1)
+    if #found > 2 * budget then exhausted = 0 end
+    for i = 1, math.min(#found, 2 * budget), 2 do
+      ids[#ids + 1] = found[i]
+      cur1 = found[i + 1]
+    end
+  end
+else
+  for i = 7, #ARGV do ids[#ids + 1] = ARGV[i] end
+end
+local users = redis.call('SMEMBERS', base .. 'users')
+local removed, elsewhere = {}, {}
+for _, rid in ipairs(ids) do
+  local json = redis.call('HGET', base .. 'runs', rid)
+  if json then
+    local why, parent = kept(base, rid, newest, json)
+    if why == 'elsewhere' and mode ~= 'ids' then
+      elsewhere[#elsewhere + 1] = {rid, parent}
+    elseif not why or why == 'elsewhere' then
+      removed[#removed + 1] = rid
+      if not dry then drop_run(base, rid, users) end
+    end
+  end
+end
+if not dry and #removed > 0 then
+  for _, u in ipairs(users) do
+    if redis.call('EXISTS', base .. 'ru:' .. u) == 0 then redis.call('SREM', base .. 'users', u) end
+  end
+end
+local oldest = false
+if mode == 'before' and exhausted == 1 and not dry then
+  oldest = redis.call('ZRANGE', base .. 'r:ct', 0, 0, 'WITHSCORES')[2] or false
+  if ARGV[4] == '' and not oldest then
+    -- On a cluster the caller drops the session from {ro}: an append racing with that
+    -- sees this mark and puts it back (``lowers``).
+    redis.call('SET', base .. 'ro', '1', 'EX', 600)
+  end
+  if ARGV[4] ~= '' then
+    local score = redis.call('ZSCORE', ARGV[4], ARGV[5])
+    if score and tonumber(score) == tonumber(ARGV[6]) then
+      if oldest then redis.call('ZADD', ARGV[4], oldest, ARGV[5])
+      else redis.call('ZREM', ARGV[4], ARGV[5]) end
+    end
+  end
+end
+return {#ids, removed, elsewhere, cur1, cur2, exhausted, oldest}
+"""
+)
+
+#: Move a session in the index of sessions holding runs (KEYS[1], ``{ro}``) after
+#: retention walked it, if its score is still the one seen (a writer that lowered it
+#: meanwhile wins). ARGV: session id, score seen, new score ('' : it holds no run; leave).
+#: Returns 1 if moved.
+SETTLE_RUN_SESSION = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score or tonumber(score) ~= tonumber(ARGV[2]) then return 0 end
+if ARGV[3] == '' then redis.call('ZREM', KEYS[1], ARGV[1])
+else redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1]) end
+return 1
+"""
 
 # A memory/learning document and its vector, KEYS: the record, its vector hash (same
 # slot). ``read_doc`` returns the stored JSON and vector's model (each nil when absent): a
@@ -703,4 +894,6 @@ SCRIPTS: dict[str, str] = {
     "zrem_if_score": ZREM_IF_SCORE,
     "move_claim": MOVE_CLAIM,
     "purge_registry": PURGE_REGISTRY,
+    "retention_runs": RETENTION_RUNS,
+    "settle_run_session": SETTLE_RUN_SESSION,
 }

@@ -5,6 +5,12 @@ every row written since is in one, and these steps put the rows of an older data
 set of rows without a vector, so ``*_without_embedding`` finds them to backfill. Rows keep
 their keys and JSON: nothing else changes. Each step may run again after a crash (``ZADD
 NX``: an entry already made is left as it is).
+
+Version 2 of runs adds what retention reads (``kern.db.redis.retention``): each session's
+runs by created_at (``r:ct``, in its slot) and the index of sessions holding runs by their
+oldest run (``{ro}:sess``). Sessions holding runs are found by ``SCAN`` of their ``runs``
+hashes (a session written by ``append_run`` alone is in no index of the older layout), once,
+under the migration lock; their runs are read by seq in pages.
 """
 
 from __future__ import annotations
@@ -69,3 +75,39 @@ def learning_vector_states(ctx: Ctx) -> Plan[None]:
         if adds:
             yield adds
         position += BATCH
+
+
+def run_created_index(ctx: Ctx) -> Plan[None]:
+    """Runs v2: ``r:ct`` of every session holding runs, and its entry in ``{ro}``."""
+    keys = ctx.keys
+    cursor: Any = 0
+    while True:
+        ((cursor, names),) = yield [Scan(keys.family("s", ":runs"), cursor, SCAN_COUNT, "hash")]
+        for name in names:
+            yield from _index_session_runs(ctx, keys.id_in(str(text(name)), "s"))
+        if cursor == 0:
+            return
+
+
+def _index_session_runs(ctx: Ctx, session_id: str) -> Plan[None]:
+    base = ctx.keys.session_base(session_id)
+    position = 0
+    oldest: int | None = None
+    while True:
+        (ids,) = yield [Cmd("zrange", base + "r:all", position, position + BATCH - 1)]
+        if not ids:
+            break
+        (raws,) = yield [Cmd("hmget", base + "runs", *ids)]
+        created = {
+            str(text(rid)): codec.micros(codec.run_from(raw).created_at)
+            for rid, raw in zip(ids, raws, strict=True)
+            if raw is not None
+        }
+        if created:
+            expiry = [Cmd("expire", base + "r:ct", ctx.ttl)] if ctx.ttl else []
+            yield [Cmd("zadd", base + "r:ct", created, nx=True), *expiry]
+            least = min(created.values())
+            oldest = least if oldest is None else min(oldest, least)
+        position += BATCH
+    if oldest is not None:
+        yield [Cmd("zadd", ctx.keys.run_sessions, {session_id: oldest}, lt=True)]

@@ -1,12 +1,16 @@
 """Runs: written once, in their session's slot, with a seq the server assigns.
 
 Per session (slot ``{s:<id>}``): ``runs`` (hash run_id -> JSON), ``seq`` (the counter),
-and sorted sets of run ids by seq: ``r:all``, ``r:top`` (no parent_run_id), ``r:st:<status>``
-and ``r:top:st:<status>``. One Lua script checks the run id, INCRs the counter, stores the
-run and indexes it: atomic, so concurrent writers in any number of processes get 1, 2, 3...
-``get_last_runs`` reads one of those sets with ``ZREVRANGEBYSCORE … LIMIT 0 n`` and the runs
-with ``HMGET``, inside one script: a fixed number of commands, whatever the session's length,
-for every combination of ``top_level_only`` and ``status``.
+sorted sets of run ids by seq: ``r:all``, ``r:top`` (no parent_run_id), ``r:st:<status>``
+and ``r:top:st:<status>``, and by created_at (µs): ``r:ct``, which retention reads. The
+session's score in ``{ro}`` (sessions holding runs, by their oldest run) is lowered to the
+run's created_at if older: in the script on a single server, in the claim's step (before
+the run is written) on a cluster, so it adds no round trip. One Lua script checks the run
+id, INCRs the counter, stores the run and indexes it: atomic, so concurrent writers in any
+number of processes get 1, 2, 3... ``get_last_runs`` reads one of those sets with
+``ZREVRANGEBYSCORE … LIMIT 0 n`` and the runs with ``HMGET``, inside one script: a fixed
+number of commands, whatever the session's length, for every combination of
+``top_level_only`` and ``status``.
 
 A run id is unique across sessions: its claim key ``{r:<run_id>}`` (``SET NX``) names the
 session holding it, which is also how ``get_run`` finds a run by id alone.
@@ -54,12 +58,15 @@ def claim(ctx: Ctx, run: Run, base: str) -> Plan[None]:
     keys = ctx.keys
     claim_key = keys.claim(run.run_id)
     ex = {"ex": ctx.ttl} if ctx.ttl else {}
-    user_step = []
+    # The session's place among sessions holding runs, before the run exists (retention
+    # finds old runs through it): lowered to this run's created_at if older.
+    oldest = {run.session_id: codec.micros(run.created_at)}
+    user_step = [Cmd("zadd", keys.run_sessions, oldest, lt=True)]
     if run.user_id is not None:
         # Before the run exists, note where the user's runs are (forget_user finds them).
         sessions = keys.user_run_sessions(run.user_id)
         registry = keys.user_registry(run.user_id)
-        user_step = [Cmd("sadd", sessions, run.session_id), Cmd("sadd", registry, sessions)]
+        user_step += [Cmd("sadd", sessions, run.session_id), Cmd("sadd", registry, sessions)]
     claimed, *_ = yield [Cmd("set", claim_key, base, nx=True, **ex), *user_step]
     while not claimed:
         (holder,) = yield [Cmd("get", claim_key)]
@@ -88,7 +95,7 @@ def append_run(ctx: Ctx, run: Run) -> Plan[Run]:
         names = [base + "runs", keys.claim(run.run_id)]
         if run.user_id is not None:
             names += [keys.user_run_sessions(run.user_id), keys.user_registry(run.user_id)]
-        (outcome,) = yield [Lua("append_run_local", tuple(names), (*args, sid))]
+        (outcome,) = yield [Lua("append_run_local", tuple(names), (*args, sid, keys.run_sessions))]
         if int(outcome[0]) == -1:
             raise duplicate(run.run_id)
     else:
@@ -97,10 +104,18 @@ def append_run(ctx: Ctx, run: Run) -> Plan[Run]:
     seq = int(outcome[0])
     if seq == 0:
         raise duplicate(run.run_id)
-    if ctx.cluster and int(outcome[1]) and outcome[2]:
-        # The session's updated_at moved: so does its place in the session indexes.
-        entries = text(outcome[2]).split("\n")
-        yield add_to(entries, sid, created_us, xx=True, gt=True)
+    if ctx.cluster:
+        after: list[Cmd] = []
+        if int(outcome[1]) and outcome[2]:
+            # The session's updated_at moved: so does its place in the session indexes.
+            entries = text(outcome[2]).split("\n")
+            after += add_to(entries, sid, created_us, xx=True, gt=True)
+        if len(outcome) > 3 and int(outcome[3]):
+            # Older than every run of the session: lowered again among sessions holding
+            # runs, after the script (retention may have raised it meanwhile).
+            after.append(Cmd("zadd", keys.run_sessions, {sid: created_us}, lt=True))
+        if after:
+            yield after
     return run.model_copy(update={"seq": seq})
 
 

@@ -9,7 +9,7 @@ the work once. A database with no version recorded holds no kern data yet (every
 process records them before its first write), so it only gets ``TARGETS`` recorded.
 
 Versions: 1, the first layout of each table; memories and learnings 2, their vector state
-sets (``kern.db.redis.migrate``).
+sets; runs 2, the created_at index retention reads (``kern.db.redis.migrate``).
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ MIGRATIONS["memories"].append(
 )
 MIGRATIONS["learnings"].append(
     (2, "vector state sets {la}, {lk:<kind>}: every learning in nv", migrate.learning_vector_states)
+)
+MIGRATIONS["runs"].append(
+    (2, "runs by created_at r:ct, sessions holding runs {ro}", migrate.run_created_index)
 )
 TARGETS = {name: steps[-1][0] for name, steps in MIGRATIONS.items()}
 #: Seconds the migration lock is held at most (a crashed migrator frees it).

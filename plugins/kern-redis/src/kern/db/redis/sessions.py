@@ -165,19 +165,22 @@ def list_sessions(
 
 
 def delete_sessions(
-    ctx: Ctx, session_ids: list[str], *, owner: str | None = None
+    ctx: Ctx, session_ids: list[str], *, owner: str | None = None, idle_before: int | None = None
 ) -> Plan[list[tuple[bool, int]]]:
     """Delete sessions with their runs, then their index entries and run-id claims.
 
-    With ``owner``, only sessions owned by that user are deleted. Returns, per session,
-    ``(the session row existed and was deleted, runs deleted)``.
+    With ``owner``, only sessions owned by that user are deleted; with ``idle_before``
+    (µs), only stored sessions last updated before it that hold no running run (retention's
+    ``idle_sessions``), checked by the script. Returns, per session, ``(the session row
+    existed and was deleted, runs deleted)``.
     """
     if not session_ids:
         return []
     keys = ctx.keys
     guard = "" if owner is None else "=" + owner
+    idle = () if idle_before is None else (str(idle_before),)
     outcomes = yield [
-        Lua("delete_session", (base + "session",), (base, guard))
+        Lua("delete_session", (base + "session",), (base, guard, *idle))
         for base in (keys.session_base(sid) for sid in session_ids)
     ]
     done: list[tuple[bool, int]] = []
@@ -188,6 +191,8 @@ def delete_sessions(
             continue
         existed, user, component, stype, run_ids, users = outcome
         cleanup += [Cmd("delete", keys.claim(text(rid))) for rid in run_ids]
+        if run_ids:
+            cleanup.append(Cmd("zrem", keys.run_sessions, session_id))
         if int(existed):
             cleanup += remove_from(_entries(ctx, user, component, stype), session_id)
         # The session's script keeps its runs' user ids quoted, as in key names.

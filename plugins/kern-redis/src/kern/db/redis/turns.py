@@ -31,7 +31,7 @@ from __future__ import annotations
 from kern.db.redis import codec, runs, sessions
 from kern.db.redis.codec import text
 from kern.db.redis.indexes import Ctx, add_to
-from kern.db.redis.plans import Lua, Plan, Step, together
+from kern.db.redis.plans import Cmd, Lua, Plan, Step, together
 from kern.records import Run, RunStatus, Session, utcnow
 
 
@@ -91,7 +91,7 @@ def commit_turn(
     base = cas[0]
     args = (*cas, *runs.run_fields(run))
     if not ctx.cluster:
-        extra = (sid, *_registry_args(ctx, run, session, entries))
+        extra = (sid, *_registry_args(ctx, run, session, entries), keys.run_sessions)
         script = Lua(
             "commit_turn_local", (base + "session", keys.claim(run.run_id)), (*args, *extra)
         )
@@ -111,7 +111,12 @@ def commit_turn(
     if code == 0:
         raise sessions.conflict(sid, expected_version, outcome)
     _, seq, created, updated, updated_us, *old = outcome
+    old, lowers = old[:3], old[3:]
     score = int(updated_us)
+    if ctx.cluster and lowers and int(lowers[0]):
+        # A run older than every run of the session (never a plain turn's): lowered again
+        # among sessions holding runs, after the script (``kern.db.redis.retention``).
+        yield [Cmd("zadd", keys.run_sessions, {sid: codec.micros(run.created_at)}, lt=True)]
     if ctx.cluster:
         # 3. The session's place in its indexes follows the stored session.
         if expected_version is not None:
