@@ -3,16 +3,18 @@
 A backend reads the candidates' vectors (one user's memories, the learnings a filter
 selects) and ``nearest`` ranks them by cosine similarity with numpy: one matrix product
 over float32 rows. Bytes are how the byte-storing backends keep a vector
-(``Embedding.as_float32``: little-endian float32).
+(``Embedding.as_float32``: little-endian float32). numpy is imported on the first search,
+not with the module: every backend imports this, and most processes never rank a vector.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 K = TypeVar("K")
 
@@ -21,6 +23,7 @@ Vector = bytes | bytearray | memoryview | Sequence[float]
 
 def as_array(vector: Vector) -> npt.NDArray[np.float32]:
     """A stored vector (float32 bytes or a list of numbers) as a float32 array."""
+    import numpy as np
     if isinstance(vector, bytes | bytearray | memoryview):
         return np.frombuffer(vector, dtype="<f4")
     return np.asarray(vector, dtype=np.float32)
@@ -33,6 +36,8 @@ def nearest(
     as ``(key, score)``. Candidates of another dimension, or of zero length, are skipped."""
     if limit < 1:
         return []
+    import numpy as np
+
     target = np.asarray(query, dtype=np.float32)
     norm = float(np.linalg.norm(target))
     if norm == 0.0:
