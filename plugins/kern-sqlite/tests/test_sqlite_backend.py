@@ -251,11 +251,13 @@ def test_schema_versions_recorded_once(tmp_path: Path) -> None:
         "kern_sessions_fts",
     }
     # The memories' index is at version 2: keyed by user (kern.db.sqlite.fts); memories and
-    # learnings at version 2: their vector columns (kern.db.sql.migrations).
+    # learnings at version 2: their vector columns; runs at version 2: retention's
+    # (created_at, run_id) index (kern.db.sql.migrations).
     assert {name: version for name, version, _ in recorded if version != 1} == {
         "kern_memories_fts": 2,
         "kern_memories": 2,
         "kern_learnings": 2,
+        "kern_runs": 2,
     }
 
     first.create_tables()

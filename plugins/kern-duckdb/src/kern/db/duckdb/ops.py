@@ -16,6 +16,7 @@ from sqlalchemy import Dialect, Select, String, bindparam, cast, select
 from kern.db.base import VectorTable
 from kern.db.duckdb.dialect import DuckDialect
 from kern.db.duckdb.lookup import MAX_KEYS, InLookup, fenced
+from kern.db.duckdb.retention import DuckRetention
 from kern.db.duckdb.schema import READ_INDEXES, seq_key
 from kern.db.duckdb.vectors import set_vector, vector_values
 from kern.db.sql.codec import run_from, to_row
@@ -31,6 +32,8 @@ class DuckOps(SqlOps):
     """``SqlOps`` for DuckDB."""
 
     dialect: DuckDialect
+    #: Retention's reads as DuckDB answers them (``kern.db.duckdb.retention``).
+    retention_class = DuckRetention
 
     def __init__(self, tables: Tables, dialect: DuckDialect, sql_dialect: Dialect) -> None:
         super().__init__(tables, dialect, sql_dialect)

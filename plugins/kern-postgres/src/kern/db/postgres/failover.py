@@ -15,7 +15,9 @@ engines do without, in two steps:
    more on a new connection when that cannot write anything twice: a read; a write whose
    ``BEGIN`` failed, so none of it reached the server; ``commit_turn`` at any point, because
    it is idempotent on ``run_id`` (a turn already stored is read back and returned, nothing
-   written); ``append_run`` at any point, because a run id is stored at most once: the
+   written); ``retention_batch`` at any point, because it deletes by key what its rule
+   still selects (nothing is removed twice; the receipt may then count less than went);
+   ``append_run`` at any point, because a run id is stored at most once: the
    retry first looks the run up, and returns it if the lost attempt stored it (one
    statement, autocommitted, so it has no ``BEGIN`` to fail first). Any other write lost
    after its ``BEGIN`` may or may not be committed: it is not repeated, and the caller gets
@@ -51,7 +53,7 @@ Stage = Literal["enter", "body", "exit"]
 Policy = Literal["read", "idempotent", "append", "write"]
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: The contract methods that only read, and the one write that is idempotent.
+#: The contract methods that only read, and the writes that may run again at any point.
 READS = (
     "get_session",
     "list_sessions",
@@ -72,7 +74,15 @@ READS = (
     "learnings_without_embedding",
     "export_records",
 )
-IDEMPOTENT = ("commit_turn",)
+IDEMPOTENT = (
+    "commit_turn",
+    # A batch deletes by key what its rule selects, protections checked again in the
+    # DELETE: run again after a lost connection (even one lost at COMMIT, which may have
+    # committed), it removes nothing twice, only what the rule still selects after the
+    # cursor it was given; its counts are then those of the second attempt (they may be
+    # lower than what went), and the next batch continues from its cursor. A dry run reads.
+    "retention_batch",
+)
 WRITES = (
     "upsert_session",
     "delete_session",
@@ -127,7 +137,8 @@ def may_repeat(policy: Policy, error: ConnectionLostError) -> bool:
     anything twice by running again."""
     if policy == "write":
         return error.write and error.stage == "enter"
-    return True  # a read; commit_turn and append_run, stored at most once by run_id
+    return True  # a read; commit_turn and append_run (stored at most once by run_id); a
+    # retention batch (deletes by key: nothing goes twice)
 
 
 def _appended(db: Any, run: Any) -> Any:

@@ -56,6 +56,7 @@ from kern.records import (
     Session,
     SessionType,
 )
+from kern.retention.rules import RetentionBatch, RetentionRule
 
 if TYPE_CHECKING:  # bound at run time by _import_sqlalchemy(), with the first SqlDb
     from sqlalchemy import Connection, Engine, inspect
@@ -419,6 +420,15 @@ class SqlDb(BaseDb):
                 return self._ops.fork_session(link, session_id, at_seq, new_session_id)
         except IntegrityError as exc:
             raise taken(new_session_id) from exc
+
+    # -- retention (kern.db.sql.retention) ----------------------------------------------
+    def retention_batch(
+        self, rule: RetentionRule, *, limit: int, after: str | None = None, dry_run: bool = False
+    ) -> RetentionBatch:
+        """``BaseDb.retention_batch``: one batch in one transaction (``kern.db.sql.retention``
+        has the statements); a dry run reads the same candidates and writes nothing."""
+        with self._read() if dry_run else self._write() as link:
+            return self._ops.retention_batch(link, rule, limit=limit, after=after, dry_run=dry_run)
 
     # -- runs ---------------------------------------------------------------------------
     def commit_turn(

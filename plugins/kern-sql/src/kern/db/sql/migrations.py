@@ -9,7 +9,9 @@ several processes starting at once do the work exactly once.
 
 Version 2 of memories and learnings adds their vector columns (``add_vectors``): two
 nullable columns, so existing rows simply have no vector yet, and the index of the exact
-scan. Each step checks what is there first, so running it again changes nothing.
+scan. Version 2 of runs adds the ``(created_at, run_id)`` index that retention's
+``runs_before`` reads (``add_index``). Each step checks what is there first, so running it
+again changes nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Index, Table, inspect, select
 from sqlalchemy.schema import CreateColumn
 
-from kern.db.sql.schema import EMBEDDING, EMBEDDING_MODEL, Tables
+from kern.db.sql.schema import EMBEDDING, EMBEDDING_MODEL, Tables, runs_created_index
 from kern.records import utcnow
 
 
@@ -67,6 +69,16 @@ def vector_migration(stored: Table, index: Index | None) -> Migration:
     return Migration(2, f"vector columns of {stored.name}", add_vectors(stored, index))
 
 
+def add_index(table: Table, name: str) -> Callable[[Connection], None]:
+    """Create ``table``'s index ``name`` if it is missing (a database made before it)."""
+    (index,) = (ix for ix in table.indexes if ix.name == name)
+
+    def apply(conn: Connection) -> None:
+        index.create(conn, checkfirst=True)
+
+    return apply
+
+
 def table_plan(tables: Tables) -> Plan:
     """The migrations of the five generic tables. Add new steps at the end of a list."""
     plan: Plan = {
@@ -79,6 +91,15 @@ def table_plan(tables: Tables) -> Plan:
         (vectors.learnings, vectors.learnings_index),
     ):
         plan[stored.name] = [*plan[stored.name], vector_migration(stored, index)]
+    # Version 2 of runs: the (created_at, run_id) index retention reads (a new database
+    # gets it with the table; this step is then a no-op).
+    runs = tables.runs
+    created = Migration(
+        2,
+        f"index of {runs.name} by created_at",
+        add_index(runs, runs_created_index(tables.prefix)),
+    )
+    plan[runs.name] = [*plan[runs.name], created]
     return plan
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import UTC
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import JsonValue, TypeAdapter, ValidationError
 from sqlalchemy import (
@@ -40,6 +40,7 @@ from kern.db.sql import fork
 from kern.db.sql.codec import learning_from, memory_from, run_from, session_from, to_row
 from kern.db.sql.dialect import SqlDialect
 from kern.db.sql.prepared import Link, Prepared
+from kern.db.sql.retention import SqlRetention
 from kern.db.sql.schema import EMBEDDING, EMBEDDING_MODEL, Tables
 from kern.db.sql.vectors import KEYS, vector_columns
 from kern.errors import (
@@ -62,6 +63,7 @@ from kern.records import (
     SessionType,
     utcnow,
 )
+from kern.retention.rules import RetentionBatch, RetentionRule
 
 _JSON = TypeAdapter(JsonValue)
 _METRICS = TypeAdapter(dict[str, JsonValue])
@@ -80,11 +82,15 @@ def _json(value: Any, what: str, adapter: TypeAdapter[Any] = _JSON) -> Any:
 class SqlOps:
     """The contract's operations for one set of tables and one dialect."""
 
+    #: Retention's statements (``kern.db.sql.retention``); a dialect's ops may replace it.
+    retention_class: ClassVar[type[SqlRetention]] = SqlRetention
+
     def __init__(self, tables: Tables, dialect: SqlDialect, sql_dialect: Dialect) -> None:
         self.tables = tables
         self.dialect = dialect
         self._sql_dialect = sql_dialect
         self._shapes: dict[Hashable, Prepared] = {}
+        self._retention: SqlRetention | None = None
         p = self._prepare
         s, r, m, lt = tables.sessions, tables.runs, tables.memories, tables.learnings
         sid: BindParameter[str] = bindparam("session_id")
@@ -268,6 +274,15 @@ class SqlOps:
         query = self._shape(("fork copy",), lambda: fork.copy_statement(runs, runs))
         params = {"session_id": session_id, "at_seq": at_seq, "new_session_id": new_session_id}
         link.execute(query, params)
+
+    # -- retention (``kern.db.sql.retention``) -------------------------------------------
+    def retention_batch(
+        self, link: Link, rule: RetentionRule, *, limit: int, after: str | None, dry_run: bool
+    ) -> RetentionBatch:
+        """One batch of ``rule`` in the caller's transaction (a read one for a dry run)."""
+        if self._retention is None:  # built on first use: most Dbs never apply retention
+            self._retention = self.retention_class(self)
+        return self._retention.batch(link, rule, limit=limit, after=after, dry_run=dry_run)
 
     # -- runs -------------------------------------------------------------------------
     def append_run(self, link: Link, run: Run) -> Run:

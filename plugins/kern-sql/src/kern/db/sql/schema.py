@@ -150,6 +150,12 @@ class Tables:
         }
 
 
+def runs_created_index(prefix: str) -> str:
+    """The name of the runs' ``(created_at, run_id)`` index: the candidates of retention's
+    ``runs_before`` are read through it in that order (``kern.db.sql.retention``)."""
+    return f"ix_{prefix}runs_created"
+
+
 def _ts(name: str) -> Column[datetime]:
     return Column(name, UtcDateTime(), nullable=False)
 
@@ -196,6 +202,8 @@ def build_tables(prefix: str = DEFAULT_PREFIX, *, schema: str | None = None) -> 
         # History reads walk this backwards with LIMIT; it also makes seq unique per session.
         UniqueConstraint("session_id", "seq", name=f"uq_{p}runs_session_seq"),
         Index(f"ix_{p}runs_user", "user_id"),
+        # Retention's runs_before walks runs by age (schema version 2 of runs).
+        Index(runs_created_index(p), "created_at", "run_id"),
     )
 
     memories = Table(
