@@ -154,6 +154,7 @@ class RetentionScenarios(ScenarioBase):
     async def test_keep_last_runs_keeps_each_sessions_newest(self, store: Store) -> None:
         long_sid, _ = await _runs_on_days(store, [1, 2, 3, 4, 5, 6])
         short_sid, _ = await _runs_on_days(store, [1, 2])
+        rowless_sid, _ = await _runs_on_days(store, [1, 2, 3])  # runs only, as a workflow logs
         for sid in (long_sid, short_sid):
             await store.upsert_session(Session(session_id=sid), expected_version=None)
         running = await store.append_run(
@@ -164,9 +165,10 @@ class RetentionScenarios(ScenarioBase):
 
         receipt = await store.apply_retention(RetentionPolicy(keep_last_runs=2))
 
-        assert receipt.deleted == {"sessions": 0, "runs": 6}
+        assert receipt.deleted == {"sessions": 0, "runs": 7}
         assert await _seqs(store, long_sid) == [7, 8, 9]  # 7 is running: it stays
         assert await _seqs(store, short_sid) == [1, 2]
+        assert await _seqs(store, rowless_sid) == [2, 3]
         assert running.seq == 7
 
     async def test_idle_sessions_go_with_their_runs(self, store: Store) -> None:
