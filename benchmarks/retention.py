@@ -1,12 +1,13 @@
 """Retention: how fast ``apply_retention`` removes rows, and what a call with nothing to
 remove costs (a cron job's usual call), at two table sizes on each backend.
 
-Each backend gets sessions of runs created evenly over 60 days (written with
-``import_records``, which keeps timestamps), a quarter of the sessions last updated on
-day 10. Then, on a fresh copy each time:
+Each backend gets sessions of runs created evenly over 60 days, written in time order as
+conversations interleave (with ``import_records``, which keeps timestamps), a quarter of
+the sessions last updated on day 10. Then, on a fresh copy each time:
 
 - ``nothing``: ``RetentionPolicy(runs_days=90, idle_session_days=90)``, nothing that old:
-  the time of the whole call (should not grow with the table: each rule reads one index page);
+  the median time of 5 calls after a first one (should not grow with the table: each rule
+  reads one index page);
 - ``runs_days=30``: half of the runs go; rows removed per second;
 - ``keep_last_runs=10``; ``idle_session_days=30`` (a quarter of the sessions, with their runs).
 
@@ -65,8 +66,8 @@ def fill(db: Any, runs: int) -> None:
     if batch:
         db.import_records(RecordPage("sessions", batch))
     pending: list[Run] = []
-    for i in range(sessions):
-        for seq in range(1, RUNS_PER_SESSION + 1):
+    for seq in range(1, RUNS_PER_SESSION + 1):  # in time order, as conversations interleave
+        for i in range(sessions):
             text = f"question {seq} of session {i}"
             pending.append(
                 Run(
@@ -96,9 +97,18 @@ def measure(backend: str, runs: int, folder: Path) -> list[dict[str, Any]]:
         try:
             db.create_tables()
             fill(db, runs)
-            started = time.perf_counter()
-            receipt = db.apply_retention(policy, now=NOW, batch_size=1000)
-            seconds = time.perf_counter() - started
+            if name == "nothing":  # a cron job's usual call: warm, then the median of 5
+                db.apply_retention(policy, now=NOW, batch_size=1000)
+                times = []
+                for _ in range(5):
+                    started = time.perf_counter()
+                    receipt = db.apply_retention(policy, now=NOW, batch_size=1000)
+                    times.append(time.perf_counter() - started)
+                seconds = sorted(times)[2]
+            else:
+                started = time.perf_counter()
+                receipt = db.apply_retention(policy, now=NOW, batch_size=1000)
+                seconds = time.perf_counter() - started
         finally:
             if backend == "postgres":
                 from transfer import drop_postgres_schema

@@ -428,6 +428,9 @@ class SqlDb(BaseDb):
         """``BaseDb.retention_batch``: one batch in one transaction (``kern.db.sql.retention``
         has the statements); a dry run reads the same candidates and writes nothing."""
         with self._read() if dry_run else self._write() as link:
+            if not dry_run:
+                for statement in self.dialect.retention_setup:
+                    link.sql(statement)
             return self._ops.retention_batch(link, rule, limit=limit, after=after, dry_run=dry_run)
 
     # -- runs ---------------------------------------------------------------------------

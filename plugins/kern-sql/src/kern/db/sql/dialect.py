@@ -97,6 +97,8 @@ class SqlDialect:
     #: ``append_run`` then tries that one round trip first, without ``next_seq``'s lock, and
     #: takes the serialised path only after a collision on the ``(session_id, seq)`` key.
     one_statement_append: ClassVar[bool] = False
+    #: Statements that open a retention batch's write transaction (settings local to it).
+    retention_setup: ClassVar[tuple[str, ...]] = ()
     #: True when the database takes a Python list as one array parameter and can
     #: ``unnest`` it (Postgres, DuckDB): a lookup of many keys is then one statement
     #: (``kern.db.sql.transfer``), instead of one per chunk of placeholders.
