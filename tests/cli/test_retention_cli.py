@@ -24,13 +24,18 @@ def _count(path: Path, table: str) -> int:
 @pytest.fixture
 def aged(tmp_path: Path) -> Path:
     """A folder with kern.db: session "daily" has a run a day for 61 days (day 60 is
-    today), session "stale" was last touched 100 days ago (2 runs), "fresh" today (1)."""
+    today; each an hour later in its day than now, so no run sits on a day's cutoff),
+    session "stale" was last touched 100 days ago (2 runs), "fresh" today (1)."""
     now = utcnow()
     path = tmp_path / "kern.db"
     with SqliteDb(db_file=path) as db:
         for d in range(61):
             db.append_run(
-                Run(session_id="daily", input=f"day {d}", created_at=now - timedelta(60 - d))
+                Run(
+                    session_id="daily",
+                    input=f"day {d}",
+                    created_at=now - timedelta(days=60 - d, hours=-1),  # clear of a cutoff
+                )
             )
         old = now - timedelta(days=100)
         db.import_records(

@@ -24,6 +24,7 @@ Vector = bytes | bytearray | memoryview | Sequence[float]
 def as_array(vector: Vector) -> npt.NDArray[np.float32]:
     """A stored vector (float32 bytes or a list of numbers) as a float32 array."""
     import numpy as np
+
     if isinstance(vector, bytes | bytearray | memoryview):
         return np.frombuffer(vector, dtype="<f4")
     return np.asarray(vector, dtype=np.float32)
