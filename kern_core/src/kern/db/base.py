@@ -33,15 +33,15 @@ never take ``None``.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from datetime import datetime
-from typing import ClassVar, Literal, TypeAlias
+from typing import Any, ClassVar, Literal, TypeAlias
 
 from kern.db.door import ContractMeta, guard_contract
 from kern.db.fork import arun_fork, fork_steps, run_fork
 from kern.db.report import Capability, StorageReport
 from kern.db.session_search import SCAN, query_words, rank_sessions
-from kern.db.steps import arun_steps, run_steps
+from kern.db.steps import Request, arun_steps, run_steps
 from kern.db.transfer import DEFAULT_PAGE, RecordKind, RecordPage
 from kern.records import (
     Embedding,
@@ -464,14 +464,7 @@ class BaseDb(_DbInfo, metaclass=ContractMeta):
         call per rule (the receipt says whether each rule finished). Never removes a
         session's newest run, a running run or one whose parent run is running.
         """
-        steps = retention_steps(
-            self.backend_name or type(self).__name__,
-            resolve_policy(self.retention, policy),
-            dry_run=dry_run,
-            batch_size=batch_size,
-            max_batches=max_batches,
-            now=now,
-        )
+        steps = _retention(self, policy, dry_run, batch_size, max_batches, now)
         return run_steps(self, steps)
 
     def retention_batch(
@@ -712,14 +705,7 @@ class AsyncBaseDb(_DbInfo, metaclass=ContractMeta):
         now: datetime | None = None,
     ) -> RetentionReceipt:
         """The async ``BaseDb.apply_retention``."""
-        steps = retention_steps(
-            self.backend_name or type(self).__name__,
-            resolve_policy(self.retention, policy),
-            dry_run=dry_run,
-            batch_size=batch_size,
-            max_batches=max_batches,
-            now=now,
-        )
+        steps = _retention(self, policy, dry_run, batch_size, max_batches, now)
         return await arun_steps(self, steps)
 
     async def retention_batch(
@@ -747,6 +733,25 @@ def basic_report(db: _DbInfo) -> StorageReport:
                 "ask the backend's authors to implement it (docs/plugins.md)",
             )
         ],
+    )
+
+
+def _retention(
+    db: _DbInfo,
+    policy: RetentionPolicy | None,
+    dry_run: bool,
+    batch_size: int,
+    max_batches: int | None,
+    now: datetime | None,
+) -> Generator[Request, Any, RetentionReceipt]:
+    """``apply_retention``'s steps (``kern.retention.steps``) for either flavour."""
+    return retention_steps(
+        db.backend_name or type(db).__name__,
+        resolve_policy(db.retention, policy),
+        dry_run=dry_run,
+        batch_size=batch_size,
+        max_batches=max_batches,
+        now=now,
     )
 
 

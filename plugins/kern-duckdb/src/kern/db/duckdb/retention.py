@@ -120,16 +120,7 @@ class DuckRetention(SqlRetention):
     def runs_before(
         self, link: Link, cutoff: datetime, limit: int, after: str | None, dry_run: bool
     ) -> RetentionBatch:
-        params: dict[str, Any] = {"cutoff": cutoff, "limit": limit}
-        if after is not None:
-            params["a_at"], params["a_id"] = decode_cursor(
-                RuleKind.RUNS_BEFORE, after, datetime, str
-            )
-        query = self._shape(
-            ("runs_before", after is not None),
-            lambda: self.runs_before_candidates(after is not None),
-        )
-        rows = link.all(query, params)
+        rows = self.runs_before_rows(link, cutoff, limit, after)
         running = self.running_parents(link, rows)
         tops = self.tops(link, sorted({row["session_id"] for row in rows}))
         doomed = [

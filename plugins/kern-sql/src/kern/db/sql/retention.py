@@ -219,9 +219,10 @@ class SqlRetention:
             not_(self.protected(runs, newest=True)),
         )
 
-    def runs_before(
-        self, link: Link, cutoff: datetime, limit: int, after: str | None, dry_run: bool
-    ) -> RetentionBatch:
+    def runs_before_rows(
+        self, link: Link, cutoff: datetime, limit: int, after: str | None
+    ) -> list[dict[str, Any]]:
+        """The batch's candidates: at most ``limit`` runs before ``cutoff``, after ``after``."""
         params: dict[str, Any] = {"cutoff": cutoff, "limit": limit}
         if after is not None:
             params["a_at"], params["a_id"] = decode_cursor(
@@ -231,7 +232,12 @@ class SqlRetention:
             ("runs_before", after is not None),
             lambda: self.runs_before_candidates(after is not None),
         )
-        rows = link.all(query, params)
+        return link.all(query, params)
+
+    def runs_before(
+        self, link: Link, cutoff: datetime, limit: int, after: str | None, dry_run: bool
+    ) -> RetentionBatch:
+        rows = self.runs_before_rows(link, cutoff, limit, after)
         doomed = [row["run_id"] for row in rows if not row["kept"]]
         if dry_run:
             removed = len(doomed)
