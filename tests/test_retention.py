@@ -97,6 +97,8 @@ def test_the_policy_declared_on_the_db_or_through_connect_is_applied(tmp_path: P
         assert receipt.policy == RetentionPolicy(keep_last_runs=10)
         assert receipt.deleted["runs"] == 51
         assert receipt.backend == "sqlite"
+        dumped = receipt.model_dump(mode="json")  # what a script stores or sends
+        assert dumped["deleted"] == {"sessions": 0, "runs": 51} and dumped["finished"] is True
 
 
 def test_a_policy_given_to_the_call_wins_over_the_declared_one(tmp_path: Path) -> None:

@@ -99,7 +99,7 @@ def _retention(args: argparse.Namespace) -> int:
             policy, dry_run=args.dry_run, batch_size=args.batch_size, max_batches=args.max_batches
         )
     if args.json:
-        print_json({"target": target, **receipt.model_dump(mode="json"), **_totals(receipt)})
+        print_json({"target": target, **receipt.model_dump(mode="json")})
     else:
         _print(receipt, target)
     return OK
@@ -118,10 +118,6 @@ def _policy(args: argparse.Namespace) -> RetentionPolicy:
             BAD_INPUT,
         )
     return policy
-
-
-def _totals(receipt: RetentionReceipt) -> dict[str, Any]:
-    return {"deleted": receipt.deleted, "finished": receipt.finished}
 
 
 def _describe(policy: RetentionPolicy) -> str:

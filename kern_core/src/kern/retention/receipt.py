@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from kern.retention.policy import RetentionPolicy
 from kern.retention.rules import RetentionRule
@@ -30,7 +30,8 @@ class RetentionReceipt(BaseModel):
     would both remove is counted twice, so its totals can be higher than the real run's.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    # Its dump carries ``deleted`` and ``finished`` (computed); reading one back ignores them.
+    model_config = ConfigDict(extra="ignore")
 
     backend: str
     policy: RetentionPolicy
@@ -38,6 +39,7 @@ class RetentionReceipt(BaseModel):
     dry_run: bool
     rules: list[RuleReceipt] = Field(default_factory=list)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def deleted(self) -> dict[str, int]:
         totals = {"sessions": 0, "runs": 0}
@@ -46,6 +48,7 @@ class RetentionReceipt(BaseModel):
                 totals[table] = totals.get(table, 0) + count
         return totals
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def finished(self) -> bool:
         return all(part.finished for part in self.rules)
