@@ -44,6 +44,8 @@ def _call_of(method: Callable[Concatenate[BaseDb, P], R]) -> Callable[P, DbCall[
 
 create_tables = _call_of(BaseDb.create_tables)
 forget_user = _call_of(BaseDb.forget_user)
+apply_retention = _call_of(BaseDb.apply_retention)
+retention_batch = _call_of(BaseDb.retention_batch)
 
 get_session = _call_of(BaseDb.get_session)
 upsert_session = _call_of(BaseDb.upsert_session)
