@@ -13,8 +13,6 @@ reader sees. ``verify`` reads everything once more and counts what still needs a
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +27,7 @@ from kern.db.base import BaseDb
 from kern.db.transfer import DEFAULT_PAGE, ID_FIELDS, RECORD_KINDS, RecordKind, RecordPage
 from kern.errors import KernError, VersionConflictError
 from kern.records import Learning, Memory, Run, RunStatus, utcnow
+from kern.transfer.checkpoint_file import read_checkpoint, write_checkpoint
 from kern.transfer.checksum import pages
 
 #: A run still ``running`` this long after it started is rotated (its writer is gone).
@@ -55,14 +54,9 @@ class RotationCheckpoint:
     @classmethod
     def load(cls, path: Path, target: str, kid: str) -> RotationCheckpoint:
         fresh = cls(path, target, kid)
-        if not path.exists():
+        saved = read_checkpoint(path, RotationCheckpointError)
+        if saved is None:
             return fresh
-        try:
-            saved: dict[str, Any] = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise RotationCheckpointError(
-                f"the checkpoint {path} cannot be read ({exc}): delete it, or pass --restart"
-            ) from None
         if (saved.get("target"), saved.get("kid")) != (target, kid):
             raise RotationCheckpointError(
                 f"the checkpoint {path} belongs to a rotation of {saved.get('target')} to key "
@@ -80,8 +74,6 @@ class RotationCheckpoint:
 
     def save(self) -> None:
         """Written atomically: a kill leaves the old checkpoint or the new one."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_name(self.path.name + ".partial")
         body = {
             "target": self.target,
             "kid": self.kid,
@@ -89,8 +81,7 @@ class RotationCheckpoint:
             "done": self.done,
             "rewritten": self.rewritten,
         }
-        partial.write_text(json.dumps(body))
-        os.replace(partial, self.path)
+        write_checkpoint(self.path, body)
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -11,17 +11,15 @@ start. At the end both databases are counted and checksummed (``kern.transfer.ch
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from kern.db.base import BaseDb
 from kern.db.transfer import DEFAULT_PAGE, RECORD_KINDS, RecordKind, RecordPage
 from kern.errors import KernError
+from kern.transfer.checkpoint_file import read_checkpoint, write_checkpoint
 from kern.transfer.checksum import Tally, pages, tally_database
 
 
@@ -45,14 +43,9 @@ class Checkpoint:
     def load(cls, path: Path, source: str, destination: str, user_id: str | None) -> Checkpoint:
         """The saved checkpoint at ``path`` if there is one, else a fresh one."""
         fresh = cls(path, source, destination, user_id)
-        if not path.exists():
+        saved = read_checkpoint(path, CheckpointError)
+        if saved is None:
             return fresh
-        try:
-            saved: dict[str, Any] = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise CheckpointError(
-                f"the checkpoint {path} cannot be read ({exc}): delete it, or pass --restart"
-            ) from None
         theirs = (saved.get("source"), saved.get("destination"), saved.get("user_id"))
         if theirs != (source, destination, user_id):
             raise CheckpointError(
@@ -70,21 +63,15 @@ class Checkpoint:
 
     def save(self) -> None:
         """Write atomically: a kill leaves the old checkpoint or the new, never half of one."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_name(self.path.name + ".partial")
-        partial.write_text(
-            json.dumps(
-                {
-                    "source": self.source,
-                    "destination": self.destination,
-                    "user_id": self.user_id,
-                    "cursors": self.cursors,
-                    "done": self.done,
-                    "copied": self.copied,
-                }
-            )
-        )
-        os.replace(partial, self.path)
+        body = {
+            "source": self.source,
+            "destination": self.destination,
+            "user_id": self.user_id,
+            "cursors": self.cursors,
+            "done": self.done,
+            "copied": self.copied,
+        }
+        write_checkpoint(self.path, body)
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
