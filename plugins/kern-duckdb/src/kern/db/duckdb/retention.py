@@ -152,13 +152,7 @@ class DuckRetention(SqlRetention):
     def keep_last_runs(
         self, link: Link, keep: int, limit: int, after: str | None, dry_run: bool
     ) -> RetentionBatch:
-        params: dict[str, Any] = {"limit": limit}
-        if after is not None:
-            (params["a_id"],) = decode_cursor(RuleKind.KEEP_LAST_RUNS, after, str)
-        page = self._shape(
-            ("sessions page", after is not None), lambda: self.sessions_page(after is not None)
-        )
-        sessions = [row["session_id"] for row in link.all(page, params)]
+        sessions = self.keep_last_sessions(link, limit, after)
         bounds = {sid: top - keep for sid, top in self.tops(link, sessions).items() if top > keep}
         rows = [
             row

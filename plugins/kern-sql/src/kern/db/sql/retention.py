@@ -280,16 +280,20 @@ class SqlRetention:
         runs = self.tables.runs
         return runs.delete().where(self.surplus(runs, size))
 
-    def keep_last_runs(
-        self, link: Link, keep: int, limit: int, after: str | None, dry_run: bool
-    ) -> RetentionBatch:
+    def keep_last_sessions(self, link: Link, limit: int, after: str | None) -> list[str]:
+        """The batch's candidates: at most ``limit`` sessions holding runs, after ``after``."""
         params: dict[str, Any] = {"limit": limit}
         if after is not None:
             (params["a_id"],) = decode_cursor(RuleKind.KEEP_LAST_RUNS, after, str)
         page = self._shape(
             ("sessions page", after is not None), lambda: self.sessions_page(after is not None)
         )
-        sessions = [row["session_id"] for row in link.all(page, params)]
+        return [row["session_id"] for row in link.all(page, params)]
+
+    def keep_last_runs(
+        self, link: Link, keep: int, limit: int, after: str | None, dry_run: bool
+    ) -> RetentionBatch:
+        sessions = self.keep_last_sessions(link, limit, after)
         if dry_run:
             removed = self._by_keys(
                 link, "keep_last_runs count", self.surplus_count, sessions, {"keep": keep}
